@@ -1,0 +1,24 @@
+# Both targets bootstrap .venv from requirements.txt (exact pins) on first use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/vae_mnist.py
+WORKDIR ?= workdirs/vae_mnist
+
+.PHONY: train test eval bench clean-venv
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+train: $(VENV)/.installed
+	$(PY) train.py --config $(CONFIG) --workdir $(WORKDIR)
+	$(PY) eval.py --workdir $(WORKDIR)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+clean-venv:
+	rm -rf $(VENV)
