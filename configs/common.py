@@ -1,0 +1,56 @@
+"""Shared config sections. Every value is spelled out here or in the experiment file that calls
+these; nothing in genmodels/ supplies a default."""
+
+import ml_collections
+
+
+def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bool = False
+         ) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({
+        'name': name,               # a bundled dataset or any prepared TFDS image dataset
+        'data_dir': ml_collections.config_dict.placeholder(str),  # None: TFDS's default data dir
+        'train_split': 'train',
+        'eval_split': 'test',
+        'scale': scale,             # '01' or '-11'
+        'binarize': binarize,       # dynamic binarisation (Bernoulli likelihoods)
+        'dequantize': dequantize,   # uniform dequantisation (continuous likelihoods)
+        'eval_seed': 0,             # fixes the test set's binarisation/dequantisation noise
+    })
+
+
+def optimizer(learning_rate: float, *, name: str = 'adam', schedule: str = 'constant',
+              warmup_steps: int = 0, grad_clip_norm: float = 0.0) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({
+        'name': name,               # 'adam' or 'adamw'
+        'learning_rate': learning_rate,
+        'b1': 0.9,
+        'b2': 0.999,
+        'weight_decay': 0.0,        # adamw only
+        'grad_clip_norm': grad_clip_norm,  # 0: no clipping
+        'schedule': schedule,       # 'constant' or 'cosine' (to zero at num_steps)
+        'warmup_steps': warmup_steps,
+    })
+
+
+def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_every: int = 1000,
+          ema_rate: float = 0.0) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({
+        'batch_size': batch_size,   # global batch, split over all devices
+        'num_steps': num_steps,
+        'log_every': log_every,
+        'checkpoint_every': checkpoint_every,
+        'keep_checkpoints': 3,
+        'ema_rate': ema_rate,       # 0: EMA params equal the params
+        'figures': True,
+    })
+
+
+def evaluation(*, batch_size: int = 100, iwae_k: int = 1000, num_samples: int = 10_000,
+               use_ema: bool = False) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({
+        'batch_size': batch_size,
+        'max_examples': ml_collections.config_dict.placeholder(int),  # None: the whole split
+        'num_samples': num_samples,  # generated images for sample-based metrics
+        'iwae_k': iwae_k,            # importance samples for the IWAE bound on log p(x)
+        'use_ema': use_ema,
+    })

@@ -1,0 +1,43 @@
+"""VAE with a Bernoulli likelihood on the bundled MNIST digits (dynamically binarised).
+
+    python train.py --config configs/vae_mnist.py --workdir workdirs/vae_mnist
+    python train.py --config configs/vae_mnist.py:smoke --workdir /tmp/vae_smoke
+    python train.py --config configs/vae_mnist.py --config.objective=iwae --config.loss.num_samples=5 ...
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.family = 'vae'
+    config.objective = 'elbo'       # 'elbo' or 'iwae'
+    config.seed = 0
+    config.data = common.data('mnist_bundled', binarize=True)
+    config.model = ml_collections.ConfigDict({
+        'architecture': 'mlp',      # 'mlp' or 'conv'
+        'hidden': (512, 256),
+        'channels': (32, 64),
+        'latent_dim': 32,
+        'likelihood': 'bernoulli',
+    })
+    config.loss = ml_collections.ConfigDict({
+        'beta': 1.0,
+        'kl_warmup_steps': 2000,
+        'num_samples': 1,
+    })
+    config.optimizer = common.optimizer(1e-3, schedule='cosine', warmup_steps=200)
+    config.train = common.train(batch_size=128, num_steps=20_000, log_every=200,
+                                checkpoint_every=2000)
+    config.eval = common.evaluation(iwae_k=1000)
+    if arg == 'smoke':
+        config.train.num_steps = 20
+        config.train.log_every = 5
+        config.train.checkpoint_every = 10
+        config.eval.iwae_k = 8
+        config.eval.max_examples = 100
+    elif arg is not None:
+        raise ValueError(f'unknown config argument {arg!r}; use configs/vae_mnist.py or :smoke.')
+    return config

@@ -1,0 +1,124 @@
+"""Evaluation of a trained workdir: the family's test metrics -> <workdir>/eval.json, plus figures.
+
+`eval.json` is flat, one number per key with its unit in the name (DESIGN.md), plus `dataset`,
+`split`, `family` and `step`, and how the data was preprocessed, so every likelihood is comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from genmodels import checkpoint, config as config_lib, data, families, parallel
+
+PyTree = Any
+
+
+def batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Fixed-size batches over a whole split, the last padded by repetition.
+
+    Each batch carries `index` (the example's position in the split, which keys its noise) and
+    `num_valid` (how many leading rows are real).
+    """
+    n = len(arrays['image'])
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, start + batch_size)
+        num_valid = int(min(batch_size, n - start))
+        take = np.minimum(idx, n - 1)
+        batch = {k: v[take] for k, v in arrays.items() if k in ('image', 'label')}
+        batch['index'] = idx.astype(np.int32)
+        batch['num_valid'] = num_valid
+        yield batch
+
+
+def discrete_offset_nats(config: ml_collections.ConfigDict, image_shape) -> float:
+    """Turns a density on scaled, dequantised data into a bound on the discrete likelihood.
+
+    With x = (pixel + u) / (max + 1) (times 2, minus 1, for [-1, 1]), the density of pixel + u is
+    p(x) |dx/dy|^D, so -log P(pixel) <= -log p(x) + D log(width of a level in pixel units / in x)
+    (Theis et al. 2016, Sec. 3.1). Binarised data is already discrete: no offset.
+    """
+    if not config.data.dequantize:
+        return 0.0
+    info = data.dataset_info(config.data)
+    levels = info.max_value + 1
+    span = 2.0 if config.data.scale == '-11' else 1.0
+    dims = int(np.prod(image_shape))
+    return dims * math.log(levels / span)
+
+
+def _preprocessing_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return {
+        'data_binarized': int(config.data.binarize),
+        'data_dequantized': int(config.data.dequantize),
+        'data_scale_min': -1 if config.data.scale == '-11' else 0,
+    }
+
+
+def _write_json(path: str, record: dict[str, Any]) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTree, step: int,
+                   max_examples: int | None = None) -> dict[str, Any]:
+    """Test metrics and figures of a state; writes workdir/eval.json and workdir/figures/."""
+    family = families.get(config.family)
+    split = config.data.eval_split
+    limit = max_examples if max_examples is not None else config.eval.max_examples
+    test = data.load_split(config.data, split, limit)
+    params = state['ema_params'] if config.eval.use_ema else state['params']
+    params = jax.device_get(params)
+    rng = jax.random.fold_in(jax.random.key(config.seed), 2)
+    metrics = family.evaluate(config, params, test, rng)
+    record = {'family': config.family, 'dataset': config.data.name, 'split': split,
+              'step': int(step), 'num_examples': int(len(test['image'])),
+              **_preprocessing_record(config), **metrics}
+    if jax.process_index() == 0:
+        if config.train.figures:
+            fig_dir = os.path.join(workdir, 'figures')
+            os.makedirs(fig_dir, exist_ok=True)
+            family.figures(config, params, test, jax.random.fold_in(rng, 1), fig_dir)
+        _write_json(os.path.join(workdir, 'eval.json'), record)
+    return record
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'{path} not found: --workdir must be a directory made by train.py.')
+    with open(path) as f:
+        cfg = config_lib.from_json(f.read())
+    config_lib.validate(cfg)
+    return cfg
+
+
+def evaluate(workdir: str, max_examples: int | None = None, overrides: dict | None = None
+             ) -> dict[str, Any]:
+    """Loads the latest checkpoint of `workdir` and evaluates it (eval.py's entry point)."""
+    from genmodels import trainer  # Local import: trainer imports this module.
+
+    config = load_config(workdir)
+    for key, value in (overrides or {}).items():
+        section, name = key.split('.')
+        config[section][name] = value
+    config_lib.validate(config)
+    family = families.get(config.family)
+    info = data.dataset_info(config.data)
+    mesh = parallel.make_mesh()
+    example = {'image': np.zeros((1,) + info.shape, np.float32), 'label': np.zeros((1,), np.int32),
+               'index': np.zeros((1,), np.int32)}
+    abstract = jax.eval_shape(lambda b: trainer.init_state(config, family, mesh, b), example)
+    mngr = checkpoint.manager(workdir, config.train.keep_checkpoints, read_only=True)
+    state, step = checkpoint.restore(mngr, checkpoint.abstract(abstract, parallel.replicated(mesh)))
+    if state is None:
+        raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train it first.')
+    return evaluate_state(config, workdir, state, step, max_examples)

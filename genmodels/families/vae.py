@@ -1,0 +1,304 @@
+"""Variational autoencoder (Kingma & Welling 2014) and its importance-weighted bound (Burda et al. 2016).
+
+    log p(x) >= IWAE_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)] >= ELBO = IWAE_1      (Burda Thm 1)
+    ELBO = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))                                (K&W Eq. 3)
+
+MLP or convolutional encoder/decoder; Bernoulli likelihood for dynamically binarised data, Gaussian
+(learned per-pixel scale) for uniformly dequantised data. Every per-example random draw is keyed by
+the example's global index, so the result does not depend on the number of devices.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genmodels import nets, train_state, viz
+from genmodels.config import ConfigError
+
+PyTree = Any
+Batch = dict[str, jax.Array]
+
+CONFIG_SCHEMA = {
+    'model': {
+        'architecture': str,    # 'mlp' or 'conv'
+        'hidden': tuple,        # MLP encoder widths; the decoder mirrors them
+        'channels': tuple,      # conv encoder channels per stride-2 level; the decoder mirrors them
+        'latent_dim': int,
+        'likelihood': str,      # 'bernoulli' or 'gaussian'
+    },
+    'loss': {
+        'beta': float,          # weight of the KL term (beta-VAE, Higgins et al. 2017)
+        'kl_warmup_steps': int,  # beta ramps linearly from 0 over these steps (0: no warm-up)
+        'num_samples': int,     # k for the 'iwae' training objective
+    },
+}
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    m = config.model
+    if m.architecture not in ('mlp', 'conv'):
+        raise ConfigError(f"model.architecture must be 'mlp' or 'conv', got {m.architecture!r}.")
+    if m.likelihood == 'bernoulli' and not config.data.binarize:
+        raise ConfigError('a Bernoulli likelihood needs binary data: set data.binarize=True.')
+    if m.likelihood == 'gaussian' and not config.data.dequantize:
+        raise ConfigError('a Gaussian likelihood needs dequantised data for a valid likelihood: '
+                          'set data.dequantize=True.')
+    if m.likelihood not in ('bernoulli', 'gaussian'):
+        raise ConfigError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {m.likelihood!r}.")
+    if config.loss.num_samples < 1 or m.latent_dim < 1:
+        raise ConfigError('loss.num_samples and model.latent_dim must be at least 1.')
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks
+
+def _networks(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]):
+    m = config.model
+    d = int(np.prod(image_shape))
+    if m.architecture == 'mlp':
+        encoder = nets.MLP(tuple(m.hidden) + (2 * m.latent_dim,))
+        decoder = nets.MLP(tuple(m.hidden)[::-1] + (d,))
+    else:
+        encoder = nets.ConvEncoder(tuple(m.channels), 2 * m.latent_dim)
+        decoder = nets.ConvDecoder(tuple(m.channels), tuple(image_shape))
+    return encoder, decoder
+
+
+def encode(config, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """q(z | x) = N(mean, exp(log_var)): [B, H, W, C] -> ([B, D], [B, D])."""
+    encoder, _ = _networks(config, x.shape[1:])
+    inp = x.reshape(x.shape[0], -1) if config.model.architecture == 'mlp' else x
+    h = encoder.apply({'params': params['encoder']}, inp)
+    mean, log_var = jnp.split(h, 2, axis=-1)
+    return mean, log_var
+
+
+def decode(config, params, z: jax.Array) -> jax.Array:
+    """Decoder output (Bernoulli logits or Gaussian mean), [N, D_z] -> [N, H, W, C]."""
+    shape = params['log_scale'].shape
+    _, decoder = _networks(config, shape)
+    return decoder.apply({'params': params['decoder']}, z).reshape((z.shape[0],) + shape)
+
+
+def _to_unit(config, x: jax.Array) -> jax.Array:
+    return (x + 1.0) / 2.0 if config.data.scale == '-11' else x
+
+
+def log_px_given_z(config, params, x: jax.Array, out: jax.Array) -> jax.Array:
+    """log p(x | z) summed over pixels: x [N, H, W, C], decoder output [N, H, W, C] -> [N]."""
+    axes = tuple(range(1, x.ndim))
+    if config.model.likelihood == 'bernoulli':
+        xb = _to_unit(config, x)
+        # log Bernoulli(x; sigmoid(l)) = x log sigmoid(l) + (1 - x) log sigmoid(-l)
+        return jnp.sum(xb * jax.nn.log_sigmoid(out) + (1.0 - xb) * jax.nn.log_sigmoid(-out), axes)
+    log_scale = params['log_scale']
+    z = (x - out) * jnp.exp(-log_scale)
+    return jnp.sum(-0.5 * z * z - log_scale - 0.5 * LOG_2PI, axes)
+
+
+def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """KL(N(mean, exp(log_var)) || N(0, I)) summed over the last axis (K&W Appendix B)."""
+    return 0.5 * jnp.sum(mean * mean + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
+
+
+def _log_normal(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    return jnp.sum(-0.5 * ((z - mean) ** 2 * jnp.exp(-log_var) + log_var + LOG_2PI), axis=-1)
+
+
+def _per_example_noise(rng: jax.Array, index: jax.Array, num: int, dim: int) -> jax.Array:
+    """Standard normal noise [B, num, dim], keyed by each example's global index."""
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, index)
+    return jax.vmap(lambda k: jax.random.normal(k, (num, dim)))(keys)
+
+
+# ------------------------------------------------------------------------------------------------
+# Objectives: each returns the per-example loss [B] (to be averaged) and per-example diagnostics.
+
+@chex.dataclass
+class Terms:
+    loss: chex.Array   # [B] what the optimiser minimises
+    elbo: chex.Array   # [B] nats
+    recon: chex.Array  # [B] E_q log p(x | z), nats
+    kl: chex.Array     # [B] KL(q || p), nats
+
+
+def elbo_objective(config, params, batch: Batch, rng: jax.Array, step: jax.Array) -> Terms:
+    x = batch['image']
+    mean, log_var = encode(config, params, x)
+    eps = _per_example_noise(rng, batch['index'], 1, mean.shape[-1])[:, 0]
+    z = mean + jnp.exp(0.5 * log_var) * eps  # reparameterisation (K&W Sec. 2.4)
+    # 1. RECONSTRUCTION
+    recon = log_px_given_z(config, params, x, decode(config, params, z))
+    # 2. LATENT (closed form for Gaussians)
+    kl = gaussian_kl(mean, log_var)
+    beta = config.loss.beta
+    if config.loss.kl_warmup_steps > 0:
+        beta = beta * jnp.minimum(1.0, step.astype(jnp.float32) / config.loss.kl_warmup_steps)
+    return Terms(loss=-(recon - beta * kl), elbo=recon - kl, recon=recon, kl=kl)
+
+
+def iwae_log_weights(config, params, x: jax.Array, index: jax.Array, rng: jax.Array, k: int
+                     ) -> jax.Array:
+    """log w_i = log p(x, z_i) - log q(z_i | x), z_i ~ q(z | x): -> [B, k]."""
+    mean, log_var = encode(config, params, x)
+    b, d = mean.shape
+    eps = _per_example_noise(rng, index, k, d)                              # [B, k, D]
+    z = mean[:, None] + jnp.exp(0.5 * log_var)[:, None] * eps               # [B, k, D]
+    out = decode(config, params, z.reshape(b * k, d))                        # [B*k, H, W, C]
+    x_rep = jnp.repeat(x, k, axis=0)
+    log_px = log_px_given_z(config, params, x_rep, out).reshape(b, k)
+    log_pz = jnp.sum(-0.5 * (z * z + LOG_2PI), axis=-1)
+    log_qz = _log_normal(z, mean[:, None], log_var[:, None])
+    return log_px + log_pz - log_qz
+
+
+def iwae_objective(config, params, batch: Batch, rng: jax.Array, step: jax.Array) -> Terms:
+    k = config.loss.num_samples
+    log_w = iwae_log_weights(config, params, batch['image'], batch['index'], rng, k)
+    bound = jax.nn.logsumexp(log_w, axis=-1) - math.log(k)  # Burda et al. Eq. 8
+    elbo = jnp.mean(log_w, axis=-1)
+    nan = jnp.full_like(bound, jnp.nan)  # recon/kl are not separately estimated by this objective
+    return Terms(loss=-bound, elbo=elbo, recon=nan, kl=nan)
+
+
+OBJECTIVES: dict[str, Callable[..., Terms]] = {
+    'elbo': elbo_objective,
+    'iwae': iwae_objective,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# The family contract
+
+def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
+    x = jnp.asarray(example_batch['image'][:1])
+    shape = tuple(x.shape[1:])
+    encoder, decoder = _networks(config, shape)
+    k_enc, k_dec = jax.random.split(rng)
+    inp = x.reshape(1, -1) if config.model.architecture == 'mlp' else x
+    params = {
+        'encoder': encoder.init(k_enc, inp)['params'],
+        'decoder': decoder.init(k_dec, jnp.zeros((1, config.model.latent_dim)))['params'],
+        # Per-pixel log standard deviation of the Gaussian likelihood; its shape also records the
+        # image shape (unused, but kept, for the Bernoulli likelihood).
+        'log_scale': jnp.full(shape, math.log(0.1), jnp.float32),
+    }
+    return train_state.create(config, params)
+
+
+def train_step(config, state, batch: Batch, rng: jax.Array):
+    objective = OBJECTIVES[config.objective]
+
+    def loss_fn(params):
+        terms = objective(config, params, batch, rng, state['step'])
+        return jnp.mean(terms.loss), terms
+
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    new_state, grad_norm = train_state.apply_gradients(config, state, grads)
+    metrics = {'loss': loss, 'elbo_nats': jnp.mean(terms.elbo), 'grad_norm': grad_norm}
+    if config.objective == 'elbo':
+        metrics |= {'recon_nats': jnp.mean(terms.recon), 'kl_nats': jnp.mean(terms.kl)}
+    return new_state, metrics
+
+
+def log_likelihood(config, params, batch: Batch, rng: jax.Array, k: int | None = None,
+                   chunk: int = 100) -> jax.Array:
+    """IWAE-k lower bound on log p(x) per example [B], in nats; k importance samples in chunks."""
+    k = config.eval.iwae_k if k is None else k
+    chunk = min(chunk, k)
+    num_chunks = -(-k // chunk)
+    x, index = batch['image'], batch['index']
+
+    def body(carry, c):
+        # Each chunk draws fresh noise keyed by (chunk, example): a k-sample bound that is the
+        # same whatever the chunk size would need a different key layout; chunking is fixed here.
+        log_w = iwae_log_weights(config, params, x, index, jax.random.fold_in(rng, c), chunk)
+        valid = (c * chunk + jnp.arange(chunk)) < k
+        log_w = jnp.where(valid, log_w, -jnp.inf)
+        return jnp.logaddexp(carry, jax.nn.logsumexp(log_w, axis=-1)), None
+
+    init_acc = jnp.full((x.shape[0],), -jnp.inf)
+    acc, _ = jax.lax.scan(body, init_acc, jnp.arange(num_chunks))
+    return acc - math.log(k)
+
+
+def elbo(config, params, batch: Batch, rng: jax.Array) -> Terms:
+    return elbo_objective(config, params, batch, rng, jnp.asarray(config.loss.kl_warmup_steps))
+
+
+def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
+    """Decoder means of z ~ N(0, I), in the data's value range: [num, H, W, C]."""
+    z = jax.random.normal(rng, (num, config.model.latent_dim))
+    return mean_image(config, decode(config, params, z))
+
+
+def mean_image(config, out: jax.Array) -> jax.Array:
+    if config.model.likelihood == 'bernoulli':
+        p = jax.nn.sigmoid(out)
+        return 2.0 * p - 1.0 if config.data.scale == '-11' else p
+    lo, hi = (-1.0, 1.0) if config.data.scale == '-11' else (0.0, 1.0)
+    return jnp.clip(out, lo, hi)
+
+
+def reconstruct(config, params, x: jax.Array) -> jax.Array:
+    mean, _ = encode(config, params, x)
+    return mean_image(config, decode(config, params, mean))
+
+
+def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
+    """Test ELBO and IWAE-k bound, in nats per example and bits per dimension."""
+    from genmodels import evaluation  # Local import: evaluation imports the families.
+
+    k = config.eval.iwae_k
+    elbo_fn = jax.jit(lambda p, b, r: elbo(config, p, b, r))
+    ll_fn = jax.jit(lambda p, b, r: log_likelihood(config, p, b, r, k))
+    k_elbo, k_iwae = jax.random.split(rng)
+    totals = {'elbo': [], 'recon': [], 'kl': [], 'iwae': []}
+    for batch in evaluation.batches(data, config.eval.batch_size):
+        n = batch.pop('num_valid')
+        terms = elbo_fn(params, batch, k_elbo)
+        totals['elbo'].append(np.asarray(terms.elbo)[:n])
+        totals['recon'].append(np.asarray(terms.recon)[:n])
+        totals['kl'].append(np.asarray(terms.kl)[:n])
+        totals['iwae'].append(np.asarray(ll_fn(params, batch, k_iwae))[:n])
+    mean = {key: float(np.mean(np.concatenate(v))) for key, v in totals.items()}
+    offset = evaluation.discrete_offset_nats(config, data['image'].shape[1:])
+    dims = int(np.prod(data['image'].shape[1:]))
+    nll = -mean['iwae'] + offset
+    neg_elbo = -mean['elbo'] + offset
+    return {
+        'elbo_nats': -neg_elbo,
+        'recon_nats': mean['recon'],
+        'kl_nats': mean['kl'],
+        'nll_nats': nll,
+        'nll_bits_per_dim': nll / (dims * math.log(2.0)),
+        'neg_elbo_bits_per_dim': neg_elbo / (dims * math.log(2.0)),
+        'iwae_k': k,
+    }
+
+
+def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
+    x = jnp.asarray(data['image'][:16])
+    samples = np.asarray(sample(config, params, rng, 64))
+    recons = np.asarray(reconstruct(config, params, x))
+    mean, _ = encode(config, params, x[:2])
+    lo, hi = (-1.0, 1.0) if config.data.scale == '-11' else (0.0, 1.0)
+    rows = []
+    for path in (viz.lerp, viz.slerp):
+        z = path(mean[0], mean[1], 10)
+        rows.append(np.asarray(mean_image(config, decode(config, params, z))))
+    return [
+        viz.save_grid(samples, f'{out_dir}/samples.png', 'VAE samples (decoder means)', lo, hi),
+        viz.save_rows([np.asarray(x), recons], f'{out_dir}/reconstructions.png',
+                      ['data', 'reconstruction'], lo, hi),
+        viz.save_rows(rows, f'{out_dir}/interpolation.png', ['linear', 'spherical'], lo, hi),
+    ]

@@ -1,0 +1,65 @@
+"""Data parallelism: one `Mesh` axis 'data'; batches sharded P('data'), state replicated P().
+
+This is the current JAX data-parallel path: `jax.jit` over a mesh with sharded inputs (jax.pmap is in
+maintenance mode and is itself a wrapper over jit + shard_map). The same code runs on 1 CPU device,
+N fake CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=N), N GPUs or a TPU slice, and
+across processes after `jax.distributed.initialize`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+PyTree = Any
+
+
+def maybe_initialize_distributed() -> None:
+    """Joins a multi-process job when the standard coordinator variables are set.
+
+    Set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (or run under a cluster that
+    jax.distributed auto-detects, such as SLURM or Cloud TPU); a single process needs nothing.
+    """
+    if 'JAX_COORDINATOR_ADDRESS' not in os.environ:
+        return
+    if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
+        jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(
+        coordinator_address=os.environ['JAX_COORDINATOR_ADDRESS'],
+        num_processes=int(os.environ['JAX_NUM_PROCESSES']),
+        process_id=int(os.environ['JAX_PROCESS_ID']))
+
+
+def make_mesh() -> Mesh:
+    return jax.make_mesh((jax.device_count(),), ('data',))
+
+
+def check_batch_size(global_batch_size: int) -> None:
+    n = jax.device_count()
+    if global_batch_size % n:
+        raise ValueError(
+            f'train.batch_size={global_batch_size} does not divide evenly over {n} devices; '
+            f'use a multiple of {n}.')
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P('data'))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def shard_batch(mesh: Mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Host-local numpy batch (this process's rows) -> global array sharded over 'data'."""
+    sharding = data_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+def replicate(mesh: Mesh, tree: PyTree) -> PyTree:
+    return jax.device_put(tree, replicated(mesh))
