@@ -1,0 +1,244 @@
+"""The generic loop end to end: outputs, resume, sharding, the NaN guard and bad input."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import ae_mnist, vae_mnist
+from genmodels import bundled, checkpoint, config as config_lib, trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp('tfds'))
+    bundled.prepare('mnist_bundled', path)
+    return path
+
+
+def tiny_vae(data_dir: str | None, num_steps: int = 12):
+    config = vae_mnist.get_config()
+    config.data.data_dir = data_dir
+    config.model.hidden = (32,)
+    config.model.latent_dim = 4
+    config.loss.kl_warmup_steps = 4
+    config.optimizer.warmup_steps = 2
+    config.train.batch_size = 16
+    config.train.num_steps = num_steps
+    config.train.log_every = 2
+    config.train.checkpoint_every = 4
+    config.train.figures = False
+    config.eval.iwae_k = 4
+    config.eval.max_examples = 32
+    config.eval.batch_size = 16
+    return config
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def restore_params(workdir: str, step: int):
+    with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as mngr:
+        return mngr.restore(step, args=ocp.args.StandardRestore())
+
+
+def test_smoke_on_mock_mnist_writes_every_output(tmp_path):
+    """The flax-examples smoke test: the real loop on TFDS mock data."""
+    config = tiny_vae(None, num_steps=8)
+    config.data.name = 'mnist'
+    config.train.figures = True
+    workdir = str(tmp_path / 'run')
+    with tfds.testing.mock_data(num_examples=64):
+        result = trainer.train_and_evaluate(config, workdir)
+    assert result['step'] == 8 and np.isfinite(result['nll_nats'])
+    assert result['elbo_nats'] <= -result['nll_nats'] + 1e-3  # ELBO <= IWAE bound
+    assert json.load(open(os.path.join(workdir, 'eval.json')))['nll_nats'] == result['nll_nats']
+    assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
+    assert [m['step'] for m in read_metrics(workdir)] == [2, 4, 6, 8]
+    for name in ('samples', 'reconstructions', 'interpolation'):
+        assert os.path.getsize(os.path.join(workdir, 'figures', f'{name}.png')) > 1000
+    config_lib.validate(config_lib.from_json(open(os.path.join(workdir, 'config.json')).read()))
+    # TensorBoard reads the event files without TensorFlow installed.
+    from tensorboard.backend.event_processing import event_accumulator
+    events = event_accumulator.EventAccumulator(workdir)
+    events.Reload()
+    assert [e.step for e in events.Scalars('loss')] == [2, 4, 6, 8]
+
+
+def test_autoencoder_trains(tmp_path, data_dir):
+    config = ae_mnist.get_config('smoke')
+    config.data.data_dir = data_dir
+    config.train.figures = False
+    result = trainer.train_and_evaluate(config, str(tmp_path / 'ae'))
+    losses = [m['loss'] for m in read_metrics(str(tmp_path / 'ae'))]
+    assert losses[-1] < losses[0] and 0 < result['recon_mse'] < 0.2
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(n: int):
+    def hook(batches):
+        for i, batch in enumerate(batches):
+            if i == n:
+                raise Killed
+            yield batch
+    return hook
+
+
+def test_kill_and_resume_equals_uninterrupted_bit_for_bit(tmp_path, data_dir):
+    config = tiny_vae(data_dir, num_steps=12)
+    straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+    trainer.train_and_evaluate(config, straight)
+    with pytest.raises(Killed):  # Dies while computing step 7; the last checkpoint is step 4.
+        trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
+    assert sorted(os.listdir(os.path.join(resumed, 'checkpoints'))) == ['4']
+    trainer.train_and_evaluate(config, resumed)
+    a, b = restore_params(straight, 12), restore_params(resumed, 12)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert json.load(open(f'{straight}/eval.json')) == json.load(open(f'{resumed}/eval.json'))
+
+
+def test_eight_devices_give_the_same_loss_curve_as_one(tmp_path, data_dir):
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {ROOT!r})
+        from tests.test_trainer import tiny_vae
+        from genmodels import trainer
+        import jax
+        config = tiny_vae({data_dir!r}, num_steps=8)
+        trainer.train_and_evaluate(config, sys.argv[1])
+        print(json.dumps({{'devices': jax.device_count()}}))
+    """)
+    curves = {}
+    for n in (1, 8):
+        workdir = str(tmp_path / f'dev{n}')
+        env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
+                   JAX_PLATFORMS='cpu')
+        out = subprocess.run([sys.executable, '-c', script, workdir], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1])['devices'] == n
+        curves[n] = [m['loss'] for m in read_metrics(workdir)]
+    assert len(curves[1]) == 4
+    np.testing.assert_allclose(curves[8], curves[1], rtol=2e-5)
+
+
+def test_batch_size_not_dividing_devices_is_a_clear_error(tmp_path, data_dir):
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {ROOT!r})
+        from tests.test_trainer import tiny_vae
+        from genmodels import trainer
+        config = tiny_vae({data_dir!r})
+        config.train.batch_size = 12
+        trainer.train_and_evaluate(config, sys.argv[1])
+    """)
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+    workdir = str(tmp_path / 'w')
+    out = subprocess.run([sys.executable, '-c', script, workdir], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode != 0
+    assert 'train.batch_size=12 does not divide evenly over 8 devices; use a multiple of 8' in out.stderr
+    assert not os.path.exists(workdir)
+
+
+def replace(config, section, **values):
+    """Swaps a whole section, as a hand-written config might; field assignment is type-checked."""
+    config[section] = ml_collections.ConfigDict({**config[section].to_dict(), **values})
+
+
+@pytest.mark.parametrize('mutate,message', [
+    (lambda c: c.train.__setattr__('batch_sise', 3), 'unknown config key train.batch_sise'),
+    (lambda c: replace(c, 'train', num_steps='10'), 'train.num_steps must be int'),
+    (lambda c: replace(c, 'optimizer', learning_rate=True), 'optimizer.learning_rate must be float'),
+    (lambda c: c.__setattr__('objective', 'elbow'), "unknown objective 'elbow' for family 'vae'"),
+    (lambda c: c.__setattr__('family', 'vea'), "unknown family 'vea'"),
+    (lambda c: c.data.__setattr__('name', 'mnsit'), "unknown dataset 'mnsit'"),
+    (lambda c: c.data.__setattr__('binarize', False), 'Bernoulli likelihood needs binary data'),
+    (lambda c: c.train.__setattr__('ema_rate', 1.5), 'train.ema_rate must be in [0, 1)'),
+])
+def test_bad_config_fails_before_touching_the_workdir(tmp_path, data_dir, mutate, message):
+    config = tiny_vae(data_dir)
+    mutate(config)
+    workdir = str(tmp_path / 'w')
+    with pytest.raises(ValueError) as e:
+        trainer.train_and_evaluate(config, workdir)
+    assert message.lower() in str(e.value).lower()
+    assert '\n' not in str(e.value)
+    assert not os.path.exists(workdir)
+
+
+def test_unknown_dataset_lists_known_names(tmp_path):
+    config = tiny_vae(None)
+    config.data.name = 'imagenet_sketchy'
+    with pytest.raises(ValueError, match='mnist_bundled'):
+        trainer.train_and_evaluate(config, str(tmp_path / 'w'))
+
+
+def test_train_py_reports_bad_override_in_one_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, 'train.py', '--config', 'configs/vae_mnist.py:smoke', '--workdir',
+         str(tmp_path / 'w'), '--config.train.num_stepz=3'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and 'num_stepz' in out.stderr
+    assert not os.path.exists(tmp_path / 'w')
+
+
+def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, data_dir):
+    def poison_at_step_7(batches):
+        for i, batch in enumerate(batches):
+            if i == 6:
+                batch = dict(batch, image=np.full_like(batch['image'], np.nan))
+            yield batch
+
+    config = tiny_vae(data_dir, num_steps=12)
+    workdir = str(tmp_path / 'nan')
+    with pytest.raises(trainer.NonFiniteLossError,
+                       match='between steps 6 and 7; last good checkpoint: step 4'):
+        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at_step_7)
+    assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4']
+    assert checkpoint.all_finite(restore_params(workdir, 4))
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, data_dir):
+    config = tiny_vae(data_dir, num_steps=4)
+    workdir = str(tmp_path / 'w')
+    trainer.train_and_evaluate(config, workdir)
+    config.model.latent_dim = 5
+    with pytest.raises(trainer.WorkdirError, match='model.latent_dim'):
+        trainer.train_and_evaluate(config, workdir)
+    # Extending the run is allowed and resumes from step 4.
+    config.model.latent_dim = 4
+    config.train.num_steps = 8
+    assert trainer.train_and_evaluate(config, workdir)['step'] == 8
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path, data_dir):
+    config = tiny_vae(data_dir, num_steps=4)
+    workdir = str(tmp_path / 'w')
+    trainer.train_and_evaluate(config, workdir)
+    files = [f for f in glob.glob(f'{workdir}/checkpoints/4/**/*', recursive=True)
+             if os.path.isfile(f) and os.path.getsize(f) > 100 and 'metadata' not in f]
+    for f in files:
+        with open(f, 'r+b') as fh:
+            fh.write(b'\0garbage' * 16)
+    config.train.num_steps = 8
+    with pytest.raises(checkpoint.CheckpointError, match='checkpoint at step 4 .* cannot be restored'):
+        trainer.train_and_evaluate(config, workdir)
+    assert os.path.isdir(f'{workdir}/checkpoints/4')

@@ -1,0 +1,153 @@
+"""The VAE's maths against closed forms: Gaussian KL, the IWAE ordering, and probabilistic PCA."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import vae_mnist
+from genmodels.families import vae
+
+
+def _linear_gaussian_config(latent: int) -> ml_collections.ConfigDict:
+    """A VAE whose encoder and decoder are single linear layers: probabilistic PCA."""
+    config = vae_mnist.get_config()
+    config.model.hidden = ()
+    config.model.latent_dim = latent
+    config.model.likelihood = 'gaussian'
+    config.data.binarize = False
+    config.data.dequantize = True
+    return config
+
+
+def test_gaussian_kl_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(4, 3)).astype(np.float32)
+    log_var = rng.normal(scale=0.5, size=(4, 3)).astype(np.float32)
+    z = mean + np.exp(0.5 * log_var) * rng.normal(size=(200_000, 4, 3))
+    log_q = np.sum(-0.5 * ((z - mean) ** 2 / np.exp(log_var) + log_var + math.log(2 * math.pi)), -1)
+    log_p = np.sum(-0.5 * (z ** 2 + math.log(2 * math.pi)), -1)
+    mc = np.mean(log_q - log_p, axis=0)
+    np.testing.assert_allclose(vae.gaussian_kl(mean, log_var), mc, rtol=0.02, atol=0.01)
+
+
+def _ppca(d: int, latent: int, seed: int):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(d, latent)).astype(np.float32)       # x = W z + b + sigma * noise
+    b = rng.normal(size=(d,)).astype(np.float32)
+    sigma = 0.5
+    x = (rng.normal(size=(32, latent)) @ w.T + b + sigma * rng.normal(size=(32, d))).astype(np.float32)
+    cov = w @ w.T + sigma ** 2 * np.eye(d)
+    diff = x - b
+    _, logdet = np.linalg.slogdet(cov)
+    exact = -0.5 * (np.sum(diff @ np.linalg.inv(cov) * diff, -1) + logdet + d * math.log(2 * math.pi))
+    # Exact posterior (Tipping & Bishop 1999, Eq. 6): N(M^-1 W^T (x - b), sigma^2 M^-1).
+    m = w.T @ w + sigma ** 2 * np.eye(latent)
+    m_inv = np.linalg.inv(m)
+    post_mean_map = (m_inv @ w.T).T                           # x - b -> posterior mean
+    post_var = np.diag(sigma ** 2 * m_inv)
+    return x, w, b, sigma, exact, post_mean_map, post_var
+
+
+def _ppca_params(config, x, w, b, sigma, mean_map, post_var, d):
+    """Sets the linear VAE's weights to the pPCA model and a diagonal (mean-field) posterior."""
+    state = vae.init(config, jax.random.key(0), {'image': x.reshape(-1, d, 1, 1)})
+    params = jax.tree.map(np.asarray, state['params'])
+    latent = w.shape[1]
+    enc_kernel = np.concatenate([mean_map, np.zeros((d, latent), np.float32)], axis=1)
+    enc_bias = np.concatenate([-b @ mean_map, np.log(post_var)]).astype(np.float32)
+    params['encoder'] = {'dense_0': {'kernel': enc_kernel, 'bias': enc_bias}}
+    params['decoder'] = {'dense_0': {'kernel': w.T.copy(), 'bias': b}}
+    params['log_scale'] = np.full((d, 1, 1), math.log(sigma), np.float32)
+    return params
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_ppca_iwae_approaches_exact_log_likelihood(seed):
+    d, latent = 6, 2
+    config = _linear_gaussian_config(latent)
+    x, w, b, sigma, exact, mean_map, post_var = _ppca(d, latent, seed)
+    # A mean-field posterior twice as wide as the true marginals: a poor q, but a safe proposal.
+    params = _ppca_params(config, x, w, b, sigma, mean_map, 2.0 * post_var, d)
+    batch = {'image': jnp.asarray(x.reshape(-1, d, 1, 1)), 'index': jnp.arange(len(x))}
+    rng = jax.random.key(1)
+    log_w = vae.iwae_log_weights(config, params, batch['image'], batch['index'], rng, 1000)
+    elbo = np.asarray(jnp.mean(log_w, axis=1))
+    iwae = np.asarray(vae.log_likelihood(config, params, batch, rng, k=2000))
+    # The ELBO is well below log p(x) (the gap is KL(q || posterior)); IWAE-2000 closes it.
+    assert np.all(exact - elbo > 0.05)
+    np.testing.assert_allclose(iwae, exact, atol=0.08)
+    assert abs(np.mean(iwae - exact)) < 0.02 < 0.5 * np.mean(exact - elbo)
+
+
+def test_ppca_with_exact_posterior_has_tight_elbo():
+    """If q(z|x) is the exact posterior, log w is constant: ELBO = IWAE = log p(x) (Burda Sec. 3)."""
+    d, latent = 5, 1  # With one latent, the exact posterior is diagonal, so the encoder represents it.
+    config = _linear_gaussian_config(latent)
+    x, w, b, sigma, exact, mean_map, post_var = _ppca(d, latent, seed=3)
+    params = _ppca_params(config, x, w, b, sigma, mean_map, post_var, d)
+    batch = {'image': jnp.asarray(x.reshape(-1, d, 1, 1)), 'index': jnp.arange(len(x))}
+    log_w = vae.iwae_log_weights(config, params, batch['image'], batch['index'], jax.random.key(2), 16)
+    np.testing.assert_allclose(np.asarray(log_w), np.repeat(exact[:, None], 16, 1), rtol=1e-5,
+                               atol=1e-4)
+
+
+def test_elbo_below_iwae_k_below_iwae_larger_k():
+    config = vae_mnist.get_config()
+    config.model.hidden = (64,)
+    config.model.latent_dim = 8
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(size=(64, 28, 28, 1)) < 0.3).astype(np.float32)
+    params = vae.init(config, jax.random.key(0), {'image': x})['params']
+    batch = {'image': jnp.asarray(x), 'index': jnp.arange(64)}
+    key = jax.random.key(5)
+    # Averages over 64 examples keep the Monte Carlo error well below the gaps.
+    elbo = float(jnp.mean(jax.jit(lambda p: vae.elbo(config, p, batch, key).elbo)(params)))
+    bounds = [float(jnp.mean(jax.jit(lambda p: vae.log_likelihood(config, p, batch, key, k, 50))(params)))
+              for k in (5, 50, 500)]
+    assert elbo < bounds[0] < bounds[1] < bounds[2]
+
+
+def test_iwae_chunking_covers_k_samples():
+    """k not a multiple of the chunk: the padded samples are masked, so k=1 equals the ELBO sample."""
+    config = vae_mnist.get_config()
+    config.model.hidden = (32,)
+    x = (np.random.default_rng(1).uniform(size=(4, 28, 28, 1)) < 0.5).astype(np.float32)
+    params = vae.init(config, jax.random.key(0), {'image': x})['params']
+    batch = {'image': jnp.asarray(x), 'index': jnp.arange(4)}
+    key = jax.random.key(3)
+    one = vae.log_likelihood(config, params, batch, key, k=1, chunk=1)
+    log_w = vae.iwae_log_weights(config, params, batch['image'], batch['index'],
+                                 jax.random.fold_in(key, 0), 1)[:, 0]
+    np.testing.assert_allclose(one, log_w, rtol=1e-6)
+    padded = vae.log_likelihood(config, params, batch, key, k=7, chunk=4)
+    chunks = [vae.iwae_log_weights(config, params, batch['image'], batch['index'],
+                                   jax.random.fold_in(key, c), 4) for c in (0, 1)]
+    direct = jax.nn.logsumexp(jnp.concatenate(chunks, 1)[:, :7], axis=1) - math.log(7)
+    np.testing.assert_allclose(padded, direct, rtol=1e-5)
+
+
+@pytest.mark.parametrize('architecture,scale', [('mlp', '01'), ('conv', '-11')])
+def test_samples_and_reconstructions_in_data_range(architecture, scale):
+    config = vae_mnist.get_config()
+    config.model.architecture = architecture
+    config.data.scale = scale
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    params = vae.init(config, jax.random.key(0), {'image': x})['params']
+    lo = -1.0 if scale == '-11' else 0.0
+    sample = jax.jit(lambda p: vae.sample(config, p, jax.random.key(1), 3))(params)
+    recon = jax.jit(lambda p: vae.reconstruct(config, p, x))(params)
+    for images in (sample, recon):
+        assert images.shape[1:] == (28, 28, 1)
+        assert float(images.min()) >= lo and float(images.max()) <= 1.0
+
+
+def test_per_example_noise_depends_on_global_index_only():
+    """The same example at the same global index draws the same noise in any batch layout."""
+    key = jax.random.key(0)
+    full = vae._per_example_noise(key, jnp.arange(8), 3, 2)
+    half = vae._per_example_noise(key, jnp.arange(4, 8), 3, 2)
+    np.testing.assert_array_equal(full[4:], half)
