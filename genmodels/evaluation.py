@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any, Iterator
 
@@ -15,7 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from genmodels import checkpoint, config as config_lib, data, families, parallel
+from genmodels import checkpoint, config as config_lib, data, families, metrics, parallel
 
 PyTree = Any
 
@@ -37,28 +36,15 @@ def batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str
         yield batch
 
 
-def discrete_offset_nats(config: ml_collections.ConfigDict, image_shape) -> float:
-    """Turns a density on scaled, dequantised data into a bound on the discrete likelihood.
-
-    With x = (pixel + u) / (max + 1) (times 2, minus 1, for [-1, 1]), the density of pixel + u is
-    p(x) |dx/dy|^D, so -log P(pixel) <= -log p(x) + D log(width of a level in pixel units / in x)
-    (Theis et al. 2016, Sec. 3.1). Binarised data is already discrete: no offset.
-    """
-    if not config.data.dequantize:
-        return 0.0
-    info = data.dataset_info(config.data)
-    levels = info.max_value + 1
-    span = 2.0 if config.data.scale == '-11' else 1.0
-    dims = int(np.prod(image_shape))
-    return dims * math.log(levels / span)
-
-
-def _preprocessing_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return {
-        'data_binarized': int(config.data.binarize),
-        'data_dequantized': int(config.data.dequantize),
-        'data_scale_min': -1 if config.data.scale == '-11' else 0,
-    }
+def preprocessing(config: ml_collections.ConfigDict) -> metrics.Preprocessing:
+    """How the data was turned into model inputs: recorded beside every likelihood number."""
+    low = -1.0 if config.data.scale == '-11' else 0.0
+    if config.data.binarize:
+        return metrics.Preprocessing('binarized', num_levels=2, low=low, high=1.0)
+    if config.data.dequantize:
+        levels = data.dataset_info(config.data).max_value + 1
+        return metrics.Preprocessing('dequantized', num_levels=levels, low=low, high=1.0)
+    return metrics.Preprocessing('continuous', low=low, high=1.0)
 
 
 def _write_json(path: str, record: dict[str, Any]) -> None:
@@ -78,10 +64,10 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     params = state['ema_params'] if config.eval.use_ema else state['params']
     params = jax.device_get(params)
     rng = jax.random.fold_in(jax.random.key(config.seed), 2)
-    metrics = family.evaluate(config, params, test, rng)
+    results = family.evaluate(config, params, test, rng)
     record = {'family': config.family, 'dataset': config.data.name, 'split': split,
               'step': int(step), 'num_examples': int(len(test['image'])),
-              **_preprocessing_record(config), **metrics}
+              **preprocessing(config).record(), **results}
     if jax.process_index() == 0:
         if config.train.figures:
             fig_dir = os.path.join(workdir, 'figures')

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import nets, train_state, viz
+from genmodels import metrics, nets, train_state, viz
 from genmodels.config import ConfigError
 
 PyTree = Any
@@ -271,17 +271,15 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
         totals['kl'].append(np.asarray(terms.kl)[:n])
         totals['iwae'].append(np.asarray(ll_fn(params, batch, k_iwae))[:n])
     mean = {key: float(np.mean(np.concatenate(v))) for key, v in totals.items()}
-    offset = evaluation.discrete_offset_nats(config, data['image'].shape[1:])
+    prep = evaluation.preprocessing(config)
     dims = int(np.prod(data['image'].shape[1:]))
-    nll = -mean['iwae'] + offset
-    neg_elbo = -mean['elbo'] + offset
+    neg_elbo = metrics.likelihood_record(-mean['elbo'], dims, prep, prefix='neg_elbo')
     return {
-        'elbo_nats': -neg_elbo,
+        **metrics.likelihood_record(-mean['iwae'], dims, prep, prefix='nll'),
+        'elbo_nats': -neg_elbo['neg_elbo_nats'],
+        'neg_elbo_bits_per_dim': neg_elbo['neg_elbo_bits_per_dim'],
         'recon_nats': mean['recon'],
         'kl_nats': mean['kl'],
-        'nll_nats': nll,
-        'nll_bits_per_dim': nll / (dims * math.log(2.0)),
-        'neg_elbo_bits_per_dim': neg_elbo / (dims * math.log(2.0)),
         'iwae_k': k,
     }
 

@@ -1,0 +1,268 @@
+"""Image datasets by name: TFDS `data_source` (random access, no TensorFlow) -> grain -> batches.
+
+Every batch is a pure function of (dataset, seed, step, global batch size): the example order is
+a seeded per-epoch permutation, and the noise of dynamic binarization / dequantization is drawn
+from a counter-based generator keyed by (seed, step, row of the global batch). So the global
+batch of a step is the same whatever the number of processes or devices, and `start_step`
+resumes exactly by random access, without reading the earlier batches.
+
+`data_config` fields (an `ml_collections.ConfigDict`):
+    name          dataset name, one of `known_datasets()`.
+    data_dir      TFDS data dir, or None for TFDS's default.
+    train_split   split that `train_iterator` reads ('train').
+    eval_split    split used for evaluation ('test').
+    scale         '01': pixels in [0, 1]; '-11': pixels in [-1, 1].
+    binarize      dynamic binarization: pixel ~ Bernoulli(pixel / max_value), fresh per visit.
+    dequantize    uniform dequantization: (pixel + u) / (max_value + 1), u ~ U[0, 1).
+    eval_seed     seed of the fixed noise in `load_split`, so test likelihoods are reproducible.
+"""
+
+from collections.abc import Iterator, Sequence
+import dataclasses
+import functools
+import sys
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from genmodels import bundled
+
+# TFDS image datasets with a fixed-shape integer `image` and a `ClassLabel` `label`; they must be
+# prepared once in the ArrayRecord format (see `_prepare_instructions`). EMNIST is left out: TFDS
+# stores its images transposed.
+_TFDS_IMAGE_DATASETS = ('cifar10', 'cifar100', 'fashion_mnist', 'kmnist', 'mnist', 'svhn_cropped')
+
+# Key words of the noise generator, so training and evaluation noise never share a stream.
+_TRAIN_STREAM, _EVAL_STREAM = 0, 1
+
+# Each element of the pipeline is a whole host batch, made from in-memory arrays by numpy; one
+# background thread overlaps making the next batches (mostly drawing noise) with the train step,
+# which releases the GIL while XLA runs. More threads would only contend for the GIL.
+_READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
+
+_Source = Sequence[dict[str, Any]]  # a TFDS data source: len(source), source[i] -> example dict
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    shape: tuple[int, int, int]    # (H, W, C)
+    num_classes: int
+    max_value: int                 # largest raw pixel value: 255 for uint8 images, 16 for digits
+    num_examples: dict[str, int]   # split -> count, for the config's train and eval splits
+
+
+def known_datasets() -> list[str]:
+    """Names accepted as `data_config.name`: bundled datasets first, then TFDS ones."""
+    return sorted(bundled.BUNDLED) + sorted(_TFDS_IMAGE_DATASETS)
+
+
+def dataset_info(data_config: ml_collections.ConfigDict) -> DatasetInfo:
+    """Shape, classes, pixel range and split sizes of the configured dataset."""
+    _check_config(data_config)
+    source, info = _open(data_config, data_config.train_split)
+    shape, max_value = _image_spec(data_config.name, info)
+    sizes = {data_config.train_split: len(source)}
+    if data_config.eval_split != data_config.train_split:
+        sizes[data_config.eval_split] = len(_open(data_config, data_config.eval_split)[0])
+    return DatasetInfo(name=data_config.name, shape=shape,
+                       num_classes=info.features['label'].num_classes, max_value=max_value,
+                       num_examples=sizes)
+
+
+def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int, seed: int,
+                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Endless host-local training batches, starting at step `start_step`.
+
+    Yields dicts: `image` float32 [b, H, W, C], `label` int32 [b], `index` int32 [b] (row of the
+    example in the global batch), where b = global_batch_size // jax.process_count() and process p
+    gets rows [p * b, (p + 1) * b) of the global batch. Each epoch is a new seeded permutation of
+    the split, whose last incomplete global batch is dropped.
+    """
+    _check_config(data_config)
+    _check_seed(seed, 'seed')
+    source, info = _open(data_config, data_config.train_split)
+    _, max_value = _image_spec(data_config.name, info)
+    num_processes, process = jax.process_count(), jax.process_index()
+    if global_batch_size <= 0 or global_batch_size % num_processes:
+        raise ValueError(f'global_batch_size={global_batch_size} must be a positive multiple of '
+                         f'the number of processes ({num_processes}).')
+    if global_batch_size > len(source):
+        raise ValueError(f'global_batch_size={global_batch_size} exceeds the {len(source)} '
+                         f'examples of {data_config.name}:{data_config.train_split}; use a '
+                         f'smaller batch.')
+    if start_step < 0:
+        raise ValueError(f'start_step must be >= 0, got {start_step}.')
+    local_batch = global_batch_size // num_processes
+    local_rows = process * local_batch + np.arange(local_batch)  # [b] rows of the global batch
+    # The supported datasets are small (at most 73k images of 32x32x3 uint8, 225 MB), so the split
+    # is decoded once into memory: TFDS decodes records in Python at ~35 us each, 4.5 ms for a
+    # batch of 128, as slow as a whole train step.
+    all_pixels, all_labels = _read(source, np.arange(len(source)), max_value, data_config.name)
+    steps_per_epoch = len(source) // global_batch_size  # the incomplete last batch is dropped
+
+    @functools.lru_cache(maxsize=2)  # prefetched batches may straddle two epochs
+    def epoch_order(epoch: int) -> np.ndarray:
+        return np.random.default_rng([seed, epoch]).permutation(len(source))  # [N] example ids
+
+    def load_batch(step: int) -> dict[str, np.ndarray]:
+        epoch, batch_in_epoch = divmod(step, steps_per_epoch)
+        ids = epoch_order(epoch)[batch_in_epoch * global_batch_size + local_rows]  # [b]
+        key = (seed, _TRAIN_STREAM, step)
+        images = _preprocess(all_pixels[ids], data_config, max_value, key, local_rows)
+        return {'image': images, 'label': all_labels[ids], 'index': local_rows.astype(np.int32)}
+
+    # Element s of this dataset is the batch of step s: random access makes resuming free.
+    steps = grain.MapDataset.range(start_step, sys.maxsize).map(load_batch)
+    return iter(steps.to_iter_dataset(_READ_OPTIONS))
+
+
+def load_split(data_config: ml_collections.ConfigDict, split: str,
+               max_examples: int | None = None) -> dict[str, np.ndarray]:
+    """The first `max_examples` (default: all) examples of `split` in the dataset's order.
+
+    Preprocessed as in training, but the binarization / dequantization noise is fixed by
+    `data_config.eval_seed` and the example's position, so evaluations are reproducible.
+    Returns `image` float32 [N, H, W, C] and `label` int32 [N].
+    """
+    _check_config(data_config)
+    _check_seed(data_config.eval_seed, 'data_config.eval_seed')
+    source, info = _open(data_config, split)
+    _, max_value = _image_spec(data_config.name, info)
+    num = len(source) if max_examples is None else min(max_examples, len(source))
+    if num <= 0:
+        raise ValueError(f'load_split needs max_examples >= 1, got {max_examples}.')
+    positions = np.arange(num)
+    pixels, labels = _read(source, positions, max_value, f'{data_config.name}:{split}')
+    key = (data_config.eval_seed, _EVAL_STREAM, 0)
+    images = _preprocess(pixels, data_config, max_value, key, positions)
+    return {'image': images, 'label': labels}
+
+
+def _check_config(data_config: ml_collections.ConfigDict) -> None:
+    if data_config.name not in known_datasets():
+        raise ValueError(f'Unknown dataset {data_config.name!r}; known datasets: '
+                         f'{", ".join(known_datasets())}.')
+    if data_config.scale not in ('01', '-11'):
+        raise ValueError(f"data_config.scale must be '01' or '-11', got {data_config.scale!r}.")
+    if data_config.binarize and data_config.dequantize:
+        raise ValueError('data_config.binarize and data_config.dequantize are both True; choose '
+                         'at most one (binarized data is discrete, dequantized data continuous).')
+
+
+def _check_seed(seed: int, what: str) -> None:
+    # The seed is a 64-bit word of the Philox key (see `_uniform`).
+    if not 0 <= seed < 2**64:
+        raise ValueError(f'{what} must be in [0, 2**64), got {seed}.')
+
+
+def _prepare_instructions(name: str, data_dir: str) -> str:
+    return (f'Prepare it once where TensorFlow and network are available: `tfds build {name} '
+            f'--data_dir={data_dir} --file_format=array_record` (or `tfds.builder({name!r}, '
+            f"data_dir={data_dir!r}, file_format='array_record').download_and_prepare()`), then "
+            f'copy {data_dir} here.')
+
+
+def _open(data_config: ml_collections.ConfigDict, split: str
+          ) -> tuple[_Source, tfds.core.DatasetInfo]:
+    """Random-access source of `split` and the dataset's info; builds bundled datasets if needed."""
+    name, data_dir = data_config.name, data_config.data_dir
+    if name in bundled.BUNDLED:
+        bundled.prepare(name, data_dir)
+    try:
+        # download=False: a missing dataset must fail here, not start a download.
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                                  try_gcs=False)
+    except Exception:
+        # TFDS reports a missing dataset as an unrelated file-format error; say what to do instead.
+        builder = tfds.builder(name, data_dir=data_dir)
+        root = str(builder.data_dir_root)
+        if not builder.is_prepared():
+            raise FileNotFoundError(f'Dataset {name!r} is not prepared in {root}. '
+                                    f'{_prepare_instructions(name, root)}') from None
+        if builder.info.file_format not in tfds.core.file_adapters.FileFormat.with_random_access():
+            # `tfds build` writes TFRecord by default, which TFDS can only read with TensorFlow.
+            raise ValueError(f'Dataset {name!r} in {root} is stored as '
+                             f'{builder.info.file_format.value}, which has no random access. '
+                             f'Delete {builder.data_dir}. {_prepare_instructions(name, root)}'
+                             ) from None
+        raise
+    return source, source.dataset_info
+
+
+def _image_spec(name: str, info: tfds.core.DatasetInfo) -> tuple[tuple[int, int, int], int]:
+    """(H, W, C) and largest raw pixel value, from the TFDS features and metadata."""
+    image = info.features['image']
+    if (len(image.shape) != 3 or None in image.shape
+            or not np.issubdtype(image.np_dtype, np.integer)):
+        raise ValueError(f'{name}: expected integer images of fixed shape [H, W, C], got '
+                         f'{image.np_dtype} {image.shape}.')
+    metadata = info.metadata or {}
+    max_value = int(metadata.get('max_value', np.iinfo(image.np_dtype).max))
+    if max_value < 1:
+        raise ValueError(f'{name}: max_value must be >= 1, got {max_value}.')
+    return tuple(image.shape), max_value
+
+
+def _read(source: _Source, ids: np.ndarray, max_value: int, where: str
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Raw pixels [n, H, W, C] and int32 labels [n] of examples `ids`, checked to lie in range.
+
+    Images are integers (see `_image_spec`), so they cannot hold NaN or Inf; out-of-range values
+    would silently leave [0, 1] after scaling, so they are an error.
+    """
+    # One record at a time: as fast as `__getitems__` here, and `tfds.testing.mock_data` only
+    # mocks `__getitem__`.
+    examples = [source[i] for i in ids.tolist()]
+    pixels = np.stack([example['image'] for example in examples])
+    labels = np.array([example['label'] for example in examples], np.int32)
+    if pixels.min() < 0 or pixels.max() > max_value:
+        raise ValueError(f'{where}: pixel values span [{pixels.min()}, {pixels.max()}], expected '
+                         f'[0, {max_value}].')
+    return pixels, labels
+
+
+def _uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """U[0, 1) float32 noise [len(rows), *shape]; row i depends only on (*key, rows[i]).
+
+    Philox is counter-based (Salmon et al., 2011): key (seed, stream) and a counter starting at
+    (0, row, step, 0) give every (step, row) its own stream, so any process can draw the noise of
+    its rows alone and still agree with a single-process run.
+    """
+    seed, stream, step = key
+    bits = np.random.Philox(key=[seed, stream])
+    generator = np.random.Generator(bits)
+    fresh = bits.state  # empty output buffer; resetting it is 3x cheaper than a new Philox per row
+    noise = np.empty((len(rows), *shape), np.float32)
+    for i, row in enumerate(rows):
+        fresh['state']['counter'] = np.array([0, row, step, 0], np.uint64)
+        bits.state = fresh
+        noise[i] = generator.random(shape, dtype=np.float32)
+    return noise
+
+
+def _preprocess(pixels: np.ndarray, data_config: ml_collections.ConfigDict, max_value: int,
+                key: tuple[int, int, int], rows: np.ndarray) -> np.ndarray:
+    """Raw integer pixels [n, H, W, C] -> float32 in [0, 1] or [-1, 1], with optional noise.
+
+    `key` = (seed, stream, step) and `rows` (one per example) key the noise; see `_uniform`.
+    """
+    x = pixels.astype(np.float32)
+    if data_config.binarize:
+        u = _uniform(key, rows, pixels.shape[1:])
+        x = (u < x / max_value).astype(np.float32)  # P(1) = pixel / max_value
+    elif data_config.dequantize:
+        u = _uniform(key, rows, pixels.shape[1:])
+        # Keep 16 fractional bits so that pixel + u is exact in float32 (pixel < 2**8) and cannot
+        # round up into the next bin: x stays in [pixel, pixel + 1) / (max_value + 1).
+        u = np.floor(u * 2**16) / 2**16
+        x = (x + u) / (max_value + 1)
+    else:
+        x = x / max_value
+    if data_config.scale == '-11':
+        x = 2 * x - 1
+    return x
