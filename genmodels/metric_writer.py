@@ -14,10 +14,15 @@ import tensorboardX
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, enabled: bool = True):
+    """Appends to a run's logs; on resume from `start_step`, first drops lines logged after it
+    (a killed run logs steps past its last checkpoint, and the resumed run logs them again)."""
+
+    def __init__(self, workdir: str, start_step: int = 0, enabled: bool = True):
         self.enabled = enabled
         if enabled:
-            self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+            path = os.path.join(workdir, 'metrics.jsonl')
+            _truncate_after(path, start_step)
+            self._jsonl = open(path, 'a')
             self._tb = tensorboardX.SummaryWriter(logdir=workdir, flush_secs=30)
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
@@ -33,3 +38,14 @@ class MetricWriter:
         if self.enabled:
             self._jsonl.close()
             self._tb.close()
+
+
+def _truncate_after(path: str, step: int) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.writelines(lines)
+    os.replace(tmp, path)

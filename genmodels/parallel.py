@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 PyTree = Any
@@ -36,7 +36,9 @@ def maybe_initialize_distributed() -> None:
 
 
 def make_mesh() -> Mesh:
-    return jax.make_mesh((jax.device_count(),), ('data',))
+    # Auto axes: the compiler propagates shardings through the model, so family code never
+    # annotates them (jax.make_mesh now defaults to Explicit axes, which would require it).
+    return jax.make_mesh((jax.device_count(),), ('data',), axis_types=(AxisType.Auto,))
 
 
 def check_batch_size(global_batch_size: int) -> None:

@@ -132,7 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                             start_step=start)
     if _iterator_hook is not None:
         batches = _iterator_hook(batches)
-    writer = metric_writer.MetricWriter(workdir, enabled=jax.process_index() == 0)
+    writer = metric_writer.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
     pending: list[dict[str, jax.Array]] = []
     last_logged, t_last = start, time.perf_counter()
     bar = tqdm.tqdm(total=num_steps, initial=start, disable=jax.process_index() != 0,

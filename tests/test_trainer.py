@@ -112,6 +112,8 @@ def test_kill_and_resume_equals_uninterrupted_bit_for_bit(tmp_path, data_dir):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert json.load(open(f'{straight}/eval.json')) == json.load(open(f'{resumed}/eval.json'))
+    losses = [[m['loss'] for m in read_metrics(w)] for w in (straight, resumed)]
+    assert losses[0] == losses[1] and len(losses[0]) == 6
 
 
 def test_eight_devices_give_the_same_loss_curve_as_one(tmp_path, data_dir):
