@@ -1,5 +1,6 @@
 """Trains any config:  python train.py --config configs/X.py[:arg] --workdir W [--config.key=value]."""
 
+import re
 import sys
 
 from absl import app, flags, logging
@@ -15,6 +16,19 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and figure
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def parse_flags(argv):
+    """absl's parser, with one-line errors for a bad config file or override."""
+    try:
+        return FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        guess = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', str(e))
+        hint = f'{guess[2]}; did you mean {guess[1]}?' if guess else ' '.join(str(e).split())
+        sys.exit(f'error: unknown config key in an override: {hint}')
+    except Exception as e:  # noqa: BLE001 - config files can raise anything; report its last line.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        sys.exit(f'error: {lines[-1] if lines else type(e).__name__} (while parsing flags)')
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -22,7 +36,13 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every file at INFO.
     parallel.maybe_initialize_distributed()
     try:
-        metrics = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        config = FLAGS.config
+        config.keys()  # The flag loads lazily; a missing file surfaces here.
+    except OSError:
+        sys.exit(f'error: cannot load config file {FLAGS["config"].config_filename!r}; give a '
+                 f'path such as configs/vae_mnist.py.')
+    try:
+        metrics = trainer.train_and_evaluate(config, FLAGS.workdir)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
@@ -30,4 +50,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
