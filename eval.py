@@ -1,28 +1,55 @@
-"""Evaluates a trained workdir:  python eval.py --workdir W  ->  W/eval.json and W/figures/."""
+"""Evaluates a trained workdir, or compares several.
+
+    python eval.py --workdir W [--num_samples N] [--inception_weights PATH]  ->  W/eval.json
+    python eval.py --compare W1 W2 ... [--out DIR]  ->  DIR/comparison.md and DIR/comparison.png
+"""
 
 import sys
 
 from absl import app, flags, logging
 
-from genmodels import evaluation, parallel
+from genmodels import compare, evaluation, parallel
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A workdir written by train.py.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate on the first N test examples only.')
 flags.DEFINE_integer('iwae_k', None, 'Importance samples for the likelihood bound (default: the '
                      "config's eval.iwae_k).")
-flags.mark_flag_as_required('workdir')
+flags.DEFINE_integer('num_samples', None, 'Generated images for FID/KID/IS/precision/recall '
+                     "(default: the config's eval.num_samples).")
+flags.DEFINE_string('inception_weights', None, "Path of pytorch-fid's InceptionV3 weights "
+                    '(pt_inception-2015-12-05-6726825d.pth): sample metrics on datasets other '
+                    'than MNIST digits need it.')
+flags.DEFINE_string('stats_cache', None, 'Directory caching the real data\'s reference '
+                    'statistics (default: <workdir>/reference_stats).')
+flags.DEFINE_bool('compare', False, 'Compare the eval.json of the workdirs given as arguments.')
+flags.DEFINE_string('out', '.', 'Output directory of --compare.')
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
     if not FLAGS['verbosity'].present:
         logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every file at INFO.
+    if FLAGS.compare:
+        try:
+            paths = compare.compare(argv[1:], FLAGS.out)
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f'error: {e}')
+        print(' '.join(paths))
+        return
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    if FLAGS.workdir is None:
+        raise app.UsageError('--workdir is required (or --compare W1 W2 ...).')
     parallel.maybe_initialize_distributed()
-    overrides = {'eval.iwae_k': FLAGS.iwae_k} if FLAGS.iwae_k else {}
+    overrides = {}
+    if FLAGS.iwae_k:
+        overrides['eval.iwae_k'] = FLAGS.iwae_k
+    if FLAGS.num_samples is not None:
+        overrides['eval.num_samples'] = FLAGS.num_samples
     try:
-        metrics = evaluation.evaluate(FLAGS.workdir, FLAGS.max_examples, overrides)
+        metrics = evaluation.evaluate(FLAGS.workdir, FLAGS.max_examples, overrides,
+                                      inception_weights=FLAGS.inception_weights,
+                                      stats_cache=FLAGS.stats_cache)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'

@@ -135,8 +135,11 @@ def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
         raise ConfigError(f'config key train.ema_rate must be in [0, 1), got {t.ema_rate}.')
     if config.optimizer.learning_rate <= 0:
         raise ConfigError(f'optimizer.learning_rate must be positive, got {config.optimizer.learning_rate}.')
-    if config.eval.batch_size <= 0 or config.eval.num_samples <= 0 or config.eval.iwae_k <= 0:
-        raise ConfigError('eval.batch_size, eval.num_samples and eval.iwae_k must be positive.')
+    if config.eval.batch_size <= 0 or config.eval.iwae_k <= 0:
+        raise ConfigError('eval.batch_size and eval.iwae_k must be positive.')
+    if config.eval.num_samples < 10:
+        raise ConfigError(f'eval.num_samples must be at least 10 (Inception Score uses 10 splits), '
+                          f'got {config.eval.num_samples}.')
     if hasattr(family, 'check_config'):
         family.check_config(config)
 

@@ -2,10 +2,13 @@
 
 `eval.json` is flat, one number per key with its unit in the name (DESIGN.md), plus `dataset`,
 `split`, `family` and `step`, and how the data was preprocessed, so every likelihood is comparable.
+Families that can `sample` also get FID/KID/IS/precision/recall of generated images
+(genmodels/metrics/sample_quality.py), with the feature extractor's name and sha256.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Iterator
@@ -15,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from genmodels import checkpoint, config as config_lib, data, families, metrics, parallel
+from genmodels.metrics import sample_quality
 
 PyTree = Any
 
@@ -55,9 +59,18 @@ def _write_json(path: str, record: dict[str, Any]) -> None:
 
 
 def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTree, step: int,
-                   max_examples: int | None = None) -> dict[str, Any]:
-    """Test metrics and figures of a state; writes workdir/eval.json and workdir/figures/."""
+                   max_examples: int | None = None, *, inception_weights: str | None = None,
+                   stats_cache: str | None = None) -> dict[str, Any]:
+    """Test metrics and figures of a state; writes workdir/eval.json and workdir/figures/.
+
+    A family with `sample` also gets the sample metrics of config.eval.num_samples images
+    (genmodels.metrics.sample_quality); the real data's reference statistics are cached in
+    `stats_cache` (default: workdir/reference_stats). `inception_weights` is the path of
+    pytorch-fid's InceptionV3 weights, needed for datasets other than MNIST digits.
+    """
     family = families.get(config.family)
+    if hasattr(family, 'sample'):
+        sample_quality.check_num_samples(config.eval.num_samples)  # before the slow likelihood
     split = config.data.eval_split
     limit = max_examples if max_examples is not None else config.eval.max_examples
     test = data.load_split(config.data, split, limit)
@@ -65,6 +78,13 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     params = jax.device_get(params)
     rng = jax.random.fold_in(jax.random.key(config.seed), 2)
     results = family.evaluate(config, params, test, rng)
+    if hasattr(family, 'sample'):
+        b = config.eval.batch_size
+        sample_batch = jax.jit(lambda p, key: family.sample(config, p, key, b))
+        results |= sample_quality.evaluate_samples(
+            config, functools.partial(sample_batch, params), jax.random.fold_in(rng, 3),
+            cache_dir=stats_cache or os.path.join(workdir, 'reference_stats'),
+            inception_weights=inception_weights)
     record = {'family': config.family, 'dataset': config.data.name, 'split': split,
               'step': int(step), 'num_examples': int(len(test['image'])),
               **preprocessing(config).record(), **results}
@@ -87,9 +107,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return cfg
 
 
-def evaluate(workdir: str, max_examples: int | None = None, overrides: dict | None = None
-             ) -> dict[str, Any]:
-    """Loads the latest checkpoint of `workdir` and evaluates it (eval.py's entry point)."""
+def restore(workdir: str, overrides: dict | None = None
+            ) -> tuple[ml_collections.ConfigDict, PyTree, int]:
+    """(config, state, step) of the latest checkpoint of `workdir`; `overrides` maps
+    'section.key' to a new value (only keys that a resumed run may change make sense here)."""
     from genmodels import trainer  # Local import: trainer imports this module.
 
     config = load_config(workdir)
@@ -107,4 +128,13 @@ def evaluate(workdir: str, max_examples: int | None = None, overrides: dict | No
     state, step = checkpoint.restore(mngr, checkpoint.abstract(abstract, parallel.replicated(mesh)))
     if state is None:
         raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train it first.')
-    return evaluate_state(config, workdir, state, step, max_examples)
+    return config, state, step
+
+
+def evaluate(workdir: str, max_examples: int | None = None, overrides: dict | None = None, *,
+             inception_weights: str | None = None, stats_cache: str | None = None
+             ) -> dict[str, Any]:
+    """Loads the latest checkpoint of `workdir` and evaluates it (eval.py's entry point)."""
+    config, state, step = restore(workdir, overrides)
+    return evaluate_state(config, workdir, state, step, max_examples,
+                          inception_weights=inception_weights, stats_cache=stats_cache)

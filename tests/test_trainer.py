@@ -42,6 +42,7 @@ def tiny_vae(data_dir: str | None, num_steps: int = 12):
     config.eval.iwae_k = 4
     config.eval.max_examples = 32
     config.eval.batch_size = 16
+    config.eval.num_samples = 64
     return config
 
 

@@ -11,6 +11,7 @@ from types import ModuleType
 
 _MODULES = {
     'autoencoder': 'genmodels.families.autoencoder',
+    'classifier': 'genmodels.families.classifier',
     'vae': 'genmodels.families.vae',
 }
 
