@@ -5,16 +5,16 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/vae_mnist.py
 WORKDIR ?= workdirs/vae_mnist
 
-.PHONY: train test eval bench clean-venv
+.PHONY: train test clean-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# Trains, then evaluates the final state (train_and_evaluate writes eval.json and figures).
 train: $(VENV)/.installed
 	$(PY) train.py --config $(CONFIG) --workdir $(WORKDIR)
-	$(PY) eval.py --workdir $(WORKDIR)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

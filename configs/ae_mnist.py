@@ -21,11 +21,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train = common.train(batch_size=128, num_steps=5_000, log_every=100,
                                 checkpoint_every=1000)
     config.eval = common.evaluation()
-    if arg == 'smoke':
-        config.train.num_steps = 20
-        config.train.log_every = 5
-        config.train.checkpoint_every = 10
-        config.eval.max_examples = 100
-    elif arg is not None:
-        raise ValueError(f'unknown config argument {arg!r}; use configs/ae_mnist.py or :smoke.')
-    return config
+    return common.apply_arg(config, arg, 'configs/ae_mnist.py')

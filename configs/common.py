@@ -45,6 +45,13 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
     })
 
 
+def fit_train(*, figures: bool = True) -> ml_collections.ConfigDict:
+    """The `train` section of a fit family (closed form or EM): no optimizer, no loop."""
+    return ml_collections.ConfigDict({
+        'figures': figures,
+    })
+
+
 def evaluation(*, batch_size: int = 100, iwae_k: int = 1000, num_samples: int = 10_000,
                use_ema: bool = False) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({
@@ -54,3 +61,19 @@ def evaluation(*, batch_size: int = 100, iwae_k: int = 1000, num_samples: int = 
         'iwae_k': iwae_k,            # importance samples for the IWAE bound on log p(x)
         'use_ema': use_ema,
     })
+
+
+def apply_arg(config: ml_collections.ConfigDict, arg: str | None, path: str
+              ) -> ml_collections.ConfigDict:
+    """The config argument (`--config path:arg`): 'smoke' shrinks a run to seconds, for checking
+    that a config runs end to end; no argument leaves it as is."""
+    if arg == 'smoke':
+        config.train.num_steps = 20
+        config.train.log_every = 5
+        config.train.checkpoint_every = 10
+        config.eval.iwae_k = min(config.eval.iwae_k, 8)
+        config.eval.max_examples = 100
+        config.eval.num_samples = 500
+    elif arg is not None:
+        raise ValueError(f'unknown config argument {arg!r}; use {path} or {path}:smoke.')
+    return config

@@ -36,12 +36,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train = common.train(batch_size=128, num_steps=10_000, log_every=100,
                                 checkpoint_every=1000)
     config.eval = common.evaluation(iwae_k=1000)
-    if arg == 'smoke':
-        config.train.num_steps = 10
-        config.train.log_every = 5
-        config.train.checkpoint_every = 5
-        config.eval.iwae_k = 4
-        config.eval.max_examples = 50
-    elif arg is not None:
-        raise ValueError(f'unknown config argument {arg!r}; use configs/vae_conv_mnist.py or :smoke.')
-    return config
+    return common.apply_arg(config, arg, 'configs/vae_conv_mnist.py')

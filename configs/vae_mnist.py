@@ -32,12 +32,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train = common.train(batch_size=128, num_steps=20_000, log_every=200,
                                 checkpoint_every=2000)
     config.eval = common.evaluation(iwae_k=1000)
-    if arg == 'smoke':
-        config.train.num_steps = 20
-        config.train.log_every = 5
-        config.train.checkpoint_every = 10
-        config.eval.iwae_k = 8
-        config.eval.max_examples = 100
-    elif arg is not None:
-        raise ValueError(f'unknown config argument {arg!r}; use configs/vae_mnist.py or :smoke.')
-    return config
+    return common.apply_arg(config, arg, 'configs/vae_mnist.py')

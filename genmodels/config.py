@@ -2,7 +2,9 @@
 
 A config is an `ml_collections.ConfigDict` built by a file in `configs/`. The shared sections are
 described by `SCHEMA` below; each family adds the schema of its own `model` and `loss` sections
-(`FAMILY.CONFIG_SCHEMA`). Defaults live in the config files, never here.
+(`FAMILY.CONFIG_SCHEMA`). A fit family (closed form or EM) has no optimizer and no training loop, so
+its config has no `optimizer` section and a `train` section of `FIT_TRAIN_SCHEMA` only: a config
+holds only what is read. Defaults live in the config files, never here.
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+# The `train` section of a fit family: `fit` runs once on the whole train split.
+FIT_TRAIN_SCHEMA: dict[str, Any] = {
+    'figures': bool,
+}
+
+
 class ConfigError(ValueError):
     """A config key is unknown or missing, or a value has the wrong type."""
 
@@ -106,8 +114,15 @@ def _check(cfg: Mapping[str, Any], schema: Mapping[str, Any], prefix: str) -> No
                 f'({type(value).__name__}).')
 
 
-def full_schema(family_schema: Mapping[str, Any]) -> dict[str, Any]:
-    return {**SCHEMA, **family_schema}
+def full_schema(family: Any) -> dict[str, Any]:
+    """The shared sections (fit families: without the training loop's) plus the family's own."""
+    from genmodels import families  # Local import: families import this module.
+
+    shared = dict(SCHEMA)
+    if families.is_fit(family):
+        del shared['optimizer']
+        shared['train'] = FIT_TRAIN_SCHEMA
+    return {**shared, **family.CONFIG_SCHEMA}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -117,16 +132,35 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if 'family' not in config or not isinstance(config.family, str):
         raise ConfigError(f'config.family must name a family, one of {families.names()}.')
     family = families.get(config.family)
-    _check(config, full_schema(family.CONFIG_SCHEMA), '')
+    _check(config, full_schema(family), '')
     _check_values(config, family)
 
 
 def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
+    from genmodels import families  # Local import: families import this module.
+
     objectives = getattr(family, 'OBJECTIVES', {})
     if objectives and config.objective not in objectives:
         raise ConfigError(
             f'unknown objective {config.objective!r} for family {config.family!r}; '
             f'known: {", ".join(sorted(objectives))}.')
+    if families.is_fit(family):
+        if config.eval.use_ema:
+            raise ConfigError(f'eval.use_ema must be False for the fit family {config.family!r}: '
+                              'a fit has no moving average of parameters.')
+    else:
+        _check_training(config)
+    if config.eval.batch_size <= 0 or config.eval.iwae_k <= 0:
+        raise ConfigError('eval.batch_size and eval.iwae_k must be positive.')
+    if config.eval.num_samples < 10:
+        raise ConfigError(f'eval.num_samples must be at least 10 (Inception Score uses 10 splits), '
+                          f'got {config.eval.num_samples}.')
+    if hasattr(family, 'check_config'):
+        family.check_config(config)
+
+
+def _check_training(config: ml_collections.ConfigDict) -> None:
+    """The optimizer and the training loop's settings (families with `train_step`)."""
     t = config.train
     for key in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
         if t[key] <= 0:
@@ -135,13 +169,6 @@ def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
         raise ConfigError(f'config key train.ema_rate must be in [0, 1), got {t.ema_rate}.')
     if config.optimizer.learning_rate <= 0:
         raise ConfigError(f'optimizer.learning_rate must be positive, got {config.optimizer.learning_rate}.')
-    if config.eval.batch_size <= 0 or config.eval.iwae_k <= 0:
-        raise ConfigError('eval.batch_size and eval.iwae_k must be positive.')
-    if config.eval.num_samples < 10:
-        raise ConfigError(f'eval.num_samples must be at least 10 (Inception Score uses 10 splits), '
-                          f'got {config.eval.num_samples}.')
-    if hasattr(family, 'check_config'):
-        family.check_config(config)
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

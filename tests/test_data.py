@@ -19,15 +19,6 @@ DIGITS_BATCH, DIGITS_STEPS = 100, 14
 MNIST_BATCH = 128
 
 
-@pytest.fixture(scope='session')
-def data_dir(tmp_path_factory) -> str:
-    """A TFDS data dir holding both bundled datasets, built once per test session."""
-    path = str(tmp_path_factory.mktemp('tensorflow_datasets'))
-    for name in bundled.BUNDLED:
-        bundled.prepare(name, path)
-    return path
-
-
 def make_config(data_dir: str | None, name: str = 'mnist_bundled', **overrides):
     config = ml_collections.ConfigDict({
         'name': name,

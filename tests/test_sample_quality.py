@@ -11,17 +11,10 @@ import numpy as np
 import pytest
 
 from configs import vae_mnist
-from genmodels import bundled, data, metrics, trainer
+from genmodels import data, metrics, trainer
 from genmodels.metrics import inception_weights, mnist_classifier, sample_quality
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp('tfds'))
-    bundled.prepare('mnist_bundled', path)
-    return path
 
 
 def split(data_dir: str, name: str, num: int | None = None) -> dict[str, np.ndarray]:

@@ -15,16 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ae_mnist, vae_mnist
-from genmodels import bundled, checkpoint, config as config_lib, trainer
+from genmodels import checkpoint, config as config_lib, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope='session')
-def data_dir(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp('tfds'))
-    bundled.prepare('mnist_bundled', path)
-    return path
 
 
 def tiny_vae(data_dir: str | None, num_steps: int = 12):

@@ -1,0 +1,14 @@
+"""Shared fixtures."""
+
+import pytest
+
+from genmodels import bundled
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory) -> str:
+    """A TFDS data dir holding both bundled datasets, built once per test session."""
+    path = str(tmp_path_factory.mktemp('tensorflow_datasets'))
+    for name in bundled.BUNDLED:
+        bundled.prepare(name, path)
+    return path
