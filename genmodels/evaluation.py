@@ -119,13 +119,17 @@ def restore(workdir: str, overrides: dict | None = None
         config[section][name] = value
     config_lib.validate(config)
     family = families.get(config.family)
-    info = data.dataset_info(config.data)
     mesh = parallel.make_mesh()
-    example = {'image': np.zeros((1,) + info.shape, np.float32), 'label': np.zeros((1,), np.int32),
-               'index': np.zeros((1,), np.int32)}
-    abstract = jax.eval_shape(lambda b: trainer.init_state(config, family, mesh, b), example)
-    mngr = checkpoint.manager(workdir, config.train.keep_checkpoints, read_only=True)
-    state, step = checkpoint.restore(mngr, checkpoint.abstract(abstract, parallel.replicated(mesh)))
+    mngr = checkpoint.manager(workdir, read_only=True)
+    if families.is_fit(family):  # its shapes depend on the data: the checkpoint records them
+        state, step = checkpoint.restore_as_saved(mngr, parallel.replicated(mesh))
+    else:
+        info = data.dataset_info(config.data)
+        example = {'image': np.zeros((1,) + info.shape, np.float32),
+                   'label': np.zeros((1,), np.int32), 'index': np.zeros((1,), np.int32)}
+        abstract = jax.eval_shape(lambda b: trainer.init_state(config, family, mesh, b), example)
+        state, step = checkpoint.restore(mngr,
+                                         checkpoint.abstract(abstract, parallel.replicated(mesh)))
     if state is None:
         raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train it first.')
     return config, state, step

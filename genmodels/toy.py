@@ -10,10 +10,11 @@ x [N]), `sample(rng, num) -> [num, dim]`. `get(name)` returns the default-parame
   swiss_roll  the 2D spiral (t cos t, t sin t) / 5, t ~ U[1.5 pi, 4.5 pi], plus N(0, 0.2^2 I) noise
 
 two_moons and swiss_roll are defined as noisy curves, x = c(t) + sigma eps with t uniform on its
-interval, so p(x) = E_t[N(x; c(t), sigma^2 I)] (uniform parameter convolved with Gaussian noise). That
-one-dimensional integral has no closed form; it is computed by composite Gauss-Legendre quadrature in
-log space, with panels shorter than sigma along the curve, which makes it exact to about float
-precision (tests/test_toy.py checks it against a quadrature twice as fine).
+interval, so p(x) = E_t[N(x; c(t), sigma^2 I)]: the uniform parameter convolved with Gaussian
+noise (uniform in t, which for the spiral is not uniform in arc length). That one-dimensional
+integral has no closed form; it is computed by composite Gauss-Legendre quadrature in log space
+with panels shorter than sigma along the curve, exact to about float precision (tests/test_toy.py
+checks it against a quadrature twice as fine).
 """
 
 import dataclasses
@@ -27,100 +28,101 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Toy:
-  name: str
-  dim: int
-  log_prob: Callable  # x [N, dim] -> [N]
-  sample: Callable  # (rng, num) -> [num, dim]
+    name: str
+    dim: int
+    log_prob: Callable  # x [N, dim] -> [N]
+    sample: Callable  # (rng, num) -> [num, dim]
 
 
 def _rows(x, dim):
-  x = jnp.asarray(x)
-  return x[:, None] if x.ndim == 1 and dim == 1 else x
+    x = jnp.asarray(x)
+    return x[:, None] if x.ndim == 1 and dim == 1 else x
 
 
 def gaussian_mixture(name, weights, means, stds):
-  """Mixture of isotropic Gaussians: p(x) = sum_k a_k N(x; mu_k, s_k^2 I)."""
-  weights, means, stds = (np.asarray(v, np.float64) for v in (weights, means, stds))
-  k, dim = means.shape
+    """Mixture of isotropic Gaussians: p(x) = sum_k a_k N(x; mu_k, s_k^2 I)."""
+    weights, means, stds = (np.asarray(v, np.float64) for v in (weights, means, stds))
+    k, dim = means.shape
 
-  constants = lambda: tuple(jnp.asarray(v, float) for v in (weights, means, stds))  # default float
+    constants = lambda: tuple(jnp.asarray(v, float) for v in (weights, means, stds))  # jax's float
 
-  def log_prob(x):
-    a, mu, s = constants()
-    x = _rows(x, dim)
-    sq = jnp.sum((x[:, None, :] - mu) ** 2, axis=-1)  # [N, K]
-    log_comp = -0.5 * sq / s ** 2 - dim * jnp.log(s) - 0.5 * dim * math.log(2 * math.pi)
-    return jax.nn.logsumexp(log_comp + jnp.log(a), axis=1)
+    def log_prob(x):
+        a, mu, s = constants()
+        x = _rows(x, dim)
+        sq = jnp.sum((x[:, None, :] - mu) ** 2, axis=-1)  # [N, K]
+        log_comp = -0.5 * sq / s ** 2 - dim * jnp.log(s) - 0.5 * dim * math.log(2 * math.pi)
+        return jax.nn.logsumexp(log_comp + jnp.log(a), axis=1)
 
-  def sample(rng, num):
-    a, mu, s = constants()
-    label_key, noise_key = jax.random.split(rng)
-    z = jax.random.categorical(label_key, jnp.log(a), shape=(num,))
-    return mu[z] + s[z][:, None] * jax.random.normal(noise_key, (num, dim), mu.dtype)
+    def sample(rng, num):
+        a, mu, s = constants()
+        label_key, noise_key = jax.random.split(rng)
+        z = jax.random.categorical(label_key, jnp.log(a), shape=(num,))
+        return mu[z] + s[z][:, None] * jax.random.normal(noise_key, (num, dim), mu.dtype)
 
-  return Toy(name, dim, jax.jit(log_prob), jax.jit(sample, static_argnums=1))
+    return Toy(name, dim, jax.jit(log_prob), jax.jit(sample, static_argnums=1))
 
 
 def noisy_curves(name, curves, t0, t1, noise, panels, order=8):
-  """Equal mixture over `curves` of x = c(t) + noise * eps, t ~ U[t0, t1], eps ~ N(0, I) in 2D;
-  a curve is c(t, xp) -> [T, 2] for xp = numpy or jax.numpy.
+    """Equal mixture over `curves` of x = c(t) + noise * eps, t ~ U[t0, t1], eps ~ N(0, I) in 2D;
+    a curve is c(t, xp) -> [T, 2] for xp = numpy or jax.numpy.
 
-  p(x) = 1/M sum_m 1/(t1 - t0) int N(x; c_m(t), noise^2 I) dt, by `panels` x `order`-point
-  Gauss-Legendre quadrature.
-  """
-  nodes, weights = np.polynomial.legendre.leggauss(order)
-  edges = np.linspace(t0, t1, panels + 1)
-  half = 0.5 * np.diff(edges)[:, None]
-  t = ((edges[:-1, None] + edges[1:, None]) / 2 + half * nodes).ravel()  # [panels * order]
-  log_w = np.tile(np.log((half * weights).ravel() / (t1 - t0) / len(curves)), len(curves))
-  centers = np.concatenate([c(t, np) for c in curves])  # [M * T, 2], numpy: no jax work at import
+    p(x) = 1/M sum_m 1/(t1 - t0) int N(x; c_m(t), noise^2 I) dt, by `panels` x `order`-point
+    Gauss-Legendre quadrature.
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(order)
+    edges = np.linspace(t0, t1, panels + 1)
+    half = 0.5 * np.diff(edges)[:, None]
+    t = ((edges[:-1, None] + edges[1:, None]) / 2 + half * nodes).ravel()  # [panels * order]
+    log_w = np.tile(np.log((half * weights).ravel() / (t1 - t0) / len(curves)), len(curves))
+    centers = np.concatenate([c(t, np) for c in curves])  # [M * T, 2], numpy: no jax work at import
 
-  def log_prob(x):
-    sq = jnp.sum((jnp.asarray(x)[:, None, :] - jnp.asarray(centers, float)) ** 2, axis=-1)  # [N, M * T]
-    log_kernel = -0.5 * sq / noise ** 2 - 2 * math.log(noise) - math.log(2 * math.pi)
-    return jax.nn.logsumexp(log_kernel + jnp.asarray(log_w, float), axis=1)
+    def log_prob(x):
+        diff = jnp.asarray(x)[:, None, :] - jnp.asarray(centers, float)
+        sq = jnp.sum(diff ** 2, axis=-1)  # [N, M * T]
+        log_kernel = -0.5 * sq / noise ** 2 - 2 * math.log(noise) - math.log(2 * math.pi)
+        return jax.nn.logsumexp(log_kernel + jnp.asarray(log_w, float), axis=1)
 
-  def sample(rng, num):
-    curve_key, t_key, noise_key = jax.random.split(rng, 3)
-    m = jax.random.randint(curve_key, (num,), 0, len(curves))
-    ts = jax.random.uniform(t_key, (num,), minval=t0, maxval=t1)
-    on_curve = jnp.stack([c(ts, jnp) for c in curves])[m, jnp.arange(num)]
-    return on_curve + noise * jax.random.normal(noise_key, (num, 2), on_curve.dtype)
+    def sample(rng, num):
+        curve_key, t_key, noise_key = jax.random.split(rng, 3)
+        m = jax.random.randint(curve_key, (num,), 0, len(curves))
+        ts = jax.random.uniform(t_key, (num,), minval=t0, maxval=t1)
+        on_curve = jnp.stack([c(ts, jnp) for c in curves])[m, jnp.arange(num)]
+        return on_curve + noise * jax.random.normal(noise_key, (num, 2), on_curve.dtype)
 
-  return Toy(name, 2, jax.jit(log_prob), jax.jit(sample, static_argnums=1))
+    return Toy(name, 2, jax.jit(log_prob), jax.jit(sample, static_argnums=1))
 
 
 def bumps_1d():
-  return gaussian_mixture('bumps_1d', [0.3, 0.5, 0.2], [[-2.0], [0.0], [2.5]], [0.3, 0.6, 0.4])
+    return gaussian_mixture('bumps_1d', [0.3, 0.5, 0.2], [[-2.0], [0.0], [2.5]], [0.3, 0.6, 0.4])
 
 
 def grid_25(spacing=2.0, std=0.05):
-  side = spacing * (np.arange(5) - 2.0)
-  means = np.stack(np.meshgrid(side, side, indexing='ij'), -1).reshape(-1, 2)
-  return gaussian_mixture('grid_25', np.full(25, 1 / 25), means, np.full(25, std))
+    side = spacing * (np.arange(5) - 2.0)
+    means = np.stack(np.meshgrid(side, side, indexing='ij'), -1).reshape(-1, 2)
+    return gaussian_mixture('grid_25', np.full(25, 1 / 25), means, np.full(25, std))
 
 
 def ring_8(radius=2.0, std=0.02):
-  angles = 2 * np.pi * np.arange(8) / 8
-  means = radius * np.stack([np.cos(angles), np.sin(angles)], -1)
-  return gaussian_mixture('ring_8', np.full(8, 1 / 8), means, np.full(8, std))
+    angles = 2 * np.pi * np.arange(8) / 8
+    means = radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+    return gaussian_mixture('ring_8', np.full(8, 1 / 8), means, np.full(8, std))
 
 
 def two_moons(noise=0.1, panels=64):
-  outer = lambda t, xp: xp.stack([xp.cos(t), xp.sin(t)], -1)
-  inner = lambda t, xp: xp.stack([1 - xp.cos(t), 0.5 - xp.sin(t)], -1)
-  return noisy_curves('two_moons', [outer, inner], 0.0, math.pi, noise, panels)
+    outer = lambda t, xp: xp.stack([xp.cos(t), xp.sin(t)], -1)
+    inner = lambda t, xp: xp.stack([1 - xp.cos(t), 0.5 - xp.sin(t)], -1)
+    return noisy_curves('two_moons', [outer, inner], 0.0, math.pi, noise, panels)
 
 
 def swiss_roll(noise=0.2, panels=256):
-  spiral = lambda t, xp: xp.stack([t * xp.cos(t), t * xp.sin(t)], -1) / 5.0
-  return noisy_curves('swiss_roll', [spiral], 1.5 * math.pi, 4.5 * math.pi, noise, panels)
+    spiral = lambda t, xp: xp.stack([t * xp.cos(t), t * xp.sin(t)], -1) / 5.0
+    return noisy_curves('swiss_roll', [spiral], 1.5 * math.pi, 4.5 * math.pi, noise, panels)
 
 
 TOYS = {toy.name: toy for toy in (bumps_1d(), grid_25(), ring_8(), two_moons(), swiss_roll())}
 
 
 def get(name):
-  if name not in TOYS:
-    raise ValueError(f'Unknown toy distribution {name!r}; expected one of {sorted(TOYS)}.')
-  return TOYS[name]
+    if name not in TOYS:
+        raise ValueError(f'Unknown toy distribution {name!r}; expected one of {sorted(TOYS)}.')
+    return TOYS[name]

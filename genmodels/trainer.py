@@ -1,9 +1,10 @@
-"""The generic training loop: every deep family runs through `train_and_evaluate`.
+"""The generic training loop: every family runs through `train_and_evaluate`.
 
 The loop knows nothing of the family beyond the contract (`init`, `train_step`, `evaluate`,
 `figures`). It owns: config validation, the workdir, one jitted and sharded step with the state
 donated, the data stream, orbax checkpoints with automatic resume, logging (JSON lines, TensorBoard,
-a progress bar) and the NaN/Inf guard.
+a progress bar) and the NaN/Inf guard. A classical family exports `fit` instead of `init` and
+`train_step`: `fit_and_evaluate` fits it once on the whole train split and saves it the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
 
 def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Checks a resumed run's config against the saved one, then writes config.json atomically."""
+    check_workdir(config, workdir)
+    write_config(config, workdir)
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Raises WorkdirError if `workdir` holds a run whose config differs beyond RESUMABLE_KEYS."""
     path = os.path.join(workdir, 'config.json')
     if os.path.exists(path):
         with open(path) as f:
@@ -62,6 +69,10 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
             raise WorkdirError(
                 f'{workdir} holds a run with a different config ({", ".join(changed[:5])}); '
                 f'use a new --workdir, or the same config to resume.')
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    path = os.path.join(workdir, 'config.json')
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         tmp = path + '.tmp'
@@ -111,6 +122,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     config_lib.validate(config)
     family = families.get(config.family)
     info = data.dataset_info(config.data)
+    if families.is_fit(family):
+        return fit_and_evaluate(config, workdir, family)
     parallel.check_batch_size(config.train.batch_size)
     prepare_workdir(config, workdir)
 
@@ -162,3 +175,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     # 4. Evaluation and figures of the final state.
     return evaluation.evaluate_state(config, workdir, state, num_steps)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fit families (closed form or EM)
+
+FIT_STEP = 1  # a fitted state is saved once, as step 1
+
+
+def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str, family) -> dict[str, float]:
+    """Fits a classical family on the whole train split, saves it, then evaluates it.
+
+    A workdir that holds the fitted state is evaluated without refitting. Nothing is written before
+    the fit succeeds, so a fit that fails on its input leaves no workdir behind.
+    """
+    check_workdir(config, workdir)
+    replicated = parallel.replicated(parallel.make_mesh())
+    state = None
+    if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+        mngr = checkpoint.manager(workdir, read_only=True)
+        state, _ = checkpoint.restore_as_saved(mngr, replicated)
+    if state is None:
+        state = _fit(config, workdir, family, replicated)
+    return evaluation.evaluate_state(config, workdir, state, FIT_STEP)
+
+
+def _fit(config: ml_collections.ConfigDict, workdir: str, family, sharding) -> PyTree:
+    """Fits, then writes config.json, one metrics.jsonl line and the checkpoint of step 1."""
+    # One pass over the split, dequantised with load_split's fixed noise (data.eval_seed).
+    train = data.load_split(config.data, config.data.train_split)
+    rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+    start = time.perf_counter()
+    params, fit_metrics = family.fit(config, train, rng)
+    params = jax.block_until_ready(jax.device_put(params, sharding))
+    seconds = time.perf_counter() - start
+    state = {'step': jnp.asarray(FIT_STEP, jnp.int32), 'params': params}
+    if not checkpoint.all_finite(state):
+        raise FloatingPointError(
+            f'the {config.family} fit produced non-finite parameters; see the model settings '
+            f'(e.g. a larger model.reg_covar or fewer components) and rerun.')
+    train_nll = family.evaluate(config, params, train, rng)
+    summary = {'fit_seconds': seconds, **fit_metrics,
+               **{f'train_{k}': v for k, v in train_nll.items() if k.startswith('nll_')}}
+    write_config(config, workdir)
+    writer = metric_writer.MetricWriter(workdir, 0, enabled=jax.process_index() == 0)
+    writer.write(FIT_STEP, summary)
+    writer.close()
+    mngr = checkpoint.manager(workdir, keep=1)
+    checkpoint.save(mngr, FIT_STEP, state)
+    mngr.wait_until_finished()
+    return state

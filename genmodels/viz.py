@@ -1,4 +1,4 @@
-"""Figures: sample grids, rows of images (reconstructions, interpolations), training curves.
+"""Figures: sample grids, rows of images (reconstructions, interpolations), curves.
 
 Every function takes numpy arrays in the data's value range [lo, hi] and writes one PNG.
 """
@@ -84,4 +84,15 @@ def save_rows(rows: Sequence[np.ndarray], path: str, labels: Sequence[str], lo: 
     for ax, row, label in zip(axes[:, 0], rows, labels):
         _show(ax, tile(_to_display(row, lo, hi), cols))
         ax.set_title(label, fontsize=8, loc='left')
+    return _save(fig, path)
+
+
+def save_curve(values: np.ndarray, path: str, title: str, xlabel: str, ylabel: str) -> str:
+    """One curve of values [T] against 1..T, e.g. a log-likelihood per EM iteration."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(np.arange(1, len(values) + 1), values, marker='.')
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -1,17 +1,17 @@
-"""Gaussian mixtures fitted by expectation-maximisation (Dempster, Laird & Rubin 1977; Bishop, PRML 9.2).
+"""Gaussian mixtures fitted by EM (Dempster, Laird & Rubin 1977; Bishop, PRML section 9.2).
 
 One iteration is one pass over the data in row blocks that fuses the E and M steps. With the current
 parameters (a_k, mu_k, U_k) each block is whitened once, y_nk = U_k^T (x_n - mu_k)  [K, D, C], and
 
-  E:  r_nk = softmax_k(log a_k + log|U_k| - |y_nk|^2 / 2)                         (PRML 9.23, log space)
+  E:  r_nk = softmax_k(log a_k + log|U_k| - |y_nk|^2 / 2)              (PRML 9.23, in log space)
   S:  N_k = sum_n w_n r_nk,  s_k = sum_n w_n r_nk y_nk,  S_k = sum_n w_n r_nk y_nk y_nk^T
-  M:  a_k = N_k / sum N,  mu_k' = mu_k + L_k d_k,  Sigma_k' = L_k (S_k / N_k - d_k d_k^T) L_k^T + reg I
-      with d_k = s_k / N_k and L_k = U_k^{-T}                                      (PRML 9.24-9.26)
+  M:  a_k = N_k / sum N,  mu_k' = mu_k + L_k d_k,                                 (PRML 9.24-9.26)
+      Sigma_k' = L_k (S_k / N_k - d_k d_k^T) L_k^T + reg I,  d_k = s_k / N_k,  L_k = U_k^{-T}
 
-The scatter is taken about the old means in whitened coordinates, so every term is O(1) and the new
-covariance is a sum of outer products (positive semi-definite) even in float32; all K whitenings are one
-matmul and S_k is one batched matmul. Statistics are summed over blocks with lax.scan and across devices
-with psum when the data is sharded over a mesh (NamedSharding, rows on the mesh axis).
+The scatter is taken about the old means in whitened coordinates, so every term is O(1) and the
+new covariance is a sum of outer products (positive semi-definite) even in float32; all K
+whitenings are one matmul and S_k is one batched matmul. Statistics are summed over blocks with
+lax.scan, and across devices with psum when the rows are sharded over a mesh (NamedSharding).
 """
 
 import functools
@@ -30,227 +30,244 @@ PARAM_KEYS = ('weights', 'means', 'precisions_cholesky')
 
 
 def _block_stats(params, x, w, resp, covariance_type):
-  """Statistics of one block, whitened about `params`. x [C, D], w [C]; resp None (E-step), labels [C]
-  (-1: no component) or responsibilities [C, K]."""
-  y = gmm.whiten(x, params['means'], params['precisions_cholesky'], covariance_type)  # [K, D, C]
-  if resp is None:
-    log_prob = gmm.log_prob_whitened(y, params, covariance_type)  # [K, C]
-    log_norm = jax.nn.logsumexp(log_prob, axis=0)  # [C]
-    r = jnp.exp(log_prob - log_norm)
-    log_lik = jnp.sum(jnp.where(w > 0, w * log_norm, 0.0))
-  else:
-    if jnp.issubdtype(resp.dtype, jnp.integer):
-      resp = jax.nn.one_hot(resp, y.shape[0], dtype=x.dtype)
-    r, log_lik = resp.T, jnp.zeros((), x.dtype)
-  rw = r * w  # [K, C]
-  ry = rw[:, None, :] * y  # [K, D, C]
-  if covariance_type == 'full':
-    scatter = lax.dot_general(ry, y, (((2,), (2,)), ((0,), (0,))))  # [K, D, D]
-  elif covariance_type == 'tied':
-    scatter = lax.dot_general(ry, y, (((0, 2), (0, 2)), ((), ())))  # [D, D]
-  elif covariance_type == 'diag':
-    scatter = jnp.sum(ry * y, axis=2)  # [K, D]
-  else:
-    scatter = jnp.sum(ry * y, axis=(1, 2))  # [K]
-  return {'nk': jnp.sum(rw, axis=1), 's': jnp.sum(ry, axis=2), 'scatter': scatter,
-          'log_lik': log_lik, 'weight': jnp.sum(w)}
+    """Statistics of one block, whitened about `params`. x [C, D], w [C]; resp is None (E-step),
+    labels [C] (-1: no component) or responsibilities [C, K]."""
+    y = gmm.whiten(x, params['means'], params['precisions_cholesky'], covariance_type)  # [K, D, C]
+    if resp is None:
+        log_prob = gmm.log_prob_whitened(y, params, covariance_type)  # [K, C]
+        log_norm = jax.nn.logsumexp(log_prob, axis=0)  # [C]
+        r = jnp.exp(log_prob - log_norm)
+        log_lik = jnp.sum(jnp.where(w > 0, w * log_norm, 0.0))
+    else:
+        if jnp.issubdtype(resp.dtype, jnp.integer):
+            resp = jax.nn.one_hot(resp, y.shape[0], dtype=x.dtype)
+        r, log_lik = resp.T, jnp.zeros((), x.dtype)
+    rw = r * w  # [K, C]
+    ry = rw[:, None, :] * y  # [K, D, C]
+    if covariance_type == 'full':
+        scatter = lax.dot_general(ry, y, (((2,), (2,)), ((0,), (0,))))  # [K, D, D]
+    elif covariance_type == 'tied':
+        scatter = lax.dot_general(ry, y, (((0, 2), (0, 2)), ((), ())))  # [D, D]
+    elif covariance_type == 'diag':
+        scatter = jnp.sum(ry * y, axis=2)  # [K, D]
+    else:
+        scatter = jnp.sum(ry * y, axis=(1, 2))  # [K]
+    return {'nk': jnp.sum(rw, axis=1), 's': jnp.sum(ry, axis=2), 'scatter': scatter,
+            'log_lik': log_lik, 'weight': jnp.sum(w)}
 
 
 def _stats(params, xs, ws, rs, covariance_type, axes):
-  """Statistics summed over blocks (xs [T, C, D], ws [T, C], rs None or [T, C, ...]) and, inside
-  shard_map, over the devices on `axes`."""
-  blocks = (xs, ws) if rs is None else (xs, ws, rs)
-  block_stats = lambda x, w, r=None: _block_stats(params, x, w, r, covariance_type)
-  zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                      jax.eval_shape(block_stats, *(b[0] for b in blocks)))
-  if axes is not None:  # the running sums hold per-device partial sums until the psum
-    zero = lax.pcast(zero, axes, to='varying')
-  total, _ = lax.scan(lambda t, b: (jax.tree.map(jnp.add, t, block_stats(*b)), None), zero, blocks)
-  return total if axes is None else lax.psum(total, axes)
+    """Statistics summed over blocks (xs [T, C, D], ws [T, C], rs None or [T, C, ...]) and, inside
+    shard_map, over the devices on `axes`."""
+    blocks = (xs, ws) if rs is None else (xs, ws, rs)
+    block_stats = lambda x, w, r=None: _block_stats(params, x, w, r, covariance_type)
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                        jax.eval_shape(block_stats, *(b[0] for b in blocks)))
+    if axes is not None:  # the running sums hold per-device partial sums until the psum
+        zero = lax.pcast(zero, axes, to='varying')
+    add = lambda total, block: (jax.tree.map(jnp.add, total, block_stats(*block)), None)
+    total, _ = lax.scan(add, zero, blocks)
+    return total if axes is None else lax.psum(total, axes)
 
 
 def m_step(stats, ref, covariance_type, reg_covar):
-  """New parameters from statistics whitened about `ref` (module docstring, M)."""
-  nk = stats['nk'] + 10 * jnp.finfo(stats['nk'].dtype).eps  # scikit-learn's guard for empty components
-  d = stats['s'] / nk[:, None]  # [K, D]
-  chol = gmm.covariances_cholesky(ref['precisions_cholesky'], covariance_type)
-  if covariance_type == 'full':
-    means = ref['means'] + jnp.einsum('kde,ke->kd', chol, d)
-    inner = stats['scatter'] / nk[:, None, None] - d[:, :, None] * d[:, None, :]
-    cov = chol @ inner @ jnp.swapaxes(chol, 1, 2)
-  elif covariance_type == 'tied':
-    means = ref['means'] + d @ chol.T
-    inner = (stats['scatter'] - jnp.einsum('k,kd,ke->de', nk, d, d)) / jnp.sum(nk)
-    cov = chol @ inner @ chol.T
-  elif covariance_type == 'diag':
-    means = ref['means'] + chol * d
-    cov = chol ** 2 * (stats['scatter'] / nk[:, None] - d ** 2)
-  else:
-    means = ref['means'] + chol[:, None] * d
-    cov = chol ** 2 * (stats['scatter'] / nk - jnp.sum(d ** 2, axis=1)) / d.shape[1]
-  if covariance_type in ('full', 'tied'):
-    cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2)) + reg_covar * jnp.eye(cov.shape[-1], dtype=cov.dtype)
-  else:
-    cov = cov + reg_covar
-  return {'weights': nk / jnp.sum(nk), 'means': means, 'covariances': cov,
-          'precisions_cholesky': gmm.precisions_cholesky(cov, covariance_type)}
+    """New parameters from statistics whitened about `ref` (module docstring, M)."""
+    nk = stats['nk'] + 10 * jnp.finfo(stats['nk'].dtype).eps  # scikit-learn's empty-component guard
+    d = stats['s'] / nk[:, None]  # [K, D]
+    chol = gmm.covariances_cholesky(ref['precisions_cholesky'], covariance_type)
+    if covariance_type == 'full':
+        means = ref['means'] + jnp.einsum('kde,ke->kd', chol, d)
+        inner = stats['scatter'] / nk[:, None, None] - d[:, :, None] * d[:, None, :]
+        cov = chol @ inner @ jnp.swapaxes(chol, 1, 2)
+    elif covariance_type == 'tied':
+        means = ref['means'] + d @ chol.T
+        inner = (stats['scatter'] - jnp.einsum('k,kd,ke->de', nk, d, d)) / jnp.sum(nk)
+        cov = chol @ inner @ chol.T
+    elif covariance_type == 'diag':
+        means = ref['means'] + chol * d
+        cov = chol ** 2 * (stats['scatter'] / nk[:, None] - d ** 2)
+    else:
+        means = ref['means'] + chol[:, None] * d
+        cov = chol ** 2 * (stats['scatter'] / nk - jnp.sum(d ** 2, axis=1)) / d.shape[1]
+    if covariance_type in ('full', 'tied'):
+        eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2)) + reg_covar * eye
+    else:
+        cov = cov + reg_covar
+    return {'weights': nk / jnp.sum(nk), 'means': means, 'covariances': cov,
+            'precisions_cholesky': gmm.precisions_cholesky(cov, covariance_type)}
 
 
 def _reference(k, d, covariance_type, dtype):
-  """Parameters with zero means and identity precisions: whitening about them is the identity."""
-  pc = {'full': jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d)), 'tied': jnp.eye(d, dtype=dtype),
-        'diag': jnp.ones((k, d), dtype), 'spherical': jnp.ones((k,), dtype)}[covariance_type]
-  return {'weights': jnp.full((k,), 1.0 / k, dtype), 'means': jnp.zeros((k, d), dtype),
-          'precisions_cholesky': pc}
+    """Parameters with zero means and identity precisions: whitening about them is the identity."""
+    eye = jnp.eye(d, dtype=dtype)
+    pc = {'full': jnp.broadcast_to(eye, (k, d, d)), 'tied': eye, 'diag': jnp.ones((k, d), dtype),
+          'spherical': jnp.ones((k,), dtype)}[covariance_type]
+    return {'weights': jnp.full((k,), 1.0 / k, dtype), 'means': jnp.zeros((k, d), dtype),
+            'precisions_cholesky': pc}
 
 
 def _from_resp(stats_fn, step_fn, resp, k, d, covariance_type, dtype):
-  """M-step from given responsibilities: two passes of one loop body, the first about zero means
-  (finds the means), the second about those means (the scatter, free of cancellation)."""
+    """M-step from given responsibilities: two passes of one loop body, the first about zero means
+    (finds the means), the second about those means (the scatter, free of cancellation)."""
 
-  def one_pass(_, params):
-    ref = _reference(k, d, covariance_type, dtype) | {'means': params['means']}
-    return step_fn(stats_fn(ref, resp), ref)
+    def one_pass(_, params):
+        ref = _reference(k, d, covariance_type, dtype) | {'means': params['means']}
+        return step_fn(stats_fn(ref, resp), ref)
 
-  start = jax.eval_shape(one_pass, 0, _reference(k, d, covariance_type, dtype))
-  start = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), start)
-  return lax.fori_loop(0, 2, one_pass, start)
+    start = jax.eval_shape(one_pass, 0, _reference(k, d, covariance_type, dtype))
+    start = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), start)
+    return lax.fori_loop(0, 2, one_pass, start)
 
 
 def _with_covariances(params, covariance_type):
-  """The EM parameters plus 'covariances' = (U U^T)^{-1} recomputed from 'precisions_cholesky'."""
-  chol = gmm.covariances_cholesky(params['precisions_cholesky'], covariance_type)
-  cov = chol @ jnp.swapaxes(chol, -1, -2) if covariance_type in ('full', 'tied') else chol ** 2
-  return {key: params[key] for key in PARAM_KEYS} | {'covariances': cov}
+    """The EM parameters plus 'covariances' = (U U^T)^{-1} recomputed from 'precisions_cholesky'."""
+    chol = gmm.covariances_cholesky(params['precisions_cholesky'], covariance_type)
+    cov = chol @ jnp.swapaxes(chol, -1, -2) if covariance_type in ('full', 'tied') else chol ** 2
+    return {key: params[key] for key in PARAM_KEYS} | {'covariances': cov}
 
 
 def _em_loop(stats_fn, step_fn, params, tol, max_iter, previous):
-  """EM until |change of the lower bound| < tol or max_iter (scikit-learn's rule); stops on NaN."""
-  dtype = params['means'].dtype
+    """EM until |change of the lower bound| < tol or max_iter (scikit-learn's rule), or a NaN."""
+    dtype = params['means'].dtype
 
-  def cond(s):
-    return (s['n_iter'] < max_iter) & ~s['converged'] & ~jnp.isnan(s['lower_bound'])
+    def cond(s):
+        return (s['n_iter'] < max_iter) & ~s['converged'] & ~jnp.isnan(s['lower_bound'])
 
-  def body(s):
-    stats = stats_fn(s['params'], None)
-    lower_bound = stats['log_lik'] / stats['weight']  # mean log p(x) under the incoming parameters
-    return {'params': step_fn(stats, s['params']), 'lower_bound': lower_bound,
-            'n_iter': s['n_iter'] + 1, 'converged': jnp.abs(lower_bound - s['lower_bound']) < tol,
-            'lower_bounds': s['lower_bounds'].at[s['n_iter']].set(lower_bound)}
+    def body(s):
+        stats = stats_fn(s['params'], None)
+        lower_bound = stats['log_lik'] / stats['weight']  # mean log p(x) under the incoming params
+        return {'params': step_fn(stats, s['params']), 'lower_bound': lower_bound,
+                'n_iter': s['n_iter'] + 1,
+                'converged': jnp.abs(lower_bound - s['lower_bound']) < tol,
+                'lower_bounds': s['lower_bounds'].at[s['n_iter']].set(lower_bound)}
 
-  state = {'params': params, 'lower_bound': jnp.asarray(previous, dtype), 'n_iter': jnp.asarray(0),
-           'converged': jnp.asarray(False), 'lower_bounds': jnp.full((max_iter,), jnp.nan, dtype)}
-  return lax.while_loop(cond, body, state)
+    state = {'params': params, 'lower_bound': jnp.asarray(previous, dtype),
+             'n_iter': jnp.asarray(0), 'converged': jnp.asarray(False),
+             'lower_bounds': jnp.full((max_iter,), jnp.nan, dtype)}
+    return lax.while_loop(cond, body, state)
 
 
-def _fit_local(x, w, resp, init, tol, reg_covar, previous, *, k, covariance_type, max_iter, chunk, axes):
-  """EM on this device's rows (all rows without a mesh); resp [n_init, n, K] or labels [n_init, n]."""
-  d, dtype = x.shape[1], x.dtype
-  xs, ws = chunks.to_chunks(x, chunk), chunks.to_chunks(w, chunk)
-  stats_fn = lambda p, r: _stats(p, xs, ws, r, covariance_type, axes)
-  step_fn = lambda stats, ref: m_step(stats, ref, covariance_type, reg_covar)
-  if resp is None:
-    return _em_loop(stats_fn, step_fn, _with_covariances(init, covariance_type), tol, max_iter,
-                    previous)
+def _fit_local(x, w, resp, init, tol, reg_covar, previous, *, k, covariance_type, max_iter, chunk,
+               axes):
+    """EM on this device's rows (all rows without a mesh). resp: [n_init, n, K], [n_init, n] labels,
+    or None when `init` is complete."""
+    d, dtype = x.shape[1], x.dtype
+    xs, ws = chunks.to_chunks(x, chunk), chunks.to_chunks(w, chunk)
+    stats_fn = lambda p, r: _stats(p, xs, ws, r, covariance_type, axes)
+    step_fn = lambda stats, ref: m_step(stats, ref, covariance_type, reg_covar)
+    if resp is None:
+        return _em_loop(stats_fn, step_fn, _with_covariances(init, covariance_type), tol, max_iter,
+                        previous)
 
-  def restart(r):
-    params = _from_resp(stats_fn, step_fn, chunks.to_chunks(r, chunk), k, d, covariance_type, dtype)
-    params.update(init)
-    if 'precisions_cholesky' in init:
-      params = _with_covariances(params, covariance_type)
-    return _em_loop(stats_fn, step_fn, params, tol, max_iter, previous)
+    def restart(r):
+        rs = chunks.to_chunks(r, chunk)
+        params = _from_resp(stats_fn, step_fn, rs, k, d, covariance_type, dtype)
+        params.update(init)
+        if 'precisions_cholesky' in init:
+            params = _with_covariances(params, covariance_type)
+        return _em_loop(stats_fn, step_fn, params, tol, max_iter, previous)
 
-  return jax.vmap(restart)(resp)
+    return jax.vmap(restart)(resp)
 
 
 def initial_responsibilities(x, w, rng, k, init_params):
-  """Initial assignment: labels [N] (-1 = none, for seeding from k points) or soft resp [N, K]."""
-  n = x.shape[0]
-  if init_params == 'kmeans':
-    centers, _ = kmeans.kmeans_plusplus(x, k, rng, w)
-    return kmeans.lloyd(x, centers, w)[1].astype(jnp.int32)
-  if init_params == 'random':
-    r = jax.random.uniform(rng, (n, k), x.dtype)
-    return r / jnp.sum(r, axis=1, keepdims=True)
-  seed = kmeans.kmeans_plusplus if init_params == 'k-means++' else kmeans.random_from_data
-  indices = seed(x, k, rng, w)[1] if init_params == 'k-means++' else seed(x, k, rng)[1]
-  return jnp.full((n,), -1, jnp.int32).at[indices].set(jnp.arange(k, dtype=jnp.int32))
+    """Initial assignment: labels [N] (-1 = none, for seeding from k points) or soft resp [N, K]."""
+    n = x.shape[0]
+    if init_params == 'kmeans':
+        centers, _ = kmeans.kmeans_plusplus(x, k, rng, w)
+        return kmeans.lloyd(x, centers, w)[1].astype(jnp.int32)
+    if init_params == 'random':
+        r = jax.random.uniform(rng, (n, k), x.dtype)
+        return r / jnp.sum(r, axis=1, keepdims=True)
+    if init_params == 'k-means++':
+        indices = kmeans.kmeans_plusplus(x, k, rng, w)[1]
+    else:
+        indices = kmeans.random_from_data(x, k, rng)[1]
+    return jnp.full((n,), -1, jnp.int32).at[indices].set(jnp.arange(k, dtype=jnp.int32))
 
 
 @functools.partial(jax.jit, static_argnames=(
     'k', 'covariance_type', 'max_iter', 'n_init', 'init_params', 'chunk', 'mesh', 'axes'))
-def _fit(x, w, rng, init, tol, reg_covar, previous, *, k, covariance_type, max_iter, n_init, init_params, chunk,
-         mesh, axes):
-  complete = all(key in init for key in PARAM_KEYS)
-  resp = None
-  if not complete:
-    keys = jax.random.split(rng, n_init)
-    resp = jax.vmap(lambda key: initial_responsibilities(x, w, key, k, init_params))(keys)
-  local = functools.partial(_fit_local, k=k, covariance_type=covariance_type, max_iter=max_iter,
-                            chunk=chunk, axes=axes)
-  if mesh is not None:
-    rows = P(axes)
-    local = jax.shard_map(local, mesh=mesh, out_specs=P(),
-                          in_specs=(rows, rows, P() if complete else P(None, axes), P(), P(), P(), P()))
-  state = local(x, w, resp, init, tol, reg_covar, previous)
-  if complete:
-    return state | {'restart_lower_bounds': state['lower_bound'][None]}
-  # keep the restart with the highest final lower bound (the first on ties), as scikit-learn
-  best = jnp.argmax(jnp.where(jnp.isnan(state['lower_bound']), -jnp.inf, state['lower_bound']))
-  return jax.tree.map(lambda a: a[best], state) | {'restart_lower_bounds': state['lower_bound']}
+def _fit(x, w, rng, init, tol, reg_covar, previous, *, k, covariance_type, max_iter, n_init,
+         init_params, chunk, mesh, axes):
+    complete = all(key in init for key in PARAM_KEYS)
+    resp = None
+    if not complete:
+        keys = jax.random.split(rng, n_init)
+        resp = jax.vmap(lambda key: initial_responsibilities(x, w, key, k, init_params))(keys)
+    local = functools.partial(_fit_local, k=k, covariance_type=covariance_type, max_iter=max_iter,
+                              chunk=chunk, axes=axes)
+    if mesh is not None:
+        rows = P(axes)
+        resp_spec = P() if complete else P(None, axes)
+        local = jax.shard_map(local, mesh=mesh, out_specs=P(),
+                              in_specs=(rows, rows, resp_spec, P(), P(), P(), P()))
+    state = local(x, w, resp, init, tol, reg_covar, previous)
+    if complete:
+        return state | {'restart_lower_bounds': state['lower_bound'][None]}
+    # keep the restart with the highest final lower bound (the first on ties), as scikit-learn
+    best = jnp.argmax(jnp.where(jnp.isnan(state['lower_bound']), -jnp.inf, state['lower_bound']))
+    return jax.tree.map(lambda a: a[best], state) | {'restart_lower_bounds': state['lower_bound']}
 
 
 def row_sharding(x):
-  """(mesh, axes) when x's rows are split over several devices by a NamedSharding, else (None, None)."""
-  sharding = getattr(x, 'sharding', None)
-  if not isinstance(sharding, NamedSharding) or not sharding.spec or sharding.spec[0] is None:
-    return None, None
-  axes = sharding.spec[0]
-  names = axes if isinstance(axes, tuple) else (axes,)
-  size = 1
-  for name in names:
-    size *= sharding.mesh.shape[name]
-  return (sharding.mesh, axes) if size > 1 else (None, None)
+    """(mesh, axes) when a NamedSharding splits x's rows over several devices, else (None, None)."""
+    sharding = getattr(x, 'sharding', None)
+    if not isinstance(sharding, NamedSharding) or not sharding.spec or sharding.spec[0] is None:
+        return None, None
+    axes = sharding.spec[0]
+    names = axes if isinstance(axes, tuple) else (axes,)
+    size = 1
+    for name in names:
+        size *= sharding.mesh.shape[name]
+    return (sharding.mesh, axes) if size > 1 else (None, None)
 
 
 def fit(x, rng, n_components, *, covariance_type='full', tol=1e-3, reg_covar=1e-6, max_iter=100,
         n_init=1, init_params='kmeans', init=None, previous_lower_bound=None, sample_weight=None,
         chunk_size=None):
-  """Fit a K-component Gaussian mixture by EM; the best of n_init restarts run together under vmap.
+    """Fit a K-component Gaussian mixture by EM, keeping the best of n_init restarts (run together
+    under vmap).
 
-  x: [N, D] float array (float32 by default; float64 when jax_enable_x64 is on and x is float64),
-    optionally sharded by rows over a mesh with NamedSharding(mesh, P('data')).
-  init: optional dict with any of 'weights', 'means', 'precisions_cholesky'; given entries replace
-    those of the `init_params` initialisation (all three: warm start, no initialisation is run).
-  previous_lower_bound: the lower bound the first iteration's change is measured from (warm start;
-    default -inf).
-  sample_weight: optional [N] non-negative weights (scikit-learn's GaussianMixture has none).
+    x: [N, D] float array (float32 by default; float64 when jax_enable_x64 is on and x is float64),
+      optionally sharded by rows over a mesh with NamedSharding(mesh, P('data')).
+    init: optional dict with any of 'weights', 'means', 'precisions_cholesky'; given entries replace
+      those of the `init_params` initialisation (all three: warm start, no initialisation is run).
+    previous_lower_bound: the lower bound the first iteration's change is measured from (warm start;
+      default -inf).
+    sample_weight: optional [N] non-negative weights (scikit-learn's GaussianMixture has none).
 
-  Returns (params, info): params as in `gmm.py`; info holds 'lower_bound' (mean log-likelihood before
-  the last M-step, as scikit-learn's lower_bound_), 'n_iter', 'converged', 'lower_bounds'
-  [max_iter] (the per-iteration trace, NaN-padded) and 'restart_lower_bounds' [n_init].
-  """
-  gmm.check_covariance_type(covariance_type)
-  if init_params not in INIT_METHODS:
-    raise ValueError(f'init_params={init_params!r}; expected one of {INIT_METHODS}.')
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    x = x.astype(jnp.result_type(float))
-  if x.ndim != 2 or x.shape[0] < n_components:
-    raise ValueError(f'x has shape {x.shape}; expected [N, D] with N >= n_components={n_components}.')
-  w = jnp.ones(x.shape[:1], x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
-  mesh, axes = row_sharding(x)
-  devices = 1 if mesh is None else x.shape[0] // x.sharding.shard_shape(x.shape)[0]
-  chunk = min(chunk_size or gmm.default_chunk_size(n_components, x.shape[1]), x.shape[0] // devices)
-  init = {key: jnp.asarray(value, x.dtype) for key, value in (init or {}).items() if key in PARAM_KEYS}
-  previous = -jnp.inf if previous_lower_bound is None else previous_lower_bound
-  state = _fit(x, w, rng, init, jnp.asarray(tol, x.dtype), jnp.asarray(reg_covar, x.dtype),
-               jnp.asarray(previous, x.dtype),
-               k=n_components, covariance_type=covariance_type, max_iter=max_iter, n_init=n_init,
-               init_params=init_params, chunk=chunk, mesh=mesh, axes=axes)
-  params = state.pop('params')
-  if not all(bool(jnp.all(jnp.isfinite(v))) for v in params.values()):
-    raise ValueError(
-        'EM failed: some components have an ill-defined covariance (a singleton or collapsed '
-        'component). Decrease n_components, increase reg_covar, scale the data, or use float64.')
-  return params, state
+    Returns (params, info): params as in `gmm.py`; info holds 'lower_bound' (the mean log-likelihood
+    before the last M-step, as scikit-learn's lower_bound_), 'n_iter', 'converged', 'lower_bounds'
+    [max_iter] (the per-iteration trace, NaN-padded) and 'restart_lower_bounds' [n_init].
+    """
+    gmm.check_covariance_type(covariance_type)
+    if init_params not in INIT_METHODS:
+        raise ValueError(f'init_params={init_params!r}; expected one of {INIT_METHODS}.')
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim != 2 or x.shape[0] < n_components:
+        raise ValueError(
+            f'x has shape {x.shape}; expected [N, D] with N >= n_components={n_components}.')
+    w = jnp.ones(x.shape[:1], x.dtype) if sample_weight is None else jnp.asarray(sample_weight)
+    w = w.astype(x.dtype)
+    mesh, axes = row_sharding(x)
+    devices = 1 if mesh is None else x.shape[0] // x.sharding.shard_shape(x.shape)[0]
+    chunk = chunk_size or gmm.default_chunk_size(n_components, x.shape[1])
+    chunk = min(chunk, x.shape[0] // devices)
+    init = {key: jnp.asarray(value, x.dtype) for key, value in (init or {}).items()
+            if key in PARAM_KEYS}
+    previous = -jnp.inf if previous_lower_bound is None else previous_lower_bound
+    scalars = (jnp.asarray(v, x.dtype) for v in (tol, reg_covar, previous))
+    state = _fit(x, w, rng, init, *scalars, k=n_components, covariance_type=covariance_type,
+                 max_iter=max_iter, n_init=n_init, init_params=init_params, chunk=chunk, mesh=mesh,
+                 axes=axes)
+    params = state.pop('params')
+    if not all(bool(jnp.all(jnp.isfinite(v))) for v in params.values()):
+        raise ValueError(
+            'EM failed: some components have an ill-defined covariance (a singleton or collapsed '
+            'component). Decrease n_components, increase reg_covar, scale the data, or use '
+            'float64.')
+    return params, state
