@@ -49,6 +49,8 @@ SCHEMA: dict[str, Any] = {
         'keep_checkpoints': int,
         'ema_rate': float,
         'figures': bool,
+        'fid_every': int,
+        'fid_num_samples': int,
     },
     'eval': {
         'batch_size': int,
@@ -149,7 +151,7 @@ def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
             raise ConfigError(f'eval.use_ema must be False for the fit family {config.family!r}: '
                               'a fit has no moving average of parameters.')
     else:
-        _check_training(config)
+        _check_training(config, family)
     if config.eval.batch_size <= 0 or config.eval.iwae_k <= 0:
         raise ConfigError('eval.batch_size and eval.iwae_k must be positive.')
     if config.eval.num_samples < 10:
@@ -159,7 +161,7 @@ def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
         family.check_config(config)
 
 
-def _check_training(config: ml_collections.ConfigDict) -> None:
+def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
     """The optimizer and the training loop's settings (families with `train_step`)."""
     t = config.train
     for key in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
@@ -168,7 +170,15 @@ def _check_training(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= t.ema_rate < 1.0:
         raise ConfigError(f'config key train.ema_rate must be in [0, 1), got {t.ema_rate}.')
     if config.optimizer.learning_rate <= 0:
-        raise ConfigError(f'optimizer.learning_rate must be positive, got {config.optimizer.learning_rate}.')
+        raise ConfigError(f'optimizer.learning_rate must be positive, got '
+                          f'{config.optimizer.learning_rate}.')
+    if t.fid_every < 0:
+        raise ConfigError(f'train.fid_every must be >= 0 (0: never), got {t.fid_every}.')
+    if t.fid_every and not hasattr(family, 'sample'):
+        raise ConfigError(f'train.fid_every needs a family that samples; {config.family!r} does '
+                          f'not. Set train.fid_every=0.')
+    if t.fid_every and t.fid_num_samples < 10:
+        raise ConfigError(f'train.fid_num_samples must be at least 10, got {t.fid_num_samples}.')
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

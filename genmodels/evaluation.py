@@ -97,6 +97,24 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     return record
 
 
+def training_fid(config: ml_collections.ConfigDict, workdir: str, params: PyTree, step: int
+                 ) -> dict[str, float]:
+    """FID of a small sample during training, labelled with its sample size (it is biased
+    upwards at small N, so only compare numbers with the same label)."""
+    family = families.get(config.family)
+    small = ml_collections.ConfigDict(config.to_dict())
+    small.eval.num_samples = config.train.fid_num_samples
+    b = config.eval.batch_size
+    sample_batch = jax.jit(lambda p, key: family.sample(config, p, key, b))
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 4), step)
+    result = sample_quality.evaluate_samples(
+        small, functools.partial(sample_batch, params), rng,
+        cache_dir=os.path.join(workdir, 'reference_stats'))
+    n = config.train.fid_num_samples
+    return {f'{key}_{n}samples': value for key, value in result.items()
+            if key.startswith('fid_') and not key.endswith('num_images')}
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, 'config.json')
     if not os.path.exists(path):

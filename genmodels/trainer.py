@@ -37,7 +37,7 @@ class WorkdirError(ValueError):
 
 # Keys that may change when a run is resumed: extending a run or changing how often it reports.
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.figures',
-                  'eval.batch_size', 'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
+                  'train.fid_every', 'train.fid_num_samples', 'eval.batch_size', 'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
 
 
 def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
@@ -164,6 +164,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 bar.set_postfix(loss=f'{summary["loss"]:.3f}')
                 bar.update(step - last_logged)
                 pending, last_logged, t_last = [], step, now
+            if config.train.fid_every and step % config.train.fid_every == 0:
+                params = state['ema_params'] if config.eval.use_ema else state['params']
+                fid = evaluation.training_fid(config, workdir, params, step)
+                if fid:  # Empty when the dataset has no feature extractor (a warning says so).
+                    writer.write(step, fid)
             if step % config.train.checkpoint_every == 0 or step == num_steps:
                 if pending:  # Never checkpoint past an unchecked loss.
                     _check_finite(jax.device_get(pending), last_logged, mngr)

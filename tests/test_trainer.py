@@ -54,6 +54,8 @@ def test_smoke_on_mock_mnist_writes_every_output(tmp_path):
     config = tiny_vae(None, num_steps=8)
     config.data.name = 'mnist'
     config.train.figures = True
+    config.train.fid_every = 4  # FID of a small sample during training, labelled with its size.
+    config.train.fid_num_samples = 32
     workdir = str(tmp_path / 'run')
     with tfds.testing.mock_data(num_examples=64):
         result = trainer.train_and_evaluate(config, workdir)
@@ -61,7 +63,10 @@ def test_smoke_on_mock_mnist_writes_every_output(tmp_path):
     assert result['elbo_nats'] <= -result['nll_nats'] + 1e-3  # ELBO <= IWAE bound
     assert json.load(open(os.path.join(workdir, 'eval.json')))['nll_nats'] == result['nll_nats']
     assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
-    assert [m['step'] for m in read_metrics(workdir)] == [2, 4, 6, 8]
+    logs = read_metrics(workdir)
+    assert [m['step'] for m in logs if 'loss' in m] == [2, 4, 6, 8]
+    fids = [(m['step'], m['fid_mnist_classifier_32samples']) for m in logs if 'loss' not in m]
+    assert [s for s, _ in fids] == [4, 8] and all(f > 0 for _, f in fids)
     for name in ('samples', 'reconstructions', 'interpolation'):
         assert os.path.getsize(os.path.join(workdir, 'figures', f'{name}.png')) > 1000
     config_lib.validate(config_lib.from_json(open(os.path.join(workdir, 'config.json')).read()))
