@@ -1,4 +1,4 @@
-"""Figures: sample grids, rows of images (reconstructions, interpolations), curves.
+"""Figures: sample grids, rows of images (reconstructions, interpolations), curves, 1D histograms.
 
 Every function takes numpy arrays in the data's value range [lo, hi] and writes one PNG.
 """
@@ -95,4 +95,21 @@ def save_curve(values: np.ndarray, path: str, title: str, xlabel: str, ylabel: s
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def save_histogram(x: np.ndarray, grid: np.ndarray, densities: dict[str, np.ndarray], path: str,
+                   title: str, truth: np.ndarray | None = None) -> str:
+    """A density-normalised histogram of 1D samples x [N] under curves p(grid) [G], one per label;
+    `truth` [G], if given, is drawn dashed in black as the reference."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(x, bins='auto', density=True, color='0.82', label=f'{len(x)} samples')
+    if truth is not None:
+        ax.plot(grid, truth, 'k--', lw=1.5, label='true density')
+    for label, p in densities.items():
+        ax.plot(grid, p, lw=1.5, label=label)
+    ax.set_title(title)
+    ax.set_xlabel('x')
+    ax.set_ylabel('density')
+    ax.legend(fontsize=8)
     return _save(fig, path)
