@@ -42,9 +42,9 @@ def _rows(x, dim):
 def gaussian_mixture(name, weights, means, stds):
     """Mixture of isotropic Gaussians: p(x) = sum_k a_k N(x; mu_k, s_k^2 I)."""
     weights, means, stds = (np.asarray(v, np.float64) for v in (weights, means, stds))
-    k, dim = means.shape
-
-    constants = lambda: tuple(jnp.asarray(v, float) for v in (weights, means, stds))  # jax's float
+    dim = means.shape[1]
+    # float32, or float64 under jax_enable_x64, decided at trace time
+    constants = lambda: tuple(jnp.asarray(v, float) for v in (weights, means, stds))
 
     def log_prob(x):
         a, mu, s = constants()

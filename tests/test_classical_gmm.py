@@ -80,7 +80,9 @@ def test_float32_em_close_to_float64_sklearn():
         warnings.simplefilter('ignore')
         ref = SklearnGaussianMixture(K, tol=0, max_iter=MAX_ITER, weights_init=weights,
                                      means_init=means, precisions_init=prec).fit(x)
-    params, info = fit_from(x.astype(np.float32), 'full', weights, means, prec, tol=0.0)
+    # 600 rows in blocks of 256: the last block is padded with zero-weight rows
+    params, info = fit_from(x.astype(np.float32), 'full', weights, means, prec, tol=0.0,
+                            chunk_size=256)
     assert params['means'].dtype == jnp.float32
     np.testing.assert_allclose(params['means'], ref.means_, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(params['covariances'], ref.covariances_, rtol=1e-3, atol=1e-3)
@@ -148,4 +150,4 @@ def test_failed_covariance_raises_a_helpful_error():
     x = np.repeat(np.eye(D), N // D, axis=0)  # 3 distinct points, one per component: Sigma_k = 0
     with pytest.raises(ValueError, match='reg_covar'):
         fit_from(x, 'full', np.full(K, 1 / K), np.eye(D), np.tile(np.eye(D), (K, 1, 1)),
-                 reg_covar=0.0)
+                 reg_covar=0.0, chunk_size=256)

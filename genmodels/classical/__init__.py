@@ -7,8 +7,10 @@ Pure functional core over plain dict pytrees (checkpointable; what a classical f
   em        Gaussian mixtures by EM: fit (jit, vmapped restarts, mesh-aware), m_step
   gmm       mixture densities: log_prob, responsibilities, sample, bic, aic
   kmeans    k-means++, random seeding, Lloyd iterations (EM initialisation)
+  chunks    fixed-size row blocks (bounded memory)
 
-scikit-learn estimators: GaussianMixture, KernelDensity, GaussianMLE.
+scikit-learn estimators (`*_estimator.py`, sharing `sklearn_interop.py`): GaussianMixture,
+KernelDensity, GaussianMLE.
 """
 
 from genmodels.classical.gaussian_estimator import GaussianMLE
