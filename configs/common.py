@@ -11,7 +11,7 @@ def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bo
         'data_dir': ml_collections.config_dict.placeholder(str),  # None: TFDS's default data dir
         'train_split': 'train',
         'eval_split': 'test',
-        'scale': scale,             # '01' or '-11'
+        'scale': scale,             # '01' or '-11'; 'none' for toy data (used as they are)
         'binarize': binarize,       # dynamic binarisation (Bernoulli likelihoods)
         'dequantize': dequantize,   # uniform dequantisation (continuous likelihoods)
         'eval_seed': 0,             # fixes the test set's binarisation/dequantisation noise

@@ -1,4 +1,10 @@
-"""Image datasets by name: TFDS `data_source` (random access, no TensorFlow) -> grain -> batches.
+"""Datasets by name: TFDS `data_source` (random access, no TensorFlow) -> grain -> batches.
+
+Image datasets hold integer pixels, scaled (and optionally binarized or dequantized) as below. Toy
+datasets `toy_<name>` (one per distribution of genmodels/toy.py) hold fixed continuous points drawn
+from the toy's sampler with fixed seeds, served as `image` float32 [N, D, 1, 1] with `label` 0, so
+that families that flatten images fit them unchanged; their values are used as they are, so they
+need scale='none' and neither binarize nor dequantize (an error says so otherwise).
 
 Every batch is a pure function of (dataset, seed, step, global batch size): the example order is
 a seeded per-epoch permutation, and the noise of dynamic binarization / dequantization is drawn
@@ -11,13 +17,13 @@ resumes exactly by random access, without reading the earlier batches.
     data_dir      TFDS data dir, or None for TFDS's default.
     train_split   split that `train_iterator` reads ('train').
     eval_split    split used for evaluation ('test').
-    scale         '01': pixels in [0, 1]; '-11': pixels in [-1, 1].
+    scale         '01': pixels in [0, 1]; '-11': pixels in [-1, 1]; 'none': toy data as they are.
     binarize      dynamic binarization: pixel ~ Bernoulli(pixel / max_value), fresh per visit.
     dequantize    uniform dequantization: (pixel + u) / (max_value + 1), u ~ U[0, 1).
     eval_seed     seed of the fixed noise in `load_split`, so test likelihoods are reproducible.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 import dataclasses
 import functools
 import sys
@@ -29,7 +35,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from genmodels import bundled
+from genmodels import bundled, toy
 
 # TFDS image datasets with a fixed-shape integer `image` and a `ClassLabel` `label`; they must be
 # prepared once in the ArrayRecord format (see `_prepare_instructions`). EMNIST is left out: TFDS
@@ -46,24 +52,43 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
 
 _Source = Sequence[dict[str, Any]]  # a TFDS data source: len(source), source[i] -> example dict
 
+TOY_PREFIX = 'toy_'
+# Toy split -> (number of points, seed of its draw): fixed sets, like every other dataset's.
+TOY_SPLITS = {'train': (20_000, 0), 'test': (10_000, 1)}
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     name: str
     shape: tuple[int, int, int]    # (H, W, C)
     num_classes: int
-    max_value: int                 # largest raw pixel value: 255 for uint8 images, 16 for digits
+    max_value: int                 # largest raw pixel value: 255 for uint8 images, 16 for digits;
+                                   # 0 for toy data, which are continuous (no levels)
     num_examples: dict[str, int]   # split -> count, for the config's train and eval splits
 
 
 def known_datasets() -> list[str]:
-    """Names accepted as `data_config.name`: bundled datasets first, then TFDS ones."""
-    return sorted(bundled.BUNDLED) + sorted(_TFDS_IMAGE_DATASETS)
+    """Names accepted as `data_config.name`: bundled datasets, then toy ones, then TFDS ones."""
+    return (sorted(bundled.BUNDLED) + sorted(TOY_PREFIX + name for name in toy.TOYS)
+            + sorted(_TFDS_IMAGE_DATASETS))
+
+
+def is_toy(name: str) -> bool:
+    return name.startswith(TOY_PREFIX) and name[len(TOY_PREFIX):] in toy.TOYS
+
+
+def toy_distribution(name: str) -> toy.Toy:
+    """The distribution behind the toy dataset `name` (its exact log-density and sampler)."""
+    return toy.get(name[len(TOY_PREFIX):])
 
 
 def dataset_info(data_config: ml_collections.ConfigDict) -> DatasetInfo:
     """Shape, classes, pixel range and split sizes of the configured dataset."""
     _check_config(data_config)
+    if is_toy(data_config.name):
+        name, splits = data_config.name, (data_config.train_split, data_config.eval_split)
+        return DatasetInfo(name=name, shape=(toy_distribution(name).dim, 1, 1), num_classes=1,
+                           max_value=0, num_examples={s: len(_toy_points(name, s)) for s in splits})
     source, info = _open(data_config, data_config.train_split)
     shape, max_value = _image_spec(data_config.name, info)
     sizes = {data_config.train_split: len(source)}
@@ -85,14 +110,13 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     """
     _check_config(data_config)
     _check_seed(seed, 'seed')
-    source, info = _open(data_config, data_config.train_split)
-    _, max_value = _image_spec(data_config.name, info)
+    num_examples, read, max_value = _reader(data_config, data_config.train_split)
     num_processes, process = jax.process_count(), jax.process_index()
     if global_batch_size <= 0 or global_batch_size % num_processes:
         raise ValueError(f'global_batch_size={global_batch_size} must be a positive multiple of '
                          f'the number of processes ({num_processes}).')
-    if global_batch_size > len(source):
-        raise ValueError(f'global_batch_size={global_batch_size} exceeds the {len(source)} '
+    if global_batch_size > num_examples:
+        raise ValueError(f'global_batch_size={global_batch_size} exceeds the {num_examples} '
                          f'examples of {data_config.name}:{data_config.train_split}; use a '
                          f'smaller batch.')
     if start_step < 0:
@@ -102,12 +126,12 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     # The supported datasets are small (at most 73k images of 32x32x3 uint8, 225 MB), so the split
     # is decoded once into memory: TFDS decodes records in Python at ~35 us each, 4.5 ms for a
     # batch of 128, as slow as a whole train step.
-    all_pixels, all_labels = _read(source, np.arange(len(source)), max_value, data_config.name)
-    steps_per_epoch = len(source) // global_batch_size  # the incomplete last batch is dropped
+    all_pixels, all_labels = read(np.arange(num_examples))
+    steps_per_epoch = num_examples // global_batch_size  # the incomplete last batch is dropped
 
     @functools.lru_cache(maxsize=2)  # prefetched batches may straddle two epochs
     def epoch_order(epoch: int) -> np.ndarray:
-        return np.random.default_rng([seed, epoch]).permutation(len(source))  # [N] example ids
+        return np.random.default_rng([seed, epoch]).permutation(num_examples)  # [N] example ids
 
     def load_batch(step: int) -> dict[str, np.ndarray]:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)
@@ -131,13 +155,12 @@ def load_split(data_config: ml_collections.ConfigDict, split: str,
     """
     _check_config(data_config)
     _check_seed(data_config.eval_seed, 'data_config.eval_seed')
-    source, info = _open(data_config, split)
-    _, max_value = _image_spec(data_config.name, info)
-    num = len(source) if max_examples is None else min(max_examples, len(source))
+    num_examples, read, max_value = _reader(data_config, split)
+    num = num_examples if max_examples is None else min(max_examples, num_examples)
     if num <= 0:
         raise ValueError(f'load_split needs max_examples >= 1, got {max_examples}.')
     positions = np.arange(num)
-    pixels, labels = _read(source, positions, max_value, f'{data_config.name}:{split}')
+    pixels, labels = read(positions)
     key = (data_config.eval_seed, _EVAL_STREAM, 0)
     images = _preprocess(pixels, data_config, max_value, key, positions)
     return {'image': images, 'label': labels}
@@ -147,8 +170,16 @@ def _check_config(data_config: ml_collections.ConfigDict) -> None:
     if data_config.name not in known_datasets():
         raise ValueError(f'Unknown dataset {data_config.name!r}; known datasets: '
                          f'{", ".join(known_datasets())}.')
+    if is_toy(data_config.name):
+        if data_config.scale != 'none' or data_config.binarize or data_config.dequantize:
+            raise ValueError(
+                f"{data_config.name} holds continuous points used as they are: set "
+                f"data.scale='none', data.binarize=False and data.dequantize=False (got "
+                f"{data_config.scale!r}, {data_config.binarize}, {data_config.dequantize}).")
+        return
     if data_config.scale not in ('01', '-11'):
-        raise ValueError(f"data_config.scale must be '01' or '-11', got {data_config.scale!r}.")
+        raise ValueError(f"data_config.scale must be '01' or '-11' for image data ('none' is for "
+                         f"toy data), got {data_config.scale!r}.")
     if data_config.binarize and data_config.dequantize:
         raise ValueError('data_config.binarize and data_config.dequantize are both True; choose '
                          'at most one (binarized data is discrete, dequantized data continuous).')
@@ -192,6 +223,29 @@ def _open(data_config: ml_collections.ConfigDict, split: str
                              ) from None
         raise
     return source, source.dataset_info
+
+
+def _reader(data_config: ml_collections.ConfigDict, split: str
+            ) -> tuple[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], int]:
+    """(number of examples of `split`, read(ids [n]) -> (raw values, int32 labels), max_value)."""
+    if is_toy(data_config.name):
+        points = _toy_points(data_config.name, split)
+        return len(points), lambda ids: (points[ids], np.zeros(len(ids), np.int32)), 0
+    source, info = _open(data_config, split)
+    _, max_value = _image_spec(data_config.name, info)
+    where = f'{data_config.name}:{split}'
+    return len(source), lambda ids: _read(source, ids, max_value, where), max_value
+
+
+@functools.lru_cache(maxsize=8)
+def _toy_points(name: str, split: str) -> np.ndarray:
+    """The fixed points of a toy split, float32 [N, D, 1, 1]: the sampler's draw from TOY_SPLITS."""
+    if split not in TOY_SPLITS:
+        raise ValueError(f'{name} has the splits {sorted(TOY_SPLITS)}, got {split!r}.')
+    num, seed = TOY_SPLITS[split]
+    points = np.asarray(toy_distribution(name).sample(jax.random.key(seed), num), np.float32)
+    points.flags.writeable = False  # shared by every caller of the cache
+    return points.reshape(num, -1, 1, 1)
 
 
 def _image_spec(name: str, info: tfds.core.DatasetInfo) -> tuple[tuple[int, int, int], int]:
@@ -247,10 +301,13 @@ def _uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int, ...]
 
 def _preprocess(pixels: np.ndarray, data_config: ml_collections.ConfigDict, max_value: int,
                 key: tuple[int, int, int], rows: np.ndarray) -> np.ndarray:
-    """Raw integer pixels [n, H, W, C] -> float32 in [0, 1] or [-1, 1], with optional noise.
+    """Raw integer pixels [n, H, W, C] -> float32 in [0, 1] or [-1, 1], with optional noise; toy
+    points are returned as they are.
 
     `key` = (seed, stream, step) and `rows` (one per example) key the noise; see `_uniform`.
     """
+    if is_toy(data_config.name):
+        return pixels
     x = pixels.astype(np.float32)
     if data_config.binarize:
         u = _uniform(key, rows, pixels.shape[1:])

@@ -3,7 +3,8 @@
 `eval.json` is flat, one number per key with its unit in the name (DESIGN.md), plus `dataset`,
 `split`, `family` and `step`, and how the data was preprocessed, so every likelihood is comparable.
 Families that can `sample` also get FID/KID/IS/precision/recall of generated images
-(genmodels/metrics/sample_quality.py), with the feature extractor's name and sha256.
+(genmodels/metrics/sample_quality.py), with the feature extractor's name and sha256. On toy data
+the exact density is known, so eval.json also has `true_nll_nats` and `kl_estimate_nats`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str
 
 def preprocessing(config: ml_collections.ConfigDict) -> metrics.Preprocessing:
     """How the data was turned into model inputs: recorded beside every likelihood number."""
+    if data.is_toy(config.data.name):
+        return metrics.Preprocessing('continuous', low=None, high=None)  # used as they are
     low = -1.0 if config.data.scale == '-11' else 0.0
     if config.data.binarize:
         return metrics.Preprocessing('binarized', num_levels=2, low=low, high=1.0)
@@ -49,6 +52,19 @@ def preprocessing(config: ml_collections.ConfigDict) -> metrics.Preprocessing:
         levels = data.dataset_info(config.data).max_value + 1
         return metrics.Preprocessing('dequantized', num_levels=levels, low=low, high=1.0)
     return metrics.Preprocessing('continuous', low=low, high=1.0)
+
+
+def toy_reference(config: ml_collections.ConfigDict, test: dict[str, np.ndarray],
+                  results: dict[str, Any]) -> dict[str, float]:
+    """true_nll_nats: the test NLL under the toy's exact density; with the model's nll_nats also
+    kl_estimate_nats = nll_nats - true_nll_nats, a Monte Carlo estimate of
+    KL(p || q) = E_p[log p(x) - log q(x)] over the test points (x ~ p)."""
+    points = test['image'].reshape(len(test['image']), -1)  # [N, D]
+    true_nll = -float(np.mean(data.toy_distribution(config.data.name).log_prob(points)))
+    record = {'true_nll_nats': true_nll}
+    if 'nll_nats' in results:
+        record['kl_estimate_nats'] = results['nll_nats'] - true_nll
+    return record
 
 
 def _write_json(path: str, record: dict[str, Any]) -> None:
@@ -78,6 +94,8 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     params = jax.device_get(params)
     rng = jax.random.fold_in(jax.random.key(config.seed), 2)
     results = family.evaluate(config, params, test, rng)
+    if data.is_toy(config.data.name):
+        results |= toy_reference(config, test, results)
     if hasattr(family, 'sample'):
         b = config.eval.batch_size
         sample_batch = jax.jit(lambda p, key: family.sample(config, p, key, b))

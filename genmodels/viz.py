@@ -1,18 +1,20 @@
-"""Figures: sample grids, rows of images (reconstructions, interpolations), curves, 1D histograms.
+"""Figures: sample grids, rows of images (reconstructions, interpolations), curves, and densities of
+1D and 2D points (histograms, log-density contours, Gaussian ellipses).
 
-Every function takes numpy arrays in the data's value range [lo, hi] and writes one PNG.
+Every function takes numpy arrays (images in the data's value range [lo, hi]) and writes one PNG.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use('Agg')  # No display on training machines.
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -112,4 +114,44 @@ def save_histogram(x: np.ndarray, grid: np.ndarray, densities: dict[str, np.ndar
     ax.set_xlabel('x')
     ax.set_ylabel('density')
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def save_log_density_2d(x: np.ndarray, log_densities: dict[str, Callable[[np.ndarray], np.ndarray]],
+                        path: str, samples: np.ndarray | None = None) -> str:
+    """Filled contours of log-densities, one panel per title, on a 200 x 200 grid over the box of
+    the points x [N, 2]; log_densities map grid points [G, 2] to log p [G]. `samples` [M, 2], if
+    given, are drawn over the first panel. All panels share 12 nats of contrast below the lowest
+    peak, so that the tails compare."""
+    lo, hi = np.percentile(x, 0.5, axis=0) - 0.5, np.percentile(x, 99.5, axis=0) + 0.5
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    grid = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
+    fields = {title: np.asarray(log_p(grid)) for title, log_p in log_densities.items()}
+    vmin = max(min(f.max() for f in fields.values()) - 12.0, -30.0)
+    levels = np.linspace(vmin, max(f.max() for f in fields.values()), 25)
+    fig, axes = plt.subplots(1, len(fields), figsize=(5 * len(fields), 4.5), squeeze=False)
+    for ax, (title, field) in zip(axes[0], fields.items()):
+        ax.contourf(gx, gy, np.maximum(field, vmin).reshape(gx.shape), levels=levels)
+        ax.set_title(title)
+        ax.set_aspect('equal')
+    if samples is not None:
+        axes[0, 0].scatter(samples[:, 0], samples[:, 1], s=2, c='w', alpha=0.7)
+    return _save(fig, path)
+
+
+def save_ellipses(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, x: np.ndarray,
+                  path: str, title: str) -> str:
+    """Each Gaussian's {1, 2}-sigma ellipse over the points x [N, 2]: axes 2 r sqrt(eigenvalues of
+    Sigma_k), r = 1, 2; weights [K], means [K, 2], covariances [K, 2, 2]; heavier lines for
+    heavier components."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(x[:, 0], x[:, 1], s=2, c='0.6')
+    for weight, mean, cov in zip(weights, means, covariances):
+        values, vectors = np.linalg.eigh(cov)
+        angle = np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1]))
+        for r in (1, 2):
+            ax.add_patch(Ellipse(mean, *(2 * r * np.sqrt(values[::-1])), angle=angle,
+                                 fill=False, lw=1.5 * min(1.0, 4 * weight + 0.3), color='C3'))
+    ax.set_aspect('equal')
+    ax.set_title(title)
     return _save(fig, path)

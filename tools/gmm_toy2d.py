@@ -3,10 +3,9 @@
     .venv/bin/python -m tools.gmm_toy2d --out workdirs/gmm_toy2d                  # two_moons
     .venv/bin/python -m tools.gmm_toy2d --toy grid_25 --k_max 30 --out workdirs/gmm_grid25
 
-The toys are continuous 2D points, not the integer images that genmodels/data.py serves (and whose
-dequantisation and sample metrics train.py's evaluation assumes), so this is a script rather than a
-config: it draws train and test sets from the toy, fits mixtures with K = 1..k_max by EM
-(genmodels.classical.em), keeps the K with the lowest BIC, and writes to --out:
+It chooses K: it draws train and test sets from the toy, fits mixtures with K = 1..k_max by EM
+(genmodels.classical.em), keeps the K with the lowest BIC, and writes to --out (configs/gmm_toy2d.py
+then fits the chosen K through train.py and eval.py, on the fixed `toy_two_moons` dataset):
 
   bic_aic.png    BIC and AIC against K (Schwarz 1978; Akaike 1974)
   ellipses.png   the chosen mixture's 1- and 2-sigma ellipses over the training points
@@ -23,12 +22,11 @@ import jax
 import matplotlib
 import numpy as np
 
-from genmodels import toy
+from genmodels import toy, viz
 from genmodels.classical import em, gmm
 
 matplotlib.use('Agg')  # No display needed.
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
 
 
 def fit_all(x: jax.Array, k_max: int, n_init: int, seed: int) -> list[dict]:
@@ -51,42 +49,6 @@ def plot_criteria(fits: list[dict], path: str) -> None:
     ax.set_ylabel('criterion (lower is better)')
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=150, bbox_inches='tight')
-    plt.close(fig)
-
-
-def plot_ellipses(params: dict, x: np.ndarray, path: str) -> None:
-    """Each component's {1, 2}-sigma ellipse: axes 2 r sqrt(eigenvalues of Sigma_k), r = 1, 2."""
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(x[:, 0], x[:, 1], s=2, c='0.6')
-    for weight, mean, cov in zip(*(np.asarray(params[key])
-                                   for key in ('weights', 'means', 'covariances'))):
-        values, vectors = np.linalg.eigh(cov)
-        angle = np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1]))
-        for r in (1, 2):
-            ax.add_patch(Ellipse(mean, *(2 * r * np.sqrt(values[::-1])), angle=angle,
-                                 fill=False, lw=1.5 * min(1.0, 4 * weight + 0.3), color='C3'))
-    ax.set_aspect('equal')
-    ax.set_title(f'GMM, K = {len(params["weights"])}: 1- and 2-sigma ellipses')
-    fig.savefig(path, dpi=150, bbox_inches='tight')
-    plt.close(fig)
-
-
-def plot_density(params: dict, dist: toy.Toy, samples: np.ndarray, x: np.ndarray,
-                 path: str) -> None:
-    lo, hi = np.percentile(x, 0.5, axis=0) - 0.5, np.percentile(x, 99.5, axis=0) + 0.5
-    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
-    grid = np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)
-    fields = {'GMM log-density, with 500 samples': np.asarray(gmm.log_prob(params, grid, 'full')),
-              f'exact log-density of {dist.name}': np.asarray(dist.log_prob(grid))}
-    vmin = max(min(f.max() for f in fields.values()) - 12.0, -30.0)  # 12 nats of contrast
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    for ax, (title, field) in zip(axes, fields.items()):
-        levels = np.linspace(vmin, max(f.max() for f in fields.values()), 25)
-        ax.contourf(gx, gy, np.maximum(field, vmin).reshape(gx.shape), levels=levels)
-        ax.set_title(title)
-        ax.set_aspect('equal')
-    axes[0].scatter(samples[:, 0], samples[:, 1], s=2, c='w', alpha=0.7)
     fig.savefig(path, dpi=150, bbox_inches='tight')
     plt.close(fig)
 
@@ -116,8 +78,13 @@ def main() -> None:
 
     os.makedirs(args.out, exist_ok=True)
     plot_criteria(fits, os.path.join(args.out, 'bic_aic.png'))
-    plot_ellipses(params, np.asarray(x), os.path.join(args.out, 'ellipses.png'))
-    plot_density(params, dist, samples, np.asarray(x), os.path.join(args.out, 'density.png'))
+    viz.save_ellipses(*(np.asarray(params[key]) for key in ('weights', 'means', 'covariances')),
+                      np.asarray(x), os.path.join(args.out, 'ellipses.png'),
+                      f'GMM, K = {best["k"]}: 1- and 2-sigma ellipses')
+    log_densities = {'GMM log-density, with 500 samples': lambda g: gmm.log_prob(params, g, 'full'),
+                     f'exact log-density of {dist.name}': dist.log_prob}
+    viz.save_log_density_2d(np.asarray(x), log_densities, os.path.join(args.out, 'density.png'),
+                            samples)
     results = {'toy': args.toy, 'num_train': args.num_train, 'num_test': args.num_test,
                'k_bic': best['k'], 'k_aic': min(fits, key=lambda f: f['aic'])['k'],
                'converged': best['converged'], 'test_log_likelihood_nats': model_ll,

@@ -13,6 +13,9 @@ where it is modelled as N(0, s^2 I) with s^2 = E|r|^2 / (D - k), its maximum-lik
 
 is a normalised density on all of R^D, comparable with every other family's likelihood. With a
 Gaussian estimator on z this is probabilistic PCA's maximum-likelihood solution.
+
+Toy data (genmodels/data.py's `toy_<name>`: continuous points [N, D, 1, 1], D = 1 or 2) are fitted
+as they are, without dequantisation, and drawn as densities against the toy's exact one.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import metrics, viz
+from genmodels import data as data_lib, metrics, viz
 from genmodels.config import ConfigError
 
 PyTree = Any
@@ -48,7 +51,7 @@ class Estimator:
 
 
 def check_config(config: Config) -> None:
-    if not config.data.dequantize:
+    if not data_lib.is_toy(config.data.name) and not config.data.dequantize:
         raise ConfigError(f'the {config.family} family is a density on continuous data: set '
                           'data.dequantize=True for a likelihood of the discrete pixels.')
     if config.model.pca_components < 0:
@@ -56,7 +59,10 @@ def check_config(config: Config) -> None:
                           f'{config.model.pca_components}.')
 
 
-def value_range(config: Config) -> tuple[float, float]:
+def value_range(config: Config) -> tuple[float, float] | None:
+    """The images' value range; None for toy data, whose values are unbounded."""
+    if data_lib.is_toy(config.data.name):
+        return None
     return (-1.0, 1.0) if config.data.scale == '-11' else (0.0, 1.0)
 
 
@@ -134,7 +140,7 @@ def evaluate(config: Config, params: PyTree, data: dict[str, np.ndarray], estima
 def sample(config: Config, params: PyTree, rng: jax.Array, num: int, estimator: Estimator
            ) -> jax.Array:
     """x = m + W z + s (I - W W^T) eps, z ~ p_est, eps ~ N(0, I_D): an exact draw from p(x), clipped
-    to the data's value range: [num, H, W, C]."""
+    to the images' value range (toy data: not clipped): [num, H, W, C]."""
     z_key, noise_key = jax.random.split(rng)
     x = unproject(params, estimator.sample(config, params['estimator'], z_key, num))
     if 'residual_var' in params:
@@ -142,13 +148,16 @@ def sample(config: Config, params: PyTree, rng: jax.Array, num: int, estimator: 
         eps = jax.random.normal(noise_key, (num, w.shape[0]), w.dtype)
         noise = jnp.sqrt(params['residual_var']) * (eps - (eps @ w) @ w.T)
         x = x + noise.reshape(x.shape)
-    return jnp.clip(x, *value_range(config))
+    bounds = value_range(config)
+    return x if bounds is None else jnp.clip(x, *bounds)
 
 
 def figures(config: Config, params: PyTree, data: dict[str, np.ndarray], rng: jax.Array,
             out_dir: str, estimator: Estimator) -> list[str]:
     """samples.png; with PCA also pca_samples.png: new images m + W z from z ~ p_est, without the
-    residual noise (scikit-learn's KDE digits demo)."""
+    residual noise (scikit-learn's KDE digits demo). Toy data: `toy_figures`."""
+    if data_lib.is_toy(config.data.name):
+        return toy_figures(config, params, rng, out_dir, estimator)
     lo, hi = value_range(config)
     sample_key, z_key = jax.random.split(rng)
     paths = [viz.save_grid(np.asarray(sample(config, params, sample_key, 64, estimator)),
@@ -162,3 +171,24 @@ def figures(config: Config, params: PyTree, data: dict[str, np.ndarray], rng: ja
             ['data', f'new: {estimator.name} in the {k}-dim PCA space, mapped back by m + W z',
              '', ''], lo, hi))
     return paths
+
+
+def toy_figures(config: Config, params: PyTree, rng: jax.Array, out_dir: str,
+                estimator: Estimator) -> list[str]:
+    """density.png: 1D, a histogram of the train points under the fitted and the true density; 2D,
+    the fitted log-density with 500 samples beside the true log-density."""
+    dist = data_lib.toy_distribution(config.data.name)
+    train = data_lib.load_split(config.data, config.data.train_split)['image']
+    train = train.reshape(len(train), dist.dim)  # [N, D]
+    log_q = jax.jit(lambda points: log_likelihood(
+        config, params, points.reshape(len(points), dist.dim, 1, 1), estimator))
+    path = f'{out_dir}/density.png'
+    if dist.dim == 1:
+        grid = np.linspace(train.min() - 0.5, train.max() + 0.5, 600, dtype=np.float32)
+        return [viz.save_histogram(train[:, 0], grid, {estimator.name: np.exp(log_q(grid))}, path,
+                                   f'{dist.name}: {estimator.name} and the true density',
+                                   truth=np.exp(np.asarray(dist.log_prob(grid))))]
+    samples = np.asarray(sample(config, params, rng, 500, estimator)).reshape(500, dist.dim)
+    return [viz.save_log_density_2d(
+        train, {f'{estimator.name} log-density, with 500 samples': log_q,
+                f'exact log-density of {dist.name}': dist.log_prob}, path, samples)]

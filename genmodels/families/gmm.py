@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from genmodels import viz
+from genmodels import data as data_lib, viz
 from genmodels.classical import em, gmm
 from genmodels.config import ConfigError
 from genmodels.families import density
@@ -91,14 +91,35 @@ def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
     return density.sample(config, params, rng, num, ESTIMATOR)
 
 
+def full_covariances(covariances: np.ndarray, covariance_type: str, k: int, d: int
+                     ) -> np.ndarray:
+    """[K, D, D] from any of the four layouts: full [K, D, D], tied [D, D], diag [K, D],
+    spherical [K] (scikit-learn's)."""
+    if covariance_type == 'full':
+        return covariances
+    if covariance_type == 'tied':
+        return np.broadcast_to(covariances, (k, d, d))
+    variances = covariances if covariance_type == 'diag' else covariances[:, None] * np.ones(d)
+    return variances[:, :, None] * np.eye(d)  # [K, D] on the diagonals
+
+
 def figures(config, params, data, rng: jax.Array, out_dir: str) -> list[str]:
-    """density.figures, plus the EM trace and the component means as images."""
-    lo, hi = density.value_range(config)
-    means = np.clip(np.asarray(density.unproject(params, params['estimator']['means'])), lo, hi)
+    """density.figures, plus the EM trace and the components: the means as images, or on 2D toy
+    data fitted without PCA, the components' ellipses over the train points."""
     where = ' (PCA coordinates)' if 'components' in params else ''
-    return density.figures(config, params, data, rng, out_dir, ESTIMATOR) + [
-        viz.save_curve(np.asarray(params['estimator']['lower_bounds']),
-                       f'{out_dir}/em_log_likelihood.png', f'EM on the train split{where}',
-                       'iteration', 'mean log-likelihood (nats)'),
-        viz.save_grid(means, f'{out_dir}/gmm_means.png', 'GMM component means', lo, hi),
-    ]
+    est = jax.tree.map(np.asarray, params['estimator'])
+    paths = density.figures(config, params, data, rng, out_dir, ESTIMATOR) + [
+        viz.save_curve(est['lower_bounds'], f'{out_dir}/em_log_likelihood.png',
+                       f'EM on the train split{where}', 'iteration', 'mean log-likelihood (nats)')]
+    if data_lib.is_toy(config.data.name):
+        if est['means'].shape[1] == 2 and 'components' not in params:
+            train = data_lib.load_split(config.data, config.data.train_split)['image']
+            k = len(est['weights'])
+            covariances = full_covariances(est['covariances'], config.model.covariance_type, k, 2)
+            paths.append(viz.save_ellipses(
+                est['weights'], est['means'], covariances, train.reshape(len(train), 2),
+                f'{out_dir}/ellipses.png', f'GMM, K = {k}: 1- and 2-sigma ellipses'))
+        return paths
+    lo, hi = density.value_range(config)
+    means = np.clip(np.asarray(density.unproject(params, est['means'])), lo, hi)
+    return paths + [viz.save_grid(means, f'{out_dir}/gmm_means.png', 'GMM component means', lo, hi)]

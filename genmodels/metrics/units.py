@@ -36,15 +36,19 @@ class Preprocessing:
     """
     kind: str
     num_levels: int = 256   # levels of the raw data: 256 for 8-bit pixels, 2 for binarised
-    low: float = 0.0        # model-space interval tiled by the num_levels dequantisation bins
-    high: float = 1.0
+    low: float | None = 0.0  # model-space interval tiled by the num_levels dequantisation bins;
+    high: float | None = 1.0  # None for continuous data used as they are (toy data): no interval
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f'preprocessing kind {self.kind!r} is not one of {KINDS}')
         if self.kind == 'binarized' and self.num_levels != 2:
             raise ValueError(f'binarized data has 2 levels, got num_levels={self.num_levels}')
-        if not self.high > self.low:
+        if self.low is None or self.high is None:
+            if self.kind != 'continuous' or self.low != self.high:
+                raise ValueError(f'only continuous data may leave out its interval (low = high = '
+                                 f'None); got {self.kind!r} on [{self.low}, {self.high}]')
+        elif not self.high > self.low:
             raise ValueError(f'need low < high, got [{self.low}, {self.high}]')
 
     @property
@@ -53,11 +57,14 @@ class Preprocessing:
         return (self.high - self.low) / self.num_levels
 
     def record(self) -> dict:
-        """Flat eval.json entries, numbers only (DESIGN.md); keys as genmodels.evaluation writes them."""
-        return {'data_binarized': int(self.kind == 'binarized'),
-                'data_dequantized': int(self.kind == 'dequantized'),
-                'data_num_levels': 0 if self.kind == 'continuous' else self.num_levels,
-                'data_scale_min': self.low, 'data_scale_max': self.high}
+        """Flat eval.json entries, numbers only (DESIGN.md); keys as genmodels.evaluation writes them.
+        Unscaled data (low = high = None) have no data_scale_min / data_scale_max."""
+        record = {'data_binarized': int(self.kind == 'binarized'),
+                  'data_dequantized': int(self.kind == 'dequantized'),
+                  'data_num_levels': 0 if self.kind == 'continuous' else self.num_levels}
+        if self.low is not None:
+            record |= {'data_scale_min': self.low, 'data_scale_max': self.high}
+        return record
 
 
 def discrete_nll_nats(nll_nats_per_example, num_dims: int, prep: Preprocessing):
