@@ -192,3 +192,26 @@ def toy_figures(config: Config, params: PyTree, rng: jax.Array, out_dir: str,
     return [viz.save_log_density_2d(
         train, {f'{estimator.name} log-density, with 500 samples': log_q,
                 f'exact log-density of {dist.name}': dist.log_prob}, path, samples)]
+
+
+def contract(estimator: Estimator):
+    """The family contract bound to one estimator, for a family module to export:
+
+        fit, log_likelihood, evaluate, sample, figures = density.contract(ESTIMATOR)
+    """
+    def fit_(config, data, rng):
+        return fit(config, data, rng, estimator)
+
+    def log_likelihood_(config, params, batch, rng):
+        return log_likelihood(config, params, batch['image'], estimator)
+
+    def evaluate_(config, params, data, rng):
+        return evaluate(config, params, data, estimator)
+
+    def sample_(config, params, rng, num, labels=None):
+        return sample(config, params, rng, num, estimator)
+
+    def figures_(config, params, data, rng, out_dir):
+        return figures(config, params, data, rng, out_dir, estimator)
+
+    return fit_, log_likelihood_, evaluate_, sample_, figures_

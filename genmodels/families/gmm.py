@@ -72,23 +72,8 @@ ESTIMATOR = density.Estimator(
 )
 
 
-# ------------------------------------------------------------------------------------------------
-# The family contract (density.py)
-
-def fit(config, data: dict[str, np.ndarray], rng: jax.Array):
-    return density.fit(config, data, rng, ESTIMATOR)
-
-
-def log_likelihood(config, params, batch, rng: jax.Array) -> jax.Array:
-    return density.log_likelihood(config, params, batch['image'], ESTIMATOR)
-
-
-def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
-    return density.evaluate(config, params, data, ESTIMATOR)
-
-
-def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
-    return density.sample(config, params, rng, num, ESTIMATOR)
+# The family contract (density.py); figures add the EM trace and, in 2D, the ellipses.
+fit, log_likelihood, evaluate, sample, _ = density.contract(ESTIMATOR)
 
 
 def full_covariances(covariances: np.ndarray, covariance_type: str, k: int, d: int

@@ -10,7 +10,6 @@ highest held-out log-likelihood on a grid (genmodels/classical/kde.py).
 from __future__ import annotations
 
 import jax
-import numpy as np
 
 from genmodels.classical import kde
 from genmodels.config import ConfigError
@@ -64,24 +63,5 @@ ESTIMATOR = density.Estimator(
 )
 
 
-# ------------------------------------------------------------------------------------------------
-# The family contract (density.py)
-
-def fit(config, data: dict[str, np.ndarray], rng: jax.Array):
-    return density.fit(config, data, rng, ESTIMATOR)
-
-
-def log_likelihood(config, params, batch, rng: jax.Array) -> jax.Array:
-    return density.log_likelihood(config, params, batch['image'], ESTIMATOR)
-
-
-def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
-    return density.evaluate(config, params, data, ESTIMATOR)
-
-
-def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
-    return density.sample(config, params, rng, num, ESTIMATOR)
-
-
-def figures(config, params, data, rng: jax.Array, out_dir: str) -> list[str]:
-    return density.figures(config, params, data, rng, out_dir, ESTIMATOR)
+# The family contract (density.py).
+fit, log_likelihood, evaluate, sample, figures = density.contract(ESTIMATOR)
