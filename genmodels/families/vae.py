@@ -1,7 +1,8 @@
-"""Variational autoencoder (Kingma & Welling 2014) and its importance-weighted bound (Burda et al. 2016).
+"""Variational autoencoder (Kingma & Welling 2014) and its importance-weighted bound (Burda et al.
+2016).
 
-    log p(x) >= IWAE_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)] >= ELBO = IWAE_1      (Burda Thm 1)
-    ELBO = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))                                (K&W Eq. 3)
+    log p(x) >= IWAE_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)] >= ELBO = IWAE_1   (Burda Thm 1)
+    ELBO = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))                             (K&W Eq. 3)
 
 MLP or convolutional encoder/decoder; Bernoulli likelihood for dynamically binarised data, Gaussian
 (learned per-pixel scale) for uniformly dequantised data. Every per-example random draw is keyed by
@@ -53,7 +54,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError('a Gaussian likelihood needs dequantised data for a valid likelihood: '
                           'set data.dequantize=True.')
     if m.likelihood not in ('bernoulli', 'gaussian'):
-        raise ConfigError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {m.likelihood!r}.")
+        raise ConfigError(f"model.likelihood must be 'bernoulli' or 'gaussian', got "
+                          f'{m.likelihood!r}.')
     if config.loss.num_samples < 1 or m.latent_dim < 1:
         raise ConfigError('loss.num_samples and model.latent_dim must be at least 1.')
 
