@@ -97,10 +97,8 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     if data.is_toy(config.data.name):
         results |= toy_reference(config, test, results)
     if hasattr(family, 'sample'):
-        b = config.eval.batch_size
-        sample_batch = jax.jit(lambda p, key: family.sample(config, p, key, b))
         results |= sample_quality.evaluate_samples(
-            config, functools.partial(sample_batch, params), jax.random.fold_in(rng, 3),
+            config, functools.partial(make_sampler(config), params), jax.random.fold_in(rng, 3),
             cache_dir=stats_cache or os.path.join(workdir, 'reference_stats'),
             inception_weights=inception_weights)
     record = {'family': config.family, 'dataset': config.data.name, 'split': split,
@@ -115,18 +113,24 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     return record
 
 
-def training_fid(config: ml_collections.ConfigDict, workdir: str, params: PyTree, step: int
-                 ) -> dict[str, float]:
-    """FID of a small sample during training, labelled with its sample size (it is biased
-    upwards at small N, so only compare numbers with the same label)."""
+def make_sampler(config: ml_collections.ConfigDict):
+    """jit(sample): (params, key) -> eval.batch_size images. Build it once and reuse it: each
+    new jit wrapper compiles again."""
     family = families.get(config.family)
+    b = config.eval.batch_size
+    return jax.jit(lambda p, key: family.sample(config, p, key, b))
+
+
+def training_fid(config: ml_collections.ConfigDict, workdir: str, sampler, params: PyTree,
+                 step: int) -> dict[str, float]:
+    """FID of a small sample during training, labelled with its sample size (it is biased
+    upwards at small N, so only compare numbers with the same label). `sampler` comes from
+    `make_sampler`."""
     small = ml_collections.ConfigDict(config.to_dict())
     small.eval.num_samples = config.train.fid_num_samples
-    b = config.eval.batch_size
-    sample_batch = jax.jit(lambda p, key: family.sample(config, p, key, b))
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 4), step)
     result = sample_quality.evaluate_samples(
-        small, functools.partial(sample_batch, params), rng,
+        small, functools.partial(sampler, params), rng,
         cache_dir=os.path.join(workdir, 'reference_stats'))
     n = config.train.fid_num_samples
     return {f'{key}_{n}samples': value for key, value in result.items()
@@ -160,12 +164,9 @@ def restore(workdir: str, overrides: dict | None = None
     if families.is_fit(family):  # its shapes depend on the data: the checkpoint records them
         state, step = checkpoint.restore_as_saved(mngr, parallel.replicated(mesh))
     else:
-        info = data.dataset_info(config.data)
-        example = {'image': np.zeros((1,) + info.shape, np.float32),
-                   'label': np.zeros((1,), np.int32), 'index': np.zeros((1,), np.int32)}
-        abstract = jax.eval_shape(lambda b: trainer.init_state(config, family, mesh, b), example)
-        state, step = checkpoint.restore(mngr,
-                                         checkpoint.abstract(abstract, parallel.replicated(mesh)))
+        example = trainer.example_batch(data.dataset_info(config.data))
+        state, step = checkpoint.restore(
+            mngr, trainer.abstract_state(config, family, mesh, example))
     if state is None:
         raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train it first.')
     return config, state, step

@@ -100,6 +100,18 @@ def init_state(config: ml_collections.ConfigDict, family, mesh, example_batch) -
     return init(init_key, example_batch)
 
 
+def example_batch(info: data.DatasetInfo) -> dict[str, np.ndarray]:
+    """One all-zero example: what `init` needs to build the networks for this dataset."""
+    return {'image': np.zeros((1,) + info.shape, np.float32), 'label': np.zeros((1,), np.int32),
+            'index': np.zeros((1,), np.int32)}
+
+
+def abstract_state(config: ml_collections.ConfigDict, family, mesh, example) -> PyTree:
+    """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
+    shapes = jax.eval_shape(lambda b: init_state(config, family, mesh, b), example)
+    return checkpoint.abstract(shapes, parallel.replicated(mesh))
+
+
 def _check_finite(history: list[dict[str, float]], first_step: int, mngr) -> None:
     for i, m in enumerate(history):
         if not np.isfinite(m['loss']):
@@ -131,11 +143,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # 2. State: restored from the latest checkpoint, else initialised.
     mesh = parallel.make_mesh()
     state_sharding = parallel.replicated(mesh)
-    example = {'image': np.zeros((1,) + info.shape, np.float32), 'label': np.zeros((1,), np.int32),
-               'index': np.zeros((1,), np.int32)}
-    abstract = jax.eval_shape(lambda b: init_state(config, family, mesh, b), example)
+    example = example_batch(info)
     mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
-    state, start = checkpoint.restore(mngr, checkpoint.abstract(abstract, state_sharding))
+    state, start = checkpoint.restore(mngr, abstract_state(config, family, mesh, example))
     if state is None:
         state, start = init_state(config, family, mesh, example), 0
 
@@ -146,6 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                             start_step=start)
     if _iterator_hook is not None:
         batches = _iterator_hook(batches)
+    sampler = evaluation.make_sampler(config) if config.train.fid_every else None
     writer = metric_writer.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
     pending: list[dict[str, jax.Array]] = []
     last_logged, t_last = start, time.perf_counter()
@@ -167,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 pending, last_logged, t_last = [], step, now
             if config.train.fid_every and step % config.train.fid_every == 0:
                 params = state['ema_params'] if config.eval.use_ema else state['params']
-                fid = evaluation.training_fid(config, workdir, params, step)
+                fid = evaluation.training_fid(config, workdir, sampler, params, step)
                 if fid:  # Empty when the dataset has no feature extractor (a warning says so).
                     writer.write(step, fid)
             if step % config.train.checkpoint_every == 0 or step == num_steps:
