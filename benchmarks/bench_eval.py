@@ -31,7 +31,7 @@ from genmodels.metrics import sample_quality  # noqa: E402
 def time_sample_metrics(workdir: str, num_samples: int, cache_dir: str) -> tuple[float, dict]:
     config, state, _ = evaluation.restore(workdir, {'eval.num_samples': num_samples})
     family = families.get(config.family)
-    params = jax.device_get(state['ema_params'] if config.eval.use_ema else state['params'])
+    params = jax.device_get(families.eval_params(family, config, state))
     b = config.eval.batch_size
     sample_batch = jax.jit(lambda key: family.sample(config, params, key, b))
     start = time.perf_counter()

@@ -17,7 +17,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import vae_mnist  # noqa: E402
-from genmodels import data, families, parallel, trainer  # noqa: E402
+from genmodels import data, families, parallel, train_state, trainer  # noqa: E402
 
 
 def main() -> None:
@@ -32,9 +32,9 @@ def main() -> None:
     config.train.batch_size = args.batch_size
     family = families.get(config.family)
     mesh = parallel.make_mesh()
-    batches = data.train_iterator(config.data, args.batch_size, config.seed)
+    batches = data.train_iterator(config.data, args.batch_size, config.data.seed)
     host = [next(batches) for _ in range(args.steps + 1)]
-    state = trainer.init_state(config, family, mesh, host[0])
+    state = train_state.init_state(config, family, mesh, host[0])
     step_fn = trainer.make_train_step(config, family, mesh, parallel.replicated(mesh))
     sharded = [parallel.shard_batch(mesh, b) for b in host]
     state, metrics = step_fn(state, sharded[0])  # Compile.

@@ -5,7 +5,7 @@ Trained on the 4,500 bundled train digits in [0, 1] (no binarisation, no dequant
 shipped weights (genmodels/metrics/weights/mnist_classifier.npz) are reproduced by
 
     python train.py --config configs/classifier_mnist.py --workdir workdirs/classifier_mnist
-    python -m genmodels.metrics.mnist_classifier --workdir workdirs/classifier_mnist \\
+    python -m tools.export_mnist_classifier --workdir workdirs/classifier_mnist \\
         --out genmodels/metrics/weights/mnist_classifier.npz
 
 and the smoke run is  python train.py --config configs/classifier_mnist.py:smoke --workdir W

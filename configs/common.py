@@ -14,6 +14,7 @@ def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bo
         'scale': scale,             # '01' or '-11'; 'none' for toy data (used as they are)
         'binarize': binarize,       # dynamic binarisation (Bernoulli likelihoods)
         'dequantize': dequantize,   # uniform dequantisation (continuous likelihoods)
+        'seed': 0,                  # the training stream: example order, binarisation noise
         'eval_seed': 0,             # fixes the test set's binarisation/dequantisation noise
     })
 
@@ -37,6 +38,7 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
     return ml_collections.ConfigDict({
         'batch_size': batch_size,   # global batch, split over all devices
         'num_steps': num_steps,
+        'num_seeds': 1,             # models trained side by side in one program, seeds seed..seed+N-1
         'log_every': log_every,
         'checkpoint_every': checkpoint_every,
         'keep_checkpoints': 3,

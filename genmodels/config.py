@@ -1,20 +1,49 @@
 """Config validation: every key known, every value of the right type, before any work starts.
 
 A config is an `ml_collections.ConfigDict` built by a file in `configs/`. The shared sections are
-described by `SCHEMA` below; each family adds the schema of its own `model` and `loss` sections
-(`FAMILY.CONFIG_SCHEMA`). A fit family (closed form or EM) has no optimizer and no training loop, so
-its config has no `optimizer` section and a `train` section of `FIT_TRAIN_SCHEMA` only: a config
-holds only what is read. Defaults live in the config files, never here.
+described by `SCHEMA` below; each family adds the schema of its own sections (`FAMILY.CONFIG_SCHEMA`:
+`model`, `loss`, and any it adds, e.g. a GAN's `disc_optimizer`). Every section whose schema is
+`OPTIMIZER_SCHEMA` is checked as an optimizer. A fit family (closed form or EM) has no optimizer and
+no training loop, so its config has no `optimizer` section and a `train` section of
+`FIT_TRAIN_SCHEMA` only: a config holds only what is read. Defaults live in the config files, never
+here.
+
+`config.objective` names an entry of the family's `OBJECTIVES` registry, or a function by import
+path, `module.name:function` or `path/to/file.py:function` (see `objective`), resolved and checked
+here when the config is validated.
+
+This module imports nothing of genmodels: `validate` is given the family module.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
 import json
-from typing import Any, Mapping
+import os
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
 NoneType = type(None)
+
+# The schema of an optimizer section: `optimizer`, and any section a family adds with this very
+# dict as its schema (a second player's optimizer), is validated as one.
+OPTIMIZER_SCHEMA: dict[str, Any] = {
+    'name': str,
+    'learning_rate': float,
+    'b1': float,
+    'b2': float,
+    'weight_decay': float,
+    'grad_clip_norm': float,
+    'schedule': str,
+    'warmup_steps': int,
+}
+OPTIMIZER_NAMES = ('adam', 'adamw')
+SCHEDULES = ('constant', 'cosine')
 
 # Section -> key -> accepted type(s). `float` also accepts an int; `bool` is never an int.
 SCHEMA: dict[str, Any] = {
@@ -29,21 +58,14 @@ SCHEMA: dict[str, Any] = {
         'scale': str,
         'binarize': bool,
         'dequantize': bool,
+        'seed': int,
         'eval_seed': int,
     },
-    'optimizer': {
-        'name': str,
-        'learning_rate': float,
-        'b1': float,
-        'b2': float,
-        'weight_decay': float,
-        'grad_clip_norm': float,
-        'schedule': str,
-        'warmup_steps': int,
-    },
+    'optimizer': OPTIMIZER_SCHEMA,
     'train': {
         'batch_size': int,
         'num_steps': int,
+        'num_seeds': int,
         'log_every': int,
         'checkpoint_every': int,
         'keep_checkpoints': int,
@@ -116,37 +138,30 @@ def _check(cfg: Mapping[str, Any], schema: Mapping[str, Any], prefix: str) -> No
                 f'({type(value).__name__}).')
 
 
+def is_fit(family: Any) -> bool:
+    """A classical family: fitted once by `fit` (closed form or EM), not trained step by step."""
+    return hasattr(family, 'fit') and not hasattr(family, 'train_step')
+
+
 def full_schema(family: Any) -> dict[str, Any]:
     """The shared sections (fit families: without the training loop's) plus the family's own."""
-    from genmodels import families  # Local import: families import this module.
-
     shared = dict(SCHEMA)
-    if families.is_fit(family):
+    if is_fit(family):
         del shared['optimizer']
         shared['train'] = FIT_TRAIN_SCHEMA
     return {**shared, **family.CONFIG_SCHEMA}
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError naming the first bad key; checks the shared sections and the family's."""
-    from genmodels import families  # Local import: families import this module.
-
-    if 'family' not in config or not isinstance(config.family, str):
-        raise ConfigError(f'config.family must name a family, one of {families.names()}.')
-    family = families.get(config.family)
+def validate(config: ml_collections.ConfigDict, family: Any) -> None:
+    """Raises ConfigError naming the first bad key; checks the shared sections and those of
+    `family` (the module that config.family names; `genmodels.families.validated` finds it)."""
     _check(config, full_schema(family), '')
     _check_values(config, family)
 
 
 def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
-    from genmodels import families  # Local import: families import this module.
-
-    objectives = getattr(family, 'OBJECTIVES', {})
-    if objectives and config.objective not in objectives:
-        raise ConfigError(
-            f'unknown objective {config.objective!r} for family {config.family!r}; '
-            f'known: {", ".join(sorted(objectives))}.')
-    if families.is_fit(family):
+    _check_objective(config, family)
+    if is_fit(family):
         if config.eval.use_ema:
             raise ConfigError(f'eval.use_ema must be False for the fit family {config.family!r}: '
                               'a fit has no moving average of parameters.')
@@ -162,16 +177,17 @@ def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
 
 
 def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
-    """The optimizer and the training loop's settings (families with `train_step`)."""
+    """The optimizers and the training loop's settings (families with `train_step`)."""
     t = config.train
-    for key in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
+    for key in ('batch_size', 'num_steps', 'num_seeds', 'log_every', 'checkpoint_every',
+                'keep_checkpoints'):
         if t[key] <= 0:
             raise ConfigError(f'config key train.{key} must be positive, got {t[key]}.')
     if not 0.0 <= t.ema_rate < 1.0:
         raise ConfigError(f'config key train.ema_rate must be in [0, 1), got {t.ema_rate}.')
-    if config.optimizer.learning_rate <= 0:
-        raise ConfigError(f'optimizer.learning_rate must be positive, got '
-                          f'{config.optimizer.learning_rate}.')
+    for section, schema in full_schema(family).items():
+        if schema is OPTIMIZER_SCHEMA:
+            _check_optimizer(config[section], section)
     if t.fid_every < 0:
         raise ConfigError(f'train.fid_every must be >= 0 (0: never), got {t.fid_every}.')
     if t.fid_every and not hasattr(family, 'sample'):
@@ -179,6 +195,88 @@ def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
                           f'not. Set train.fid_every=0.')
     if t.fid_every and t.fid_num_samples < 10:
         raise ConfigError(f'train.fid_num_samples must be at least 10, got {t.fid_num_samples}.')
+
+
+def _check_optimizer(opt: ml_collections.ConfigDict, section: str) -> None:
+    if opt.name not in OPTIMIZER_NAMES:
+        raise ConfigError(f'{section}.name must be one of {OPTIMIZER_NAMES}, got {opt.name!r}.')
+    if opt.schedule not in SCHEDULES:
+        raise ConfigError(f'{section}.schedule must be one of {SCHEDULES}, got {opt.schedule!r}.')
+    if opt.learning_rate <= 0:
+        raise ConfigError(f'{section}.learning_rate must be positive, got {opt.learning_rate}.')
+    if not (0.0 <= opt.b1 < 1.0 and 0.0 <= opt.b2 < 1.0):
+        raise ConfigError(f'{section}.b1 and {section}.b2 must be in [0, 1), got {opt.b1} and '
+                          f'{opt.b2}.')
+    if min(opt.weight_decay, opt.grad_clip_norm, opt.warmup_steps) < 0:
+        raise ConfigError(f'{section}.weight_decay, grad_clip_norm and warmup_steps must be >= 0.')
+
+
+# ------------------------------------------------------------------------------------------------
+# Objectives: a registry entry, or a function by import path
+
+def objective(registry: Mapping[str, Callable], name: str) -> Callable:
+    """The objective `name`: `registry[name]`, else the function at the import path `name`:
+    `package.module:function` (imported from sys.path; train.py puts the repository root there)
+    or `path/to/file.py:function` (relative to the working directory, or absolute)."""
+    if name in registry:
+        return registry[name]
+    if ':' not in name:
+        raise ConfigError(
+            f'unknown objective {name!r}; known: {", ".join(sorted(registry))}, or a function by '
+            f'import path (package.module:function or path/to/file.py:function).')
+    return _load_function(name)
+
+
+@functools.cache
+def _load_function(spec: str) -> Callable:
+    where, _, attr = spec.rpartition(':')
+    try:
+        if where.endswith('.py'):
+            path = os.path.abspath(where)
+            if not os.path.isfile(path):
+                raise ConfigError(f'objective {spec!r}: no file {path}; give a path relative to the '
+                                  'working directory, or an absolute one.')
+            # A private module name per file, so two files with the same name do not collide.
+            name = f'_genmodels_objective_{hashlib.sha256(path.encode()).hexdigest()[:16]}'
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a user's module can raise anything; report it.
+        first = (str(e).strip().splitlines() or [''])[0]
+        raise ConfigError(f'objective {spec!r}: importing {where} failed with '
+                          f'{type(e).__name__}: {first}; put its package on PYTHONPATH or give a '
+                          f'file path (path/to/file.py:{attr}).') from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f'objective {spec!r}: {where} has no function {attr!r}.')
+    return fn
+
+
+def _check_objective(config: ml_collections.ConfigDict, family: Any) -> None:
+    """A built-in objective is known; one given by import path exists and takes the same
+    parameters as the family's built-in objectives."""
+    registry = getattr(family, 'OBJECTIVES', {})
+    name = config.objective
+    if not registry or name in registry:
+        return
+    if ':' not in name:
+        raise ConfigError(
+            f'unknown objective {name!r} for family {config.family!r}; known: '
+            f'{", ".join(sorted(registry))}, or a function by import path '
+            '(package.module:function or path/to/file.py:function).')
+    fn = _load_function(name)
+    wanted = list(inspect.signature(next(iter(registry.values()))).parameters)
+    try:
+        inspect.signature(fn).bind(*wanted)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f'objective {name!r} takes {inspect.signature(fn)}, but a {config.family} objective '
+            f'is called as ({", ".join(wanted)}); see the built-in ones in '
+            f'{family.__name__}.') from None
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -20,7 +20,13 @@ resumes exactly by random access, without reading the earlier batches.
     scale         '01': pixels in [0, 1]; '-11': pixels in [-1, 1]; 'none': toy data as they are.
     binarize      dynamic binarization: pixel ~ Bernoulli(pixel / max_value), fresh per visit.
     dequantize    uniform dequantization: (pixel + u) / (max_value + 1), u ~ U[0, 1).
+    seed          seed of the training stream: example order and binarization/dequantization
+                  noise (the trainer passes it to `train_iterator`).
     eval_seed     seed of the fixed noise in `load_split`, so test likelihoods are reproducible.
+
+Evaluation code walks a whole split in fixed-size batches with `padded_batches` / `map_batches`,
+so a jitted function compiles once, whatever the split's size. `preprocessing` describes how the
+data became model inputs; it is recorded beside every likelihood.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -67,6 +73,54 @@ class DatasetInfo:
     num_examples: dict[str, int]   # split -> count, for the config's train and eval splits
 
 
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How raw data became model inputs; stored beside every likelihood number.
+
+    kind:
+      'binarized'   {0, 1} data, model gives a probability mass (Bernoulli decoder): no correction.
+      'discrete'    model gives a mass on the num_levels levels directly (e.g. DDPM's discretised
+                    decoder, Ho et al. 2020, Sec. 3.3): no correction.
+      'dequantized' model gives a density on y = low + (x + u) (high - low) / num_levels,
+                    x in {0..num_levels-1}, u ~ U[0, 1)^D: corrected to the discrete data
+                    (genmodels.metrics.units.discrete_nll_nats).
+      'continuous'  the data are continuous (toy densities): a density, no discrete counterpart.
+    """
+    kind: str
+    num_levels: int = 256   # levels of the raw data: 256 for 8-bit pixels, 2 for binarised
+    low: float | None = 0.0  # model-space interval tiled by the num_levels dequantisation bins;
+    high: float | None = 1.0  # None for continuous data used as they are (toy data): no interval
+
+    KINDS = ('binarized', 'discrete', 'dequantized', 'continuous')
+
+    def __post_init__(self):
+        if self.kind not in self.KINDS:
+            raise ValueError(f'preprocessing kind {self.kind!r} is not one of {self.KINDS}')
+        if self.kind == 'binarized' and self.num_levels != 2:
+            raise ValueError(f'binarized data has 2 levels, got num_levels={self.num_levels}')
+        if self.low is None or self.high is None:
+            if self.kind != 'continuous' or self.low != self.high:
+                raise ValueError(f'only continuous data may leave out its interval (low = high = '
+                                 f'None); got {self.kind!r} on [{self.low}, {self.high}]')
+        elif not self.high > self.low:
+            raise ValueError(f'need low < high, got [{self.low}, {self.high}]')
+
+    @property
+    def bin_width(self) -> float:
+        """Width of one dequantisation bin in model space: (high - low) / num_levels."""
+        return (self.high - self.low) / self.num_levels
+
+    def record(self) -> dict:
+        """Flat eval.json entries, numbers only (DESIGN.md). Unscaled data (low = high = None)
+        have no data_scale_min / data_scale_max."""
+        record = {'data_binarized': int(self.kind == 'binarized'),
+                  'data_dequantized': int(self.kind == 'dequantized'),
+                  'data_num_levels': 0 if self.kind == 'continuous' else self.num_levels}
+        if self.low is not None:
+            record |= {'data_scale_min': self.low, 'data_scale_max': self.high}
+        return record
+
+
 def known_datasets() -> list[str]:
     """Names accepted as `data_config.name`: bundled datasets, then toy ones, then TFDS ones."""
     return (sorted(bundled.BUNDLED) + sorted(TOY_PREFIX + name for name in toy.TOYS)
@@ -97,6 +151,62 @@ def dataset_info(data_config: ml_collections.ConfigDict) -> DatasetInfo:
     return DatasetInfo(name=data_config.name, shape=shape,
                        num_classes=info.features['label'].num_classes, max_value=max_value,
                        num_examples=sizes)
+
+
+def value_range(data_config: ml_collections.ConfigDict) -> tuple[float, float] | None:
+    """(low, high) of the model inputs: (0, 1) or (-1, 1); None for toy data (unbounded)."""
+    if is_toy(data_config.name):
+        return None
+    return (-1.0, 1.0) if data_config.scale == '-11' else (0.0, 1.0)
+
+
+def to_unit(data_config: ml_collections.ConfigDict, x):
+    """Model inputs in the data's value range -> [0, 1] (not clipped); numpy or jax arrays."""
+    low, high = value_range(data_config)
+    return (x - low) / (high - low)
+
+
+def from_unit(data_config: ml_collections.ConfigDict, u):
+    """[0, 1] -> the data's value range; numpy or jax arrays."""
+    low, high = value_range(data_config)
+    return low + (high - low) * u
+
+
+def preprocessing(data_config: ml_collections.ConfigDict) -> Preprocessing:
+    """How the data was turned into model inputs: recorded beside every likelihood number."""
+    if is_toy(data_config.name):
+        return Preprocessing('continuous', low=None, high=None)  # used as they are
+    low, high = value_range(data_config)
+    if data_config.binarize:
+        return Preprocessing('binarized', num_levels=2, low=low, high=high)
+    if data_config.dequantize:
+        levels = dataset_info(data_config).max_value + 1
+        return Preprocessing('dequantized', num_levels=levels, low=low, high=high)
+    return Preprocessing('continuous', low=low, high=high)
+
+
+def padded_batches(arrays: dict[str, np.ndarray], batch_size: int
+                   ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """(batch, num_valid) over a whole split in fixed-size batches, the last padded by repeating
+    the last example; only the first num_valid rows of a batch are real. Each batch also carries
+    `index` int32 [B]: the example's position in the split (which keys its noise, genmodels.noise).
+    """
+    n = len(next(iter(arrays.values())))
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, start + batch_size)
+        take = np.minimum(idx, n - 1)
+        batch = {k: v[take] for k, v in arrays.items() if k != 'index'}
+        batch['index'] = idx.astype(np.int32)
+        yield batch, int(min(batch_size, n - start))
+
+
+def map_batches(fn: Callable[[dict[str, np.ndarray]], Any], arrays: dict[str, np.ndarray],
+                batch_size: int) -> Any:
+    """fn(batch) -> a pytree of [B, ...] arrays, applied over `padded_batches` (so a jitted fn
+    compiles once) and concatenated over the real rows: a pytree of numpy [N, ...] arrays."""
+    outs = [jax.tree.map(lambda x, n=n: np.asarray(x)[:n], fn(batch))
+            for batch, n in padded_batches(arrays, batch_size)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
 def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int, seed: int,

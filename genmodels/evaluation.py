@@ -5,6 +5,11 @@
 Families that can `sample` also get FID/KID/IS/precision/recall of generated images
 (genmodels/metrics/sample_quality.py), with the feature extractor's name and sha256. On toy data
 the exact density is known, so eval.json also has `true_nll_nats` and `kl_estimate_nats`.
+
+A run of several seeds (train.num_seeds = S) is evaluated lane by lane, each lane with its own
+evaluation key (genmodels/train_state.py), and eval.json holds, for every number that differs
+between lanes, `<key>` (the mean over seeds), `<key>_seeds_std` and `<key>_seed<i>`; a number
+every lane shares (a setting, the data floor) is written once. Figures show lane 0.
 """
 
 from __future__ import annotations
@@ -12,46 +17,16 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from genmodels import checkpoint, config as config_lib, data, families, metrics, parallel
+from genmodels import checkpoint, config as config_lib, data, families, parallel, train_state
 from genmodels.metrics import sample_quality
 
 PyTree = Any
-
-
-def batches(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Fixed-size batches over a whole split, the last padded by repetition.
-
-    Each batch carries `index` (the example's position in the split, which keys its noise) and
-    `num_valid` (how many leading rows are real).
-    """
-    n = len(arrays['image'])
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size)
-        num_valid = int(min(batch_size, n - start))
-        take = np.minimum(idx, n - 1)
-        batch = {k: v[take] for k, v in arrays.items() if k in ('image', 'label')}
-        batch['index'] = idx.astype(np.int32)
-        batch['num_valid'] = num_valid
-        yield batch
-
-
-def preprocessing(config: ml_collections.ConfigDict) -> metrics.Preprocessing:
-    """How the data was turned into model inputs: recorded beside every likelihood number."""
-    if data.is_toy(config.data.name):
-        return metrics.Preprocessing('continuous', low=None, high=None)  # used as they are
-    low = -1.0 if config.data.scale == '-11' else 0.0
-    if config.data.binarize:
-        return metrics.Preprocessing('binarized', num_levels=2, low=low, high=1.0)
-    if config.data.dequantize:
-        levels = data.dataset_info(config.data).max_value + 1
-        return metrics.Preprocessing('dequantized', num_levels=levels, low=low, high=1.0)
-    return metrics.Preprocessing('continuous', low=low, high=1.0)
 
 
 def toy_reference(config: ml_collections.ConfigDict, test: dict[str, np.ndarray],
@@ -90,51 +65,80 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     split = config.data.eval_split
     limit = max_examples if max_examples is not None else config.eval.max_examples
     test = data.load_split(config.data, split, limit)
-    params = state['ema_params'] if config.eval.use_ema else state['params']
-    params = jax.device_get(params)
-    rng = jax.random.fold_in(jax.random.key(config.seed), 2)
-    results = family.evaluate(config, params, test, rng)
-    if data.is_toy(config.data.name):
-        results |= toy_reference(config, test, results)
-    if hasattr(family, 'sample'):
-        results |= sample_quality.evaluate_samples(
-            config, functools.partial(make_sampler(config), params), jax.random.fold_in(rng, 3),
-            cache_dir=stats_cache or os.path.join(workdir, 'reference_stats'),
-            inception_weights=inception_weights)
-    record = {'family': config.family, 'dataset': config.data.name, 'split': split,
-              'step': int(step), 'num_examples': int(len(test['image'])),
-              **preprocessing(config).record(), **results}
-    if jax.process_index() == 0:
-        if config.train.figures:
+    sampler = make_sampler(config, family) if hasattr(family, 'sample') else None
+    per_seed = []
+    for lane, lane_state in enumerate(train_state.lanes(config, state)):
+        params = jax.device_get(families.eval_params(family, config, lane_state))
+        rng = jax.random.fold_in(train_state.model_key(config, lane), train_state.EVAL)
+        results = family.evaluate(config, params, test, rng)
+        if data.is_toy(config.data.name):
+            results |= toy_reference(config, test, results)
+        if sampler is not None:
+            results |= sample_quality.evaluate_samples(
+                config, functools.partial(sampler, params), jax.random.fold_in(rng, 3),
+                cache_dir=stats_cache or os.path.join(workdir, 'reference_stats'),
+                inception_weights=inception_weights)
+        if lane == 0 and config.train.figures and jax.process_index() == 0:
             fig_dir = os.path.join(workdir, 'figures')
             os.makedirs(fig_dir, exist_ok=True)
             family.figures(config, params, test, jax.random.fold_in(rng, 1), fig_dir)
+        per_seed.append(results)
+    record = {'family': config.family, 'dataset': config.data.name, 'split': split,
+              'step': int(step), 'num_examples': int(len(test['image'])),
+              **data.preprocessing(config.data).record(), **combine_seeds(per_seed)}
+    if train_state.num_seeds(config) > 1:
+        record['num_seeds'] = train_state.num_seeds(config)
+    if jax.process_index() == 0:
         _write_json(os.path.join(workdir, 'eval.json'), record)
     return record
 
 
-def make_sampler(config: ml_collections.ConfigDict):
-    """jit(sample): (params, key) -> eval.batch_size images. Build it once and reuse it: each
-    new jit wrapper compiles again."""
-    family = families.get(config.family)
+def combine_seeds(per_seed: list[dict[str, Any]], sep: str = '_') -> dict[str, Any]:
+    """One record from the records of S lanes: a value every lane shares once; a number that
+    differs as `<key>` (mean), `<key>_seeds_std` and `<key>_seed<i>` (with `sep` before `seed<i>`).
+    """
+    if len(per_seed) == 1:
+        return dict(per_seed[0])
+    out = {}
+    for key, first in per_seed[0].items():
+        values = [r[key] for r in per_seed]
+        if all(v == first for v in values):
+            out[key] = first
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out[key] = float(np.mean(values))
+            out[f'{key}_seeds_std'] = float(np.std(values))
+            out |= {f'{key}{sep}seed{i}': v for i, v in enumerate(values)}
+        else:
+            out |= {f'{key}{sep}seed{i}': v for i, v in enumerate(values)}
+    return out
+
+
+def make_sampler(config: ml_collections.ConfigDict, family):
+    """jit(sample): (params, key) -> eval.batch_size images (labels: the family's default).
+    Build it once and reuse it: each new jit wrapper compiles again."""
     b = config.eval.batch_size
     return jax.jit(lambda p, key: family.sample(config, p, key, b))
 
 
-def training_fid(config: ml_collections.ConfigDict, workdir: str, sampler, params: PyTree,
+def training_fid(config: ml_collections.ConfigDict, workdir: str, sampler, state: PyTree,
                  step: int) -> dict[str, float]:
-    """FID of a small sample during training, labelled with its sample size (it is biased
-    upwards at small N, so only compare numbers with the same label). `sampler` comes from
-    `make_sampler`."""
+    """FID of a small sample of every lane during training, labelled with its sample size (it is
+    biased upwards at small N, so only compare numbers with the same label). `sampler` comes
+    from `make_sampler`; with several seeds, the mean and `<key>/seed<i>`."""
+    family = families.get(config.family)
     small = ml_collections.ConfigDict(config.to_dict())
     small.eval.num_samples = config.train.fid_num_samples
-    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 4), step)
-    result = sample_quality.evaluate_samples(
-        small, functools.partial(sampler, params), rng,
-        cache_dir=os.path.join(workdir, 'reference_stats'))
     n = config.train.fid_num_samples
-    return {f'{key}_{n}samples': value for key, value in result.items()
-            if key.startswith('fid_') and not key.endswith('num_images')}
+    per_seed = []
+    for lane, lane_state in enumerate(train_state.lanes(config, state)):
+        key = jax.random.fold_in(train_state.model_key(config, lane), train_state.TRAIN_FID)
+        result = sample_quality.evaluate_samples(
+            small, functools.partial(sampler, families.eval_params(family, config, lane_state)),
+            jax.random.fold_in(key, step), cache_dir=os.path.join(workdir, 'reference_stats'))
+        per_seed.append({f'{k}_{n}samples': v for k, v in result.items()
+                         if k.startswith('fid_') and not k.endswith('num_images')})
+    combined = combine_seeds(per_seed, sep='/')
+    return {k: v for k, v in combined.items() if not k.endswith('_seeds_std')}
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -143,7 +147,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         raise FileNotFoundError(f'{path} not found: --workdir must be a directory made by train.py.')
     with open(path) as f:
         cfg = config_lib.from_json(f.read())
-    config_lib.validate(cfg)
+    families.validated(cfg)
     return cfg
 
 
@@ -151,22 +155,19 @@ def restore(workdir: str, overrides: dict | None = None
             ) -> tuple[ml_collections.ConfigDict, PyTree, int]:
     """(config, state, step) of the latest checkpoint of `workdir`; `overrides` maps
     'section.key' to a new value (only keys that a resumed run may change make sense here)."""
-    from genmodels import trainer  # Local import: trainer imports this module.
-
     config = load_config(workdir)
     for key, value in (overrides or {}).items():
         section, name = key.split('.')
         config[section][name] = value
-    config_lib.validate(config)
-    family = families.get(config.family)
+    family = families.validated(config)
     mesh = parallel.make_mesh()
     mngr = checkpoint.manager(workdir, read_only=True)
     if families.is_fit(family):  # its shapes depend on the data: the checkpoint records them
         state, step = checkpoint.restore_as_saved(mngr, parallel.replicated(mesh))
     else:
-        example = trainer.example_batch(data.dataset_info(config.data))
+        example = train_state.example_batch(data.dataset_info(config.data))
         state, step = checkpoint.restore(
-            mngr, trainer.abstract_state(config, family, mesh, example))
+            mngr, train_state.abstract_state(config, family, mesh, example))
     if state is None:
         raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train it first.')
     return config, state, step

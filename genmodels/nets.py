@@ -1,4 +1,4 @@
-"""flax.linen building blocks shared by the families: MLPs and conv trunks.
+"""flax.linen building blocks shared by the families: MLPs, conv trunks, the classifier convnet.
 
 Upsampling is sub-pixel (conv to 4C channels, then depth-to-space) rather than a strided
 ConvTranspose: XLA:CPU runs the backward pass of a strided ConvTranspose about 24x slower than
@@ -71,3 +71,24 @@ class ConvDecoder(nn.Module):
             x = nn.Conv(4 * c_next, (3, 3), name=f'up_{i}')(x)
             x = nn.relu(depth_to_space(x))
         return nn.Conv(c_out, (3, 3), name='out')(x)
+
+
+class ConvNet(nn.Module):
+    """3x3 stride-2 convs with ReLU (28 -> 14 -> 7 -> 4), a dense ReLU `features` layer, logits:
+    the classifier family's network and the shipped MNIST feature extractor's."""
+
+    channels: Sequence[int]
+    features: int
+    num_classes: int
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        """[B, H, W, C] -> (features [B, features], logits [B, num_classes])."""
+        for i, c in enumerate(self.channels):
+            x = nn.relu(nn.Conv(c, (3, 3), strides=(2, 2), name=f'conv_{i}')(x))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x.reshape(x.shape[0], -1))
+        h = nn.relu(nn.Dense(self.features, name='features')(x))
+        logits = nn.Dense(self.num_classes, name='logits')(
+            nn.Dropout(self.dropout, deterministic=not train)(h))
+        return h, logits

@@ -1,48 +1,78 @@
-"""The single-network training state: a plain dict pytree, and the optimizer built from the config.
+"""The training state: a plain dict pytree, its optimizers, its keys, and several seeds of it.
+
+A one-network family's state (autoencoder, VAE, DDPM) is
 
     state = {'step': int32 [], 'params': ..., 'opt_state': ..., 'ema_params': ...}
 
-Families with one network (autoencoder, VAE, DDPM) use it as is; a GAN keeps one `opt_state` per
-player but reuses `make_optimizer` and `ema_update`.
+made by `create` and advanced by `apply_gradients`. A family with more networks (a GAN's two
+players) keeps one optimizer state per network and calls `make_optimizer` and `apply_updates` for
+each, with its own schedule length.
+
+Keys. Lane s of a run (s = 0 .. train.num_seeds - 1) has the model key key(config.seed + s):
+
+    init:               fold_in(model_key, 0)
+    train step t:       fold_in(fold_in(model_key, 1), t)
+    evaluation:         fold_in(model_key, 2)
+    FID during training fold_in(fold_in(model_key, 4), t)
+
+The data stream is keyed by data.seed alone, so it is shared by every lane. Lane s of a run with
+num_seeds = S is therefore the run with num_seeds = 1 and seed = config.seed + s (same data.seed).
+With num_seeds > 1 every leaf of the state has a leading seed axis [S] (`step` too); the trainer
+vmaps `init` and `train_step` over it, so inside a family `step` is a scalar as always.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+
+from genmodels import checkpoint, data, parallel
 
 PyTree = Any
 
+INIT, TRAIN, EVAL, TRAIN_FID = 0, 1, 2, 4  # fold_in tags of the model key (see the docstring)
 
-def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+
+def learning_rate_schedule(opt: ml_collections.ConfigDict, num_updates: int) -> optax.Schedule:
     warmup = opt.warmup_steps
     if opt.schedule == 'constant':
         decay = optax.constant_schedule(opt.learning_rate)
     elif opt.schedule == 'cosine':
-        decay = optax.cosine_decay_schedule(opt.learning_rate, max(num_steps - warmup, 1))
+        decay = optax.cosine_decay_schedule(opt.learning_rate, max(num_updates - warmup, 1))
     else:
-        raise ValueError(f'unknown optimizer.schedule {opt.schedule!r}; use constant or cosine.')
+        raise ValueError(f'unknown schedule {opt.schedule!r}; use constant or cosine.')
     if warmup == 0:
         return decay
     ramp = optax.linear_schedule(0.0, opt.learning_rate, warmup)
     return optax.join_schedules([ramp, decay], [warmup])
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
-    lr = learning_rate_schedule(opt, num_steps)
+def make_optimizer(opt: ml_collections.ConfigDict, num_updates: int
+                   ) -> optax.GradientTransformation:
+    """The optimizer of a section with the optimizer schema; schedules run over `num_updates`
+    (the updates this optimizer makes, e.g. n_disc * num_steps for a GAN's discriminator)."""
+    lr = learning_rate_schedule(opt, num_updates)
     if opt.name == 'adam':
         tx = optax.adam(lr, b1=opt.b1, b2=opt.b2)
     elif opt.name == 'adamw':
         tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
     else:
-        raise ValueError(f'unknown optimizer.name {opt.name!r}; use adam or adamw.')
+        raise ValueError(f'unknown optimizer name {opt.name!r}; use adam or adamw.')
     if opt.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
     return tx
+
+
+def apply_updates(tx: optax.GradientTransformation, params: PyTree, opt_state: PyTree,
+                  grads: PyTree) -> tuple[PyTree, PyTree]:
+    """One step of `tx`: (params, opt_state) -> (new params, new opt_state)."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def create(config: ml_collections.ConfigDict, params: PyTree) -> dict[str, PyTree]:
@@ -61,10 +91,10 @@ def ema_update(ema: PyTree, params: PyTree, rate: float) -> PyTree:
 
 def apply_gradients(config: ml_collections.ConfigDict, state: dict[str, PyTree], grads: PyTree
                     ) -> tuple[dict[str, PyTree], jax.Array]:
-    """One optimizer step plus the EMA update; returns the new state and the gradient norm."""
+    """One optimizer step plus the EMA update of a `create`d state; returns the new state and the
+    gradient norm."""
     tx = make_optimizer(config.optimizer, config.train.num_steps)
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
+    params, opt_state = apply_updates(tx, state['params'], state['opt_state'], grads)
     new_state = {
         'step': state['step'] + 1,
         'params': params,
@@ -72,3 +102,59 @@ def apply_gradients(config: ml_collections.ConfigDict, state: dict[str, PyTree],
         'ema_params': ema_update(state['ema_params'], params, config.train.ema_rate),
     }
     return new_state, optax.global_norm(grads)
+
+
+# ------------------------------------------------------------------------------------------------
+# Keys and seed lanes
+
+def model_key(config: ml_collections.ConfigDict, lane: int = 0) -> jax.Array:
+    return jax.random.key(config.seed + lane)
+
+
+def num_seeds(config: ml_collections.ConfigDict) -> int:
+    """train.num_seeds; a fit family (no training loop, no such key) has one."""
+    return config.train.num_seeds if 'num_seeds' in config.train else 1
+
+
+def model_keys(config: ml_collections.ConfigDict) -> jax.Array:
+    """The model key of every lane: a scalar key with one seed, else keys [S]."""
+    if num_seeds(config) == 1:
+        return model_key(config)
+    return jnp.stack([model_key(config, s) for s in range(num_seeds(config))])
+
+
+def over_seeds(config: ml_collections.ConfigDict, fn: Callable, in_axes) -> Callable:
+    """`fn` for one lane -> a function of all lanes: vmapped over the leading seed axis of the
+    arguments marked 0 in `in_axes` when num_seeds > 1, else `fn` itself."""
+    return fn if num_seeds(config) == 1 else jax.vmap(fn, in_axes=in_axes)
+
+
+def lanes(config: ml_collections.ConfigDict, tree: PyTree) -> list[PyTree]:
+    """[lane 0, lane 1, ...] of a state (or metrics) with a seed axis; [tree] with one seed."""
+    if num_seeds(config) == 1:
+        return [tree]
+    return [jax.tree.map(lambda x, s=s: x[s], tree) for s in range(num_seeds(config))]
+
+
+# ------------------------------------------------------------------------------------------------
+# Building the state
+
+def example_batch(info: data.DatasetInfo) -> dict[str, np.ndarray]:
+    """One all-zero example: what `init` needs to build the networks for this dataset."""
+    return {'image': np.zeros((1,) + info.shape, np.float32), 'label': np.zeros((1,), np.int32),
+            'index': np.zeros((1,), np.int32)}
+
+
+def init_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
+    """family.init for every lane (see the key rule above), replicated over the mesh."""
+    def init_lane(key):
+        return family.init(config, jax.random.fold_in(key, INIT), example)
+
+    init = jax.jit(over_seeds(config, init_lane, 0), out_shardings=parallel.replicated(mesh))
+    return init(model_keys(config))
+
+
+def abstract_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
+    """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
+    shapes = jax.eval_shape(lambda: init_state(config, family, mesh, example))
+    return checkpoint.abstract(shapes, parallel.replicated(mesh))

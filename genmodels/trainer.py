@@ -1,15 +1,15 @@
 """The generic training loop: every family runs through `train_and_evaluate`.
 
-The loop knows nothing of the family beyond the contract (`init`, `train_step`, `evaluate`,
-`figures`). It owns: config validation, the workdir, one jitted and sharded step with the state
-donated, the data stream, orbax checkpoints with automatic resume, logging (JSON lines, TensorBoard,
-a progress bar) and the NaN/Inf guard. A classical family exports `fit` instead of `init` and
-`train_step`: `fit_and_evaluate` fits it once on the whole train split and saves it the same way.
+The loop knows nothing of the family beyond the contract (genmodels/families/__init__.py). It owns:
+config validation, the workdir, one jitted and sharded step with the state donated, several seeds
+in one program (vmapped over a leading seed axis of the state), the data stream, orbax checkpoints
+with automatic resume, logging (JSON lines, TensorBoard, a progress bar) and the NaN/Inf guard. A
+classical family exports `fit` instead of `init` and `train_step`: `fit_and_evaluate` fits it once
+on the whole train split and saves it the same way.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -22,7 +22,7 @@ import numpy as np
 import tqdm
 
 from genmodels import checkpoint, config as config_lib, data, evaluation, families, parallel
-from genmodels import metric_writer
+from genmodels import metric_writer, train_state
 
 PyTree = Any
 
@@ -36,6 +36,7 @@ class WorkdirError(ValueError):
 
 
 # Keys that may change when a run is resumed: extending a run or changing how often it reports.
+# A family adds its own (families.resumable_keys), e.g. a sampler's settings.
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.figures',
                   'train.fid_every', 'train.fid_num_samples', 'eval.batch_size',
                   'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
@@ -51,21 +52,23 @@ def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
     return out
 
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> None:
     """Checks a resumed run's config against the saved one, then writes config.json atomically."""
-    check_workdir(config, workdir)
+    check_workdir(config, workdir, family)
     write_config(config, workdir)
 
 
-def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Raises WorkdirError if `workdir` holds a run whose config differs beyond RESUMABLE_KEYS."""
+def check_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> None:
+    """Raises WorkdirError if `workdir` holds a run whose config differs beyond the resumable
+    keys (the trainer's and the family's)."""
     path = os.path.join(workdir, 'config.json')
     if os.path.exists(path):
         with open(path) as f:
             old = _flatten(json.load(f))
         new = _flatten(json.loads(config_lib.to_json(config)))
+        resumable = set(RESUMABLE_KEYS) | set(families.resumable_keys(family))
         changed = sorted(k for k in set(old) | set(new)
-                         if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS)
+                         if old.get(k) != new.get(k) and k not in resumable)
         if changed:
             raise WorkdirError(
                 f'{workdir} holds a run with a different config ({", ".join(changed[:5])}); '
@@ -83,45 +86,47 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def make_train_step(config: ml_collections.ConfigDict, family, mesh, state_sharding):
-    """jit(train_step) with the batch sharded P('data'), the state replicated and donated."""
-    train_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-
-    def step(state, batch):
-        rng = jax.random.fold_in(train_key, state['step'])  # One key per step, any device count.
+    """jit(train_step) over all seed lanes, with the batch sharded P('data') and shared by the
+    lanes, the state replicated and donated. Step t of lane s gets the key
+    fold_in(fold_in(key(config.seed + s), 1), t), whatever the device count."""
+    def lane_step(state, batch, key):
+        rng = jax.random.fold_in(jax.random.fold_in(key, train_state.TRAIN), state['step'])
         return family.train_step(config, state, batch, rng)
 
-    return jax.jit(step, in_shardings=(state_sharding, parallel.data_sharding(mesh)),
+    keys = train_state.model_keys(config)
+    step = train_state.over_seeds(config, lane_step, in_axes=(0, None, 0))
+    return jax.jit(lambda state, batch: step(state, batch, keys),
+                   in_shardings=(state_sharding, parallel.data_sharding(mesh)),
                    out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
 
 
-def init_state(config: ml_collections.ConfigDict, family, mesh, example_batch) -> PyTree:
-    init_key = jax.random.fold_in(jax.random.key(config.seed), 0)
-    init = jax.jit(functools.partial(family.init, config), out_shardings=parallel.replicated(mesh))
-    return init(init_key, example_batch)
-
-
-def example_batch(info: data.DatasetInfo) -> dict[str, np.ndarray]:
-    """One all-zero example: what `init` needs to build the networks for this dataset."""
-    return {'image': np.zeros((1,) + info.shape, np.float32), 'label': np.zeros((1,), np.int32),
-            'index': np.zeros((1,), np.int32)}
-
-
-def abstract_state(config: ml_collections.ConfigDict, family, mesh, example) -> PyTree:
-    """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
-    shapes = jax.eval_shape(lambda b: init_state(config, family, mesh, b), example)
-    return checkpoint.abstract(shapes, parallel.replicated(mesh))
-
-
-def _check_finite(history: list[dict[str, float]], first_step: int, mngr) -> None:
+def _check_finite(history: list[dict[str, np.ndarray]], first_step: int, mngr) -> None:
+    """Every float metric of every logged step, all elements (every seed lane), must be finite."""
     for i, m in enumerate(history):
-        if not np.isfinite(m['loss']):
-            bad = first_step + i + 1
+        bad = [k for k, v in m.items()
+               if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.all(np.isfinite(v))]
+        if bad:
             last = mngr.latest_step()
             where = f'step {last}' if last is not None else 'none saved yet'
+            value = np.asarray(m[bad[0]])
+            shown = value.item() if value.size == 1 else value.tolist()
             raise NonFiniteLossError(
-                f'loss became {m["loss"]} between steps {first_step} and {bad}; last good '
-                f'checkpoint: {where}. Lower optimizer.learning_rate or set '
-                f'optimizer.grad_clip_norm, then rerun to resume from it.')
+                f'{", ".join(bad)} became non-finite ({bad[0]} = {shown}) between steps '
+                f'{first_step} and {first_step + i + 1}; last good checkpoint: {where}. Lower '
+                f'the learning rate or set grad_clip_norm, then rerun to resume from it.')
+
+
+def summarize(config: ml_collections.ConfigDict, history: list[dict[str, np.ndarray]]
+              ) -> dict[str, float]:
+    """Mean of each metric over the logged steps (and seeds); with several seeds, also
+    `<key>/seed<i>` (the mean over steps of lane i)."""
+    summary = {}
+    for key in history[-1]:
+        values = np.stack([np.asarray(h[key], np.float64) for h in history])  # [T] or [T, S]
+        summary[key] = float(np.mean(values))
+        if train_state.num_seeds(config) > 1:
+            summary |= {f'{key}/seed{i}': float(v) for i, v in enumerate(values.mean(axis=0))}
+    return summary
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -132,32 +137,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     `_iterator_hook` wraps the data iterator; tests use it to kill a run mid-way.
     """
     # 1. Everything that can be wrong with the input fails here, before the workdir is touched.
-    config_lib.validate(config)
-    family = families.get(config.family)
+    family = families.validated(config)
     info = data.dataset_info(config.data)
     if families.is_fit(family):
         return fit_and_evaluate(config, workdir, family)
     parallel.check_batch_size(config.train.batch_size)
-    prepare_workdir(config, workdir)
+    prepare_workdir(config, workdir, family)
 
     # 2. State: restored from the latest checkpoint, else initialised.
     mesh = parallel.make_mesh()
     state_sharding = parallel.replicated(mesh)
-    example = example_batch(info)
+    example = train_state.example_batch(info)
     mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
-    state, start = checkpoint.restore(mngr, abstract_state(config, family, mesh, example))
+    state, start = checkpoint.restore(
+        mngr, train_state.abstract_state(config, family, mesh, example))
     if state is None:
-        state, start = init_state(config, family, mesh, example), 0
+        state, start = train_state.init_state(config, family, mesh, example), 0
 
     # 3. The loop.
     num_steps = config.train.num_steps
     step_fn = make_train_step(config, family, mesh, state_sharding)
-    batches: Iterator = data.train_iterator(config.data, config.train.batch_size, config.seed,
-                                            start_step=start)
+    batches: Iterator = data.train_iterator(config.data, config.train.batch_size,
+                                            config.data.seed, start_step=start)
     if _iterator_hook is not None:
         batches = _iterator_hook(batches)
-    sampler = evaluation.make_sampler(config) if config.train.fid_every else None
+    sampler = evaluation.make_sampler(config, family) if config.train.fid_every else None
     writer = metric_writer.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
+    shown = families.progress_metrics(family)
     pending: list[dict[str, jax.Array]] = []
     last_logged, t_last = start, time.perf_counter()
     bar = tqdm.tqdm(total=num_steps, initial=start, disable=jax.process_index() != 0,
@@ -170,19 +176,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 history = jax.device_get(pending)
                 _check_finite(history, last_logged, mngr)
                 now = time.perf_counter()
-                summary = {k: float(np.mean([h[k] for h in history])) for k in history[-1]}
+                summary = summarize(config, history)
                 summary['steps_per_sec'] = (step - last_logged) / (now - t_last)
                 writer.write(step, summary)
-                bar.set_postfix(loss=f'{summary["loss"]:.3f}')
+                bar.set_postfix({k: f'{summary[k]:.3f}' for k in shown if k in summary})
                 bar.update(step - last_logged)
                 pending, last_logged, t_last = [], step, now
             if config.train.fid_every and step % config.train.fid_every == 0:
-                params = state['ema_params'] if config.eval.use_ema else state['params']
-                fid = evaluation.training_fid(config, workdir, sampler, params, step)
+                fid = evaluation.training_fid(config, workdir, sampler, state, step)
                 if fid:  # Empty when the dataset has no feature extractor (a warning says so).
                     writer.write(step, fid)
             if step % config.train.checkpoint_every == 0 or step == num_steps:
-                if pending:  # Never checkpoint past an unchecked loss.
+                if pending:  # Never checkpoint past an unchecked metric.
                     _check_finite(jax.device_get(pending), last_logged, mngr)
                 checkpoint.save(mngr, step, state)
     finally:
@@ -206,7 +211,7 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str, family) ->
     A workdir that holds the fitted state is evaluated without refitting. Nothing is written before
     the fit succeeds, so a fit that fails on its input leaves no workdir behind.
     """
-    check_workdir(config, workdir)
+    check_workdir(config, workdir, family)
     replicated = parallel.replicated(parallel.make_mesh())
     state = None
     if os.path.isdir(os.path.join(workdir, 'checkpoints')):
@@ -221,7 +226,7 @@ def _fit(config: ml_collections.ConfigDict, workdir: str, family, sharding) -> P
     """Fits, then writes config.json, one metrics.jsonl line and the checkpoint of step 1."""
     # One pass over the split, dequantised with load_split's fixed noise (data.eval_seed).
     train = data.load_split(config.data, config.data.train_split)
-    rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+    rng = jax.random.fold_in(train_state.model_key(config), train_state.INIT)
     start = time.perf_counter()
     params, fit_metrics = family.fit(config, train, rng)
     params = jax.block_until_ready(jax.device_put(params, sharding))

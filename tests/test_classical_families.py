@@ -181,18 +181,18 @@ def test_fit_configs_have_no_optimizer_or_loop_settings(data_dir):
     config = small_config('gmm', data_dir)
     config.optimizer = ml_collections.ConfigDict({'learning_rate': 1e-3})
     with pytest.raises(config_lib.ConfigError, match='unknown config key optimizer'):
-        config_lib.validate(config)
+        families.validated(config)
     config = small_config('kde', data_dir)
     config.eval.use_ema = True
     with pytest.raises(config_lib.ConfigError, match='a fit has no moving average'):
-        config_lib.validate(config)
+        families.validated(config)
 
 
 def test_kde_bandwidth_from_the_command_line_is_a_number(data_dir):
     config = small_config('kde', data_dir)
     config.model.bandwidth = '0.25'  # absl parses --config.model.bandwidth=0.25 as a string
-    config_lib.validate(config)
+    families.validated(config)
     assert families.get('kde').bandwidth(config) == 0.25
     config.model.bandwidth = 'scot'
     with pytest.raises(config_lib.ConfigError, match="one of \\('scott'"):
-        config_lib.validate(config)
+        families.validated(config)

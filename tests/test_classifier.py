@@ -9,9 +9,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import classifier_mnist
-from genmodels import bundled, config as config_lib, trainer
+from genmodels import bundled, config as config_lib, families, trainer
 from genmodels.families import classifier
 from genmodels.metrics import inception_weights, mnist_classifier
+from tools import export_mnist_classifier
 
 
 @pytest.fixture(scope='module')
@@ -41,8 +42,8 @@ def test_trains_under_the_generic_trainer(trained):
 
 def test_export_is_deterministic_and_loads_as_the_extractor(trained, tmp_path):
     out1, out2 = str(tmp_path / 'a.npz'), str(tmp_path / 'b.npz')
-    mnist_classifier.main(['--workdir', trained, '--out', out1])
-    mnist_classifier.main(['--workdir', trained, '--out', out2])
+    export_mnist_classifier.main(['--workdir', trained, '--out', out1])
+    export_mnist_classifier.main(['--workdir', trained, '--out', out2])
     sha = inception_weights.file_sha256(out1)
     assert sha == inception_weights.file_sha256(out2)
 
@@ -60,4 +61,4 @@ def test_bad_dropout_is_a_config_error():
     config = classifier_mnist.get_config()
     config.model.dropout = 1.0
     with pytest.raises(config_lib.ConfigError, match=r'model.dropout must be in \[0, 1\)'):
-        config_lib.validate(config)
+        families.validated(config)

@@ -15,7 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ae_mnist, vae_mnist
-from genmodels import checkpoint, config as config_lib, trainer
+from genmodels import checkpoint, config as config_lib, families, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,7 +69,7 @@ def test_smoke_on_mock_mnist_writes_every_output(tmp_path):
     assert [s for s, _ in fids] == [4, 8] and all(f > 0 for _, f in fids)
     for name in ('samples', 'reconstructions', 'interpolation'):
         assert os.path.getsize(os.path.join(workdir, 'figures', f'{name}.png')) > 1000
-    config_lib.validate(config_lib.from_json(open(os.path.join(workdir, 'config.json')).read()))
+    families.validated(config_lib.from_json(open(os.path.join(workdir, 'config.json')).read()))
     # TensorBoard reads the event files without TensorFlow installed.
     from tensorboard.backend.event_processing import event_accumulator
     events = event_accumulator.EventAccumulator(workdir)

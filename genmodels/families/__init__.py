@@ -1,14 +1,69 @@
-"""Family registry: config.family -> module exporting the family contract (see DESIGN.md).
+"""The family contract (v2), stated once, and the registry: config.family -> family module.
 
-Deep families export `init`, `train_step`, `evaluate`, `figures` and optionally `sample` and
-`log_likelihood`; classical families export `fit(config, data, rng) -> (params, metrics)` instead of
-`init`/`train_step` (see `is_fit`; their shared part is `density.py`). Every family exports
-`CONFIG_SCHEMA` (its `model` and `loss` config sections; fit families have no `loss`) and, where it
-has a choice of losses or fitting rules, an `OBJECTIVES` registry.
+The trainer and the evaluation call a family only through what is listed here; they never know
+which family they run. DESIGN.md summarises this; where the two differ, this text is right.
+
+Required of a deep family (trained step by step):
+
+    CONFIG_SCHEMA
+        {section: {key: type}}: its own config sections (`model`, `loss`, and any it adds, e.g.
+        a GAN's `disc_optimizer`). A section whose schema is `config.OPTIMIZER_SCHEMA` is validated
+        as an optimizer; build it with `train_state.make_optimizer(section, num_updates)`.
+    init(config, rng, example_batch) -> state
+        A dict pytree with a scalar int32 'step' (0). `example_batch` is
+        `train_state.example_batch(info)`: one all-zero example of the dataset.
+    train_step(config, state, batch, rng) -> (state, metrics)
+        Pure and jitted by the trainer, which shards the batch over devices, replicates the state
+        and donates it. `metrics` is a flat dict of scalar arrays; every float metric is checked
+        for NaN/Inf. Per-example randomness comes from genmodels.noise (keyed by batch['index']).
+    evaluate(config, params, data, rng) -> dict[str, float]
+        Test metrics of the split `data` ({'image': [N, H, W, C], 'label': [N]}), flat keys with
+        units in the name (nll_nats, nll_bits_per_dim, ...).
+    figures(config, params, data, rng, out_dir) -> list[str]
+        PNG paths written into out_dir.
+
+Optional, each with the default that `eval_params`, `progress_metrics`, ... below apply:
+
+    eval_params(config, state) -> params
+        What sampling, evaluation and figures use. Default: state['ema_params'] when
+        config.eval.use_ema, else state['params'].
+    sample(config, params, rng, num, labels=None) -> [num, H, W, C] in the data's value range
+        A family that samples gets FID/KID/IS/precision/recall; a conditional family draws
+        class-balanced labels itself when `labels` is None.
+    log_likelihood(config, params, batch, rng) -> [B]
+        log p(x) or a lower bound on it, nats per example.
+    PROGRESS_METRICS = ('loss',)
+        The metrics the progress bar shows.
+    RESUMABLE_KEYS = ()
+        Config keys ('section.key') that may change when a run resumes or is evaluated again (a
+        sampler's number of steps, a guidance scale), beside the trainer's own.
+    OBJECTIVES = {name: pure function}
+        Where the family has a choice of losses. config.objective names an entry, or a function
+        by import path (`package.module:function`, `path/to/file.py:function`) that takes the same
+        parameters; families look it up with `genmodels.config.objective(OBJECTIVES, config.objective)`.
+    check_config(config)
+        Raises config.ConfigError for values the schema's types cannot catch.
+
+A classical family instead exports `fit(config, data, rng) -> (params, metrics)` (closed form or
+EM; no `init`/`train_step`), with `evaluate`, `figures`, `sample`, `log_likelihood` as above, taking
+the fitted params. The trainer fits it once on the whole train split and checkpoints the result.
+
+Several seeds (`train.num_seeds`) are the trainer's business: it vmaps `init` and `train_step` over a
+leading seed axis of the state, so a family is always written for one model.
 """
+
+from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
+
+import ml_collections
+
+from genmodels import config as config_lib
+from genmodels.config import is_fit  # noqa: F401 - part of this module's interface
+
+PyTree = Any
 
 _MODULES = {
     'autoencoder': 'genmodels.families.autoencoder',
@@ -24,12 +79,40 @@ def names() -> list[str]:
     return sorted(_MODULES)
 
 
+def register(name: str, module: str) -> None:
+    """Adds a family by module path (e.g. one defined outside genmodels, or in a test)."""
+    _MODULES[name] = module
+
+
 def get(name: str) -> ModuleType:
     if name not in _MODULES:
         raise ValueError(f'unknown family {name!r}; known families: {", ".join(names())}.')
     return importlib.import_module(_MODULES[name])
 
 
-def is_fit(family: ModuleType) -> bool:
-    """A classical family: fitted once by `fit` (closed form or EM), not trained step by step."""
-    return hasattr(family, 'fit') and not hasattr(family, 'train_step')
+def validated(config: ml_collections.ConfigDict) -> ModuleType:
+    """The family module config.family names, after validating `config` against it."""
+    if 'family' not in config or not isinstance(config.family, str):
+        raise config_lib.ConfigError(f'config.family must name a family, one of {names()}.')
+    family = get(config.family)
+    config_lib.validate(config, family)
+    return family
+
+
+# ------------------------------------------------------------------------------------------------
+# The optional parts, with their defaults
+
+def eval_params(family: ModuleType, config: ml_collections.ConfigDict, state: PyTree) -> PyTree:
+    if hasattr(family, 'eval_params'):
+        return family.eval_params(config, state)
+    if is_fit(family):
+        return state['params']
+    return state['ema_params'] if config.eval.use_ema else state['params']
+
+
+def progress_metrics(family: ModuleType) -> tuple[str, ...]:
+    return tuple(getattr(family, 'PROGRESS_METRICS', ('loss',)))
+
+
+def resumable_keys(family: ModuleType) -> tuple[str, ...]:
+    return tuple(getattr(family, 'RESUMABLE_KEYS', ()))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genmodels import nets, train_state, viz
+from genmodels import config as config_lib, data as data_lib, nets, train_state, viz
 from genmodels.config import ConfigError
 
 CONFIG_SCHEMA = {
@@ -19,6 +19,7 @@ CONFIG_SCHEMA = {
     },
     'loss': {},
 }
+
 
 def check_config(config) -> None:
     if len(config.model.hidden) < 1:
@@ -65,7 +66,8 @@ def init(config, rng: jax.Array, example_batch) -> dict:
 
 def train_step(config, state, batch, rng):
     def loss_fn(params):
-        return jnp.mean(OBJECTIVES[config.objective](config, params, batch['image']))
+        objective = config_lib.objective(OBJECTIVES, config.objective)
+        return jnp.mean(objective(config, params, batch['image']))
 
     loss, grads = jax.value_and_grad(loss_fn)(state['params'])
     new_state, grad_norm = train_state.apply_gradients(config, state, grads)
@@ -75,9 +77,8 @@ def train_step(config, state, batch, rng):
 def evaluate(config, params, data, rng) -> dict[str, float]:
     """Test reconstruction error: mean squared error per pixel, on the [0, 1] scale."""
     fn = jax.jit(lambda p, x: per_example_mse(config, p, x))
-    errors = [np.asarray(fn(params, data['image'][i:i + config.eval.batch_size]))
-              for i in range(0, len(data['image']), config.eval.batch_size)]
-    return {'recon_mse': float(np.mean(np.concatenate(errors)))}
+    errors = data_lib.map_batches(lambda b: fn(params, b['image']), data, config.eval.batch_size)
+    return {'recon_mse': float(np.mean(errors))}
 
 
 def figures(config, params, data, rng, out_dir: str) -> list[str]:

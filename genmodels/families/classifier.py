@@ -10,16 +10,13 @@ trainer and evaluation call only `init`, `train_step`, `evaluate` and `figures`.
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
 
-from genmodels import train_state
+from genmodels import config as config_lib, data as data_lib, nets, train_state
 from genmodels.config import ConfigError
 
 matplotlib.use('Agg')  # No display on training machines.
@@ -45,27 +42,9 @@ def check_config(config) -> None:
         raise ConfigError(f'model.dropout must be in [0, 1), got {m.dropout}.')
 
 
-class ConvNet(nn.Module):
-    channels: Sequence[int]
-    features: int
-    num_classes: int
-    dropout: float = 0.0
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-        """[B, H, W, C] -> (features [B, features], logits [B, num_classes])."""
-        for i, c in enumerate(self.channels):
-            x = nn.relu(nn.Conv(c, (3, 3), strides=(2, 2), name=f'conv_{i}')(x))
-        x = nn.Dropout(self.dropout, deterministic=not train)(x.reshape(x.shape[0], -1))
-        h = nn.relu(nn.Dense(self.features, name='features')(x))
-        logits = nn.Dense(self.num_classes, name='logits')(
-            nn.Dropout(self.dropout, deterministic=not train)(h))
-        return h, logits
-
-
-def network(config) -> ConvNet:
+def network(config) -> nets.ConvNet:
     m = config.model
-    return ConvNet(tuple(m.channels), m.features, m.num_classes, m.dropout)
+    return nets.ConvNet(tuple(m.channels), m.features, m.num_classes, m.dropout)
 
 
 def cross_entropy(config, params, batch, rng: jax.Array | None = None
@@ -86,7 +65,8 @@ def init(config, rng: jax.Array, example_batch) -> dict:
 
 def train_step(config, state, batch, rng):
     def loss_fn(params):
-        nll, logits = OBJECTIVES[config.objective](config, params, batch, rng)
+        objective = config_lib.objective(OBJECTIVES, config.objective)
+        nll, logits = objective(config, params, batch, rng)
         return jnp.mean(nll), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
@@ -98,8 +78,7 @@ def train_step(config, state, batch, rng):
 def predict(config, params, images: np.ndarray, batch_size: int) -> np.ndarray:
     """Logits [N, K] of images [N, H, W, C], batch by batch."""
     fn = jax.jit(lambda p, x: network(config).apply({'params': p}, x)[1])
-    return np.concatenate([np.asarray(fn(params, images[i:i + batch_size]))
-                           for i in range(0, len(images), batch_size)])
+    return data_lib.map_batches(lambda b: fn(params, b['image']), {'image': images}, batch_size)
 
 
 def evaluate(config, params, data, rng) -> dict[str, float]:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import data as data_lib, metrics, viz
+from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
 
 PyTree = Any
@@ -57,13 +57,6 @@ def check_config(config: Config) -> None:
     if config.model.pca_components < 0:
         raise ConfigError(f'model.pca_components must be >= 0 (0: no projection), got '
                           f'{config.model.pca_components}.')
-
-
-def value_range(config: Config) -> tuple[float, float] | None:
-    """The images' value range; None for toy data, whose values are unbounded."""
-    if data_lib.is_toy(config.data.name):
-        return None
-    return (-1.0, 1.0) if config.data.scale == '-11' else (0.0, 1.0)
 
 
 def pca(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
@@ -109,7 +102,8 @@ def fit(config: Config, data: dict[str, np.ndarray], rng: jax.Array, estimator: 
         if k < d:
             params['residual_var'] = residual_var
         x = x @ params['components']
-    params['estimator'], fit_metrics = estimator.objectives[config.objective](config, x, rng)
+    fit_rule = config_lib.objective(estimator.objectives, config.objective)
+    params['estimator'], fit_metrics = fit_rule(config, x, rng)
     return params, fit_metrics
 
 
@@ -127,14 +121,11 @@ def log_likelihood(config: Config, params: PyTree, images: jax.Array, estimator:
 def evaluate(config: Config, params: PyTree, data: dict[str, np.ndarray], estimator: Estimator
              ) -> dict[str, float]:
     """Exact NLL of `data` in nats per example and bits/dim, corrected to the discrete pixels."""
-    from genmodels import evaluation  # Local import: evaluation imports the families.
-
     fn = jax.jit(lambda p, x: log_likelihood(config, p, x, estimator))
-    log_p = [np.asarray(fn(params, batch['image']))[:batch['num_valid']]
-             for batch in evaluation.batches(data, config.eval.batch_size)]
+    log_p = data_lib.map_batches(lambda b: fn(params, b['image']), data, config.eval.batch_size)
     dims = int(np.prod(data['image'].shape[1:]))
-    return metrics.likelihood_record(-float(np.mean(np.concatenate(log_p))), dims,
-                                     evaluation.preprocessing(config), prefix='nll')
+    return metrics.likelihood_record(-float(np.mean(log_p)), dims,
+                                     data_lib.preprocessing(config.data), prefix='nll')
 
 
 def sample(config: Config, params: PyTree, rng: jax.Array, num: int, estimator: Estimator
@@ -148,7 +139,7 @@ def sample(config: Config, params: PyTree, rng: jax.Array, num: int, estimator: 
         eps = jax.random.normal(noise_key, (num, w.shape[0]), w.dtype)
         noise = jnp.sqrt(params['residual_var']) * (eps - (eps @ w) @ w.T)
         x = x + noise.reshape(x.shape)
-    bounds = value_range(config)
+    bounds = data_lib.value_range(config.data)
     return x if bounds is None else jnp.clip(x, *bounds)
 
 
@@ -158,7 +149,7 @@ def figures(config: Config, params: PyTree, data: dict[str, np.ndarray], rng: ja
     residual noise (scikit-learn's KDE digits demo). Toy data: `toy_figures`."""
     if data_lib.is_toy(config.data.name):
         return toy_figures(config, params, rng, out_dir, estimator)
-    lo, hi = value_range(config)
+    lo, hi = data_lib.value_range(config.data)
     sample_key, z_key = jax.random.split(rng)
     paths = [viz.save_grid(np.asarray(sample(config, params, sample_key, 64, estimator)),
                            f'{out_dir}/samples.png', f'{estimator.name} samples', lo, hi)]

@@ -105,6 +105,6 @@ def figures(config, params, data, rng: jax.Array, out_dir: str) -> list[str]:
                 est['weights'], est['means'], covariances, train.reshape(len(train), 2),
                 f'{out_dir}/ellipses.png', f'GMM, K = {k}: 1- and 2-sigma ellipses'))
         return paths
-    lo, hi = density.value_range(config)
+    lo, hi = data_lib.value_range(config.data)
     means = np.clip(np.asarray(density.unproject(params, est['means'])), lo, hi)
     return paths + [viz.save_grid(means, f'{out_dir}/gmm_means.png', 'GMM component means', lo, hi)]

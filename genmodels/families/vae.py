@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import metrics, nets, train_state, viz
+from genmodels import config as config_lib, data as data_lib, metrics, nets, noise, train_state
+from genmodels import viz
 from genmodels.config import ConfigError
 
 PyTree = Any
@@ -91,15 +92,11 @@ def decode(config, params, z: jax.Array) -> jax.Array:
     return decoder.apply({'params': params['decoder']}, z).reshape((z.shape[0],) + shape)
 
 
-def _to_unit(config, x: jax.Array) -> jax.Array:
-    return (x + 1.0) / 2.0 if config.data.scale == '-11' else x
-
-
 def log_px_given_z(config, params, x: jax.Array, out: jax.Array) -> jax.Array:
     """log p(x | z) summed over pixels: x [N, H, W, C], decoder output [N, H, W, C] -> [N]."""
     axes = tuple(range(1, x.ndim))
     if config.model.likelihood == 'bernoulli':
-        xb = _to_unit(config, x)
+        xb = data_lib.to_unit(config.data, x)
         # log Bernoulli(x; sigmoid(l)) = x log sigmoid(l) + (1 - x) log sigmoid(-l)
         return jnp.sum(xb * jax.nn.log_sigmoid(out) + (1.0 - xb) * jax.nn.log_sigmoid(-out), axes)
     log_scale = params['log_scale']
@@ -112,14 +109,8 @@ def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(mean * mean + jnp.exp(log_var) - 1.0 - log_var, axis=-1)
 
 
-def _log_normal(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+def log_normal(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
     return jnp.sum(-0.5 * ((z - mean) ** 2 * jnp.exp(-log_var) + log_var + LOG_2PI), axis=-1)
-
-
-def _per_example_noise(rng: jax.Array, index: jax.Array, num: int, dim: int) -> jax.Array:
-    """Standard normal noise [B, num, dim], keyed by each example's global index."""
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, index)
-    return jax.vmap(lambda k: jax.random.normal(k, (num, dim)))(keys)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,7 +127,7 @@ class Terms:
 def elbo_objective(config, params, batch: Batch, rng: jax.Array, step: jax.Array) -> Terms:
     x = batch['image']
     mean, log_var = encode(config, params, x)
-    eps = _per_example_noise(rng, batch['index'], 1, mean.shape[-1])[:, 0]
+    eps = noise.normal(rng, batch['index'], (1, mean.shape[-1]))[:, 0]
     z = mean + jnp.exp(0.5 * log_var) * eps  # reparameterisation (K&W Sec. 2.4)
     # 1. RECONSTRUCTION
     recon = log_px_given_z(config, params, x, decode(config, params, z))
@@ -153,13 +144,13 @@ def iwae_log_weights(config, params, x: jax.Array, index: jax.Array, rng: jax.Ar
     """log w_i = log p(x, z_i) - log q(z_i | x), z_i ~ q(z | x): -> [B, k]."""
     mean, log_var = encode(config, params, x)
     b, d = mean.shape
-    eps = _per_example_noise(rng, index, k, d)                              # [B, k, D]
+    eps = noise.normal(rng, index, (k, d))                                  # [B, k, D]
     z = mean[:, None] + jnp.exp(0.5 * log_var)[:, None] * eps               # [B, k, D]
     out = decode(config, params, z.reshape(b * k, d))                        # [B*k, H, W, C]
     x_rep = jnp.repeat(x, k, axis=0)
     log_px = log_px_given_z(config, params, x_rep, out).reshape(b, k)
     log_pz = jnp.sum(-0.5 * (z * z + LOG_2PI), axis=-1)
-    log_qz = _log_normal(z, mean[:, None], log_var[:, None])
+    log_qz = log_normal(z, mean[:, None], log_var[:, None])
     return log_px + log_pz - log_qz
 
 
@@ -198,7 +189,7 @@ def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
 
 
 def train_step(config, state, batch: Batch, rng: jax.Array):
-    objective = OBJECTIVES[config.objective]
+    objective = config_lib.objective(OBJECTIVES, config.objective)
 
     def loss_fn(params):
         terms = objective(config, params, batch, rng, state['step'])
@@ -245,10 +236,8 @@ def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
 
 def mean_image(config, out: jax.Array) -> jax.Array:
     if config.model.likelihood == 'bernoulli':
-        p = jax.nn.sigmoid(out)
-        return 2.0 * p - 1.0 if config.data.scale == '-11' else p
-    lo, hi = (-1.0, 1.0) if config.data.scale == '-11' else (0.0, 1.0)
-    return jnp.clip(out, lo, hi)
+        return data_lib.from_unit(config.data, jax.nn.sigmoid(out))
+    return jnp.clip(out, *data_lib.value_range(config.data))
 
 
 def reconstruct(config, params, x: jax.Array) -> jax.Array:
@@ -258,22 +247,18 @@ def reconstruct(config, params, x: jax.Array) -> jax.Array:
 
 def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
     """Test ELBO and IWAE-k bound, in nats per example and bits per dimension."""
-    from genmodels import evaluation  # Local import: evaluation imports the families.
-
     k = config.eval.iwae_k
-    elbo_fn = jax.jit(lambda p, b, r: elbo(config, p, b, r))
-    ll_fn = jax.jit(lambda p, b, r: log_likelihood(config, p, b, r, k))
     k_elbo, k_iwae = jax.random.split(rng)
-    totals = {'elbo': [], 'recon': [], 'kl': [], 'iwae': []}
-    for batch in evaluation.batches(data, config.eval.batch_size):
-        n = batch.pop('num_valid')
-        terms = elbo_fn(params, batch, k_elbo)
-        totals['elbo'].append(np.asarray(terms.elbo)[:n])
-        totals['recon'].append(np.asarray(terms.recon)[:n])
-        totals['kl'].append(np.asarray(terms.kl)[:n])
-        totals['iwae'].append(np.asarray(ll_fn(params, batch, k_iwae))[:n])
-    mean = {key: float(np.mean(np.concatenate(v))) for key, v in totals.items()}
-    prep = evaluation.preprocessing(config)
+
+    @jax.jit
+    def per_example(params, batch):
+        terms = elbo(config, params, batch, k_elbo)
+        return {'elbo': terms.elbo, 'recon': terms.recon, 'kl': terms.kl,
+                'iwae': log_likelihood(config, params, batch, k_iwae, k)}
+
+    totals = data_lib.map_batches(lambda b: per_example(params, b), data, config.eval.batch_size)
+    mean = {key: float(np.mean(v)) for key, v in totals.items()}
+    prep = data_lib.preprocessing(config.data)
     dims = int(np.prod(data['image'].shape[1:]))
     neg_elbo = metrics.likelihood_record(-mean['elbo'], dims, prep, prefix='neg_elbo')
     return {
@@ -291,7 +276,7 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     samples = np.asarray(sample(config, params, rng, 64))
     recons = np.asarray(reconstruct(config, params, x))
     mean, _ = encode(config, params, x[:2])
-    lo, hi = (-1.0, 1.0) if config.data.scale == '-11' else (0.0, 1.0)
+    lo, hi = data_lib.value_range(config.data)
     rows = []
     for path in (viz.lerp, viz.slerp):
         z = path(mean[0], mean[1], 10)

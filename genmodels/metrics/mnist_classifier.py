@@ -7,7 +7,7 @@ probabilities of the Inception Score. The weights ship in weights/mnist_classifi
 checked by sha256 on load) and are reproduced, on this CPU, by
 
     python train.py --config configs/classifier_mnist.py --workdir workdirs/classifier_mnist
-    python -m genmodels.metrics.mnist_classifier --workdir workdirs/classifier_mnist \\
+    python -m tools.export_mnist_classifier --workdir workdirs/classifier_mnist \\
         --out genmodels/metrics/weights/mnist_classifier.npz
 
 The .npz is written byte-for-byte deterministically (sorted entries, fixed zip timestamps), so the
@@ -16,7 +16,6 @@ same parameters give the same sha256; another machine's XLA may round differentl
 
 from __future__ import annotations
 
-import argparse
 import functools
 import io
 import os
@@ -25,9 +24,9 @@ from typing import Callable
 
 import jax
 import numpy as np
-from absl import logging
 from flax import traverse_util
 
+from genmodels import nets
 from genmodels.metrics.inception_weights import file_sha256
 
 WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights',
@@ -70,12 +69,10 @@ def load_params(path: str = WEIGHTS_PATH, sha256: str = WEIGHTS_SHA256) -> dict:
 
 def network_of(params: dict):
     """The ConvNet whose shapes match `params` (widths are read off the kernels)."""
-    from genmodels.families import classifier  # Local import: the families import metrics.
-
     channels = tuple(params[f'conv_{i}']['kernel'].shape[-1]
                      for i in range(sum(k.startswith('conv_') for k in params)))
-    return classifier.ConvNet(channels, params['features']['kernel'].shape[1],
-                              params['logits']['kernel'].shape[1])
+    return nets.ConvNet(channels, params['features']['kernel'].shape[1],
+                        params['logits']['kernel'].shape[1])
 
 
 @functools.lru_cache(maxsize=2)
@@ -92,25 +89,3 @@ def load_mnist_classifier(path: str = WEIGHTS_PATH, sha256: str = WEIGHTS_SHA256
         return features, jax.nn.softmax(logits)
 
     return functools.partial(apply, params)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description='Export a trained classifier workdir as the '
-                                     'shipped MNIST feature extractor weights.')
-    parser.add_argument('--workdir', required=True, help='trained by configs/classifier_mnist.py')
-    parser.add_argument('--out', default=WEIGHTS_PATH)
-    args = parser.parse_args(argv)
-    logging.set_verbosity(logging.ERROR)  # Orbax warns that a read-only checkpoint is read-only.
-    from genmodels import evaluation, families  # Local import: evaluation imports the metrics.
-
-    config, state, step = evaluation.restore(args.workdir)
-    if families.get(config.family).__name__ != 'genmodels.families.classifier':
-        raise SystemExit(f'error: {args.workdir} holds a {config.family!r} run, not a classifier.')
-    params = state['ema_params'] if config.eval.use_ema else state['params']
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    digest = save_params(args.out, params)
-    print(f'wrote {args.out} (step {step}) sha256 {digest}')
-
-
-if __name__ == '__main__':
-    main()

@@ -79,24 +79,15 @@ def choose_extractor(dataset: str, inception_weights: str | None) -> Extractor |
 
 
 def to_unit(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
-    """Images in the data's value range -> [0, 1]."""
-    x = (images + 1.0) / 2.0 if config.data.scale == '-11' else images
-    return jnp.clip(x, 0.0, 1.0)
+    """Images in the data's value range -> [0, 1], clipped."""
+    return jnp.clip(data.to_unit(config.data, images), 0.0, 1.0)
 
 
 def features(extractor: Extractor, images: np.ndarray, batch_size: int
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(features [N, F], probs [N, K]) of images [N, H, W, C] in [0, 1]; the last batch is padded
-    so the extractor compiles once."""
-    feats, probs = [], []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size]
-        n = len(x)
-        x = np.pad(x, [(0, batch_size - n)] + [(0, 0)] * (x.ndim - 1))
-        f, p = jax.device_get(extractor.fn(x))
-        feats.append(f[:n])
-        probs.append(p[:n])
-    return np.concatenate(feats), np.concatenate(probs)
+    """(features [N, F], probs [N, K]) of images [N, H, W, C] in [0, 1], in fixed-size batches so
+    the extractor compiles once."""
+    return data.map_batches(lambda b: extractor.fn(b['image']), {'image': images}, batch_size)
 
 
 # ------------------------------------------------------------------------------------------------

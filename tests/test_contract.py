@@ -1,0 +1,161 @@
+"""The family contract without the VAE: a stub two-optimizer family (tests/stub_family.py) through
+the trainer's and the evaluation's own paths; several seeds in one program; the NaN guard."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import common
+from genmodels import config as config_lib, evaluation, families, trainer
+from tests.test_trainer import Killed, kill_after, read_metrics, restore_params, tiny_vae
+
+families.register('stub', 'tests.stub_family')
+
+
+def stub_config(data_dir: str, num_steps: int = 12, num_seeds: int = 1):
+    config = ml_collections.ConfigDict()
+    config.family = 'stub'
+    config.objective = 'mse'
+    config.seed = 0
+    config.data = common.data('digits')
+    config.data.data_dir = data_dir
+    config.model = ml_collections.ConfigDict({'temperature': 1.0})
+    config.loss = ml_collections.ConfigDict({'noise_scale': 0.1, 'b_steps': 2})
+    config.optimizer = common.optimizer(0.05)
+    config.second_optimizer = common.optimizer(0.1, schedule='cosine')
+    config.train = common.train(batch_size=16, num_steps=num_steps, log_every=2,
+                                checkpoint_every=4)
+    config.train.num_seeds = num_seeds
+    config.eval = common.evaluation(batch_size=64, num_samples=20)
+    config.eval.max_examples = 100
+    return config
+
+
+def lane(tree, s):
+    return jax.tree.map(lambda x: np.asarray(x)[s], tree)
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_stub_family_trains_resumes_bit_for_bit_and_evaluates_the_same(tmp_path, data_dir):
+    config = stub_config(data_dir)
+    straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+    result = trainer.train_and_evaluate(config, straight)
+    logs = read_metrics(straight)
+    assert logs[-1]['loss_a'] < logs[0]['loss_a'] and logs[-1]['variance'] != 1.0
+    assert np.isfinite(result['nll_nats']) and 'sample_metrics_note' in result  # digits: no FID
+    with pytest.raises(Killed):
+        trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
+    trainer.train_and_evaluate(config, resumed)
+    assert_trees_equal(restore_params(straight, 12), restore_params(resumed, 12))
+    assert [m['loss_b'] for m in read_metrics(straight)] == [
+        m['loss_b'] for m in read_metrics(resumed)]
+    # eval.py's path: restore from the checkpoint, then the same evaluation.
+    again = evaluation.evaluate(straight)
+    assert again == result == json.load(open(os.path.join(resumed, 'eval.json')))
+    # eval_params is the family's: the variance is player b's.
+    state = restore_params(straight, 12)
+    assert result['variance'] == pytest.approx(float(np.exp(state['b']['log_c'])), rel=1e-6)
+
+
+def test_family_resumable_keys_may_change_and_others_may_not(tmp_path, data_dir):
+    config = stub_config(data_dir, num_steps=4)
+    workdir = str(tmp_path / 'w')
+    trainer.train_and_evaluate(config, workdir)
+    config.model.temperature = 0.5  # the family's RESUMABLE_KEYS
+    config.train.num_steps = 6
+    assert trainer.train_and_evaluate(config, workdir)['step'] == 6
+    config.loss.b_steps = 3
+    with pytest.raises(trainer.WorkdirError, match='loss.b_steps'):
+        trainer.train_and_evaluate(config, workdir)
+
+
+def test_every_optimizer_section_is_validated(data_dir):
+    config = stub_config(data_dir)
+    config.second_optimizer.learning_rate = -1.0
+    with pytest.raises(config_lib.ConfigError, match='second_optimizer.learning_rate must be '
+                                                     'positive'):
+        families.validated(config)
+    config = stub_config(data_dir)
+    config.second_optimizer.name = 'sgd'
+    with pytest.raises(config_lib.ConfigError, match="second_optimizer.name must be one of"):
+        families.validated(config)
+
+
+def test_nan_guard_names_the_metric_and_the_seed_lanes_are_checked(tmp_path, data_dir):
+    def poison_at_step_3(batches):
+        for i, batch in enumerate(batches):
+            if i == 2:
+                batch = dict(batch, image=np.full_like(batch['image'], np.inf))
+            yield batch
+
+    config = stub_config(data_dir, num_seeds=2)
+    workdir = str(tmp_path / 'nan')
+    with pytest.raises(trainer.NonFiniteLossError,
+                       match=r'^loss_a, .* became non-finite \(loss_a = \[.*\]\) between steps 2 '
+                             r'and 3; last good checkpoint: none saved yet'):
+        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at_step_3)
+    assert not os.path.exists(os.path.join(workdir, 'checkpoints', '4'))
+
+
+def run_lanes(config, tmp_path, name):
+    """Trains config with num_seeds=3 and each lane alone (num_seeds=1, seed + s); returns the
+    workdirs."""
+    many = str(tmp_path / f'{name}_seeds3')
+    config.train.num_seeds = 3
+    trainer.train_and_evaluate(config, many)
+    singles = []
+    for s in range(3):
+        single = ml_collections.ConfigDict(config.to_dict())
+        single.train.num_seeds = 1
+        single.seed = config.seed + s
+        singles.append(str(tmp_path / f'{name}_seed{s}'))
+        trainer.train_and_evaluate(single, singles[-1])
+    return many, singles
+
+
+def assert_lanes_match(stacked, s, single):
+    """Lane s equals the single-seed run up to float32 round-off: vmap batches the reductions,
+    which XLA may sum in another order (seen: 1 ulp on some elements after 4 steps)."""
+    for x, y in zip(jax.tree.leaves(lane(stacked, s)), jax.tree.leaves(single), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_each_seed_lane_is_the_single_seed_run_with_that_seed(tmp_path, data_dir):
+    config = stub_config(data_dir, num_steps=4)
+    many, singles = run_lanes(config, tmp_path, 'stub')
+    stacked = restore_params(many, 4)
+    assert np.shape(stacked['step']) == (3,)
+    record = json.load(open(os.path.join(many, 'eval.json')))
+    logs = read_metrics(many)
+    for s, single in enumerate(singles):
+        assert_lanes_match(stacked, s, restore_params(single, 4))
+        alone = json.load(open(os.path.join(single, 'eval.json')))
+        assert record[f'nll_nats_seed{s}'] == pytest.approx(alone['nll_nats'], rel=1e-5)
+        np.testing.assert_allclose([m[f'loss_a/seed{s}'] for m in logs],
+                                   [m['loss_a'] for m in read_metrics(single)], rtol=1e-5)
+    values = [record[f'nll_nats_seed{s}'] for s in range(3)]
+    assert record['nll_nats'] == pytest.approx(np.mean(values))
+    assert record['nll_nats_seeds_std'] == pytest.approx(np.std(values))
+    assert record['num_seeds'] == 3 and record['dataset'] == 'digits'
+
+
+def test_vae_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
+    config = tiny_vae(data_dir, num_steps=4)
+    config.train.checkpoint_every = 4
+    many, singles = run_lanes(config, tmp_path, 'vae')
+    stacked = restore_params(many, 4)
+    record = json.load(open(os.path.join(many, 'eval.json')))
+    for s, single in enumerate(singles):
+        assert_lanes_match(stacked, s, restore_params(single, 4))
+        alone = json.load(open(os.path.join(single, 'eval.json')))
+        for key in ('nll_nats', 'elbo_nats', 'fid_mnist_classifier'):
+            assert record[f'{key}_seed{s}'] == pytest.approx(alone[key], rel=1e-4)
+    assert {'nll_nats', 'nll_nats_seeds_std', 'fid_mnist_classifier_seeds_std'} <= set(record)
