@@ -5,6 +5,7 @@ x [N]), `sample(rng, num) -> [num, dim]`. `get(name)` returns the default-parame
 
   bumps_1d    1D mixture of three Gaussian bumps
   grid_25     2D grid of 25 Gaussians, means {-4, -2, 0, 2, 4}^2, std 0.05
+  grid_100    2D grid of 100 Gaussians, means {-9, -7, ..., 9}^2, std 0.05 (same spacing)
   ring_8      2D ring of 8 Gaussians, radius 2, std 0.02
   two_moons   the two half circles of scikit-learn's make_moons plus N(0, 0.1^2 I) noise
   swiss_roll  the 2D spiral (t cos t, t sin t) / 5, t ~ U[1.5 pi, 4.5 pi], plus N(0, 0.2^2 I) noise
@@ -32,6 +33,8 @@ class Toy:
     dim: int
     log_prob: Callable  # x [N, dim] -> [N]
     sample: Callable  # (rng, num) -> [num, dim]
+    modes: np.ndarray | None = None       # [K, dim] component means of a Gaussian mixture
+    mode_stds: np.ndarray | None = None   # [K] their standard deviations
 
 
 def _rows(x, dim):
@@ -59,7 +62,7 @@ def gaussian_mixture(name, weights, means, stds):
         z = jax.random.categorical(label_key, jnp.log(a), shape=(num,))
         return mu[z] + s[z][:, None] * jax.random.normal(noise_key, (num, dim), mu.dtype)
 
-    return Toy(name, dim, jax.jit(log_prob), jax.jit(sample, static_argnums=1))
+    return Toy(name, dim, jax.jit(log_prob), jax.jit(sample, static_argnums=1), means, stds)
 
 
 def noisy_curves(name, curves, t0, t1, noise, panels, order=8):
@@ -96,10 +99,12 @@ def bumps_1d():
     return gaussian_mixture('bumps_1d', [0.3, 0.5, 0.2], [[-2.0], [0.0], [2.5]], [0.3, 0.6, 0.4])
 
 
-def grid_25(spacing=2.0, std=0.05):
-    side = spacing * (np.arange(5) - 2.0)
+def grid(side_count: int, spacing=2.0, std=0.05):
+    """side_count^2 Gaussians on a square grid centred at 0 (grid_25: means {-4, ..., 4}^2)."""
+    side = spacing * (np.arange(side_count) - (side_count - 1) / 2)
     means = np.stack(np.meshgrid(side, side, indexing='ij'), -1).reshape(-1, 2)
-    return gaussian_mixture('grid_25', np.full(25, 1 / 25), means, np.full(25, std))
+    k = side_count ** 2
+    return gaussian_mixture(f'grid_{k}', np.full(k, 1 / k), means, np.full(k, std))
 
 
 def ring_8(radius=2.0, std=0.02):
@@ -119,7 +124,8 @@ def swiss_roll(noise=0.2, panels=256):
     return noisy_curves('swiss_roll', [spiral], 1.5 * math.pi, 4.5 * math.pi, noise, panels)
 
 
-TOYS = {toy.name: toy for toy in (bumps_1d(), grid_25(), ring_8(), two_moons(), swiss_roll())}
+TOYS = {toy.name: toy for toy in (bumps_1d(), grid(5), grid(10), ring_8(), two_moons(),
+                                  swiss_roll())}
 
 
 def get(name):

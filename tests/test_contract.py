@@ -44,12 +44,15 @@ def assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_stub_family_trains_resumes_bit_for_bit_and_evaluates_the_same(tmp_path, data_dir):
-    config = stub_config(data_dir)
+@pytest.mark.parametrize('num_seeds', [1, 2])
+def test_stub_family_trains_resumes_bit_for_bit_and_evaluates_the_same(tmp_path, data_dir,
+                                                                      num_seeds):
+    config = stub_config(data_dir, num_seeds=num_seeds)
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     result = trainer.train_and_evaluate(config, straight)
     logs = read_metrics(straight)
     assert logs[-1]['loss_a'] < logs[0]['loss_a'] and logs[-1]['variance'] != 1.0
+    assert ('loss_a/seed1' in logs[-1]) == (num_seeds == 2)
     assert np.isfinite(result['nll_nats']) and 'sample_metrics_note' in result  # digits: no FID
     with pytest.raises(Killed):
         trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
@@ -61,8 +64,10 @@ def test_stub_family_trains_resumes_bit_for_bit_and_evaluates_the_same(tmp_path,
     again = evaluation.evaluate(straight)
     assert again == result == json.load(open(os.path.join(resumed, 'eval.json')))
     # eval_params is the family's: the variance is player b's.
-    state = restore_params(straight, 12)
-    assert result['variance'] == pytest.approx(float(np.exp(state['b']['log_c'])), rel=1e-6)
+    log_c = np.asarray(restore_params(straight, 12)['b']['log_c'])
+    want = [result['variance']] if num_seeds == 1 else [result['variance_seed0'],
+                                                       result['variance_seed1']]
+    np.testing.assert_allclose(want, np.exp(log_c).reshape(-1), rtol=1e-6)
 
 
 def test_family_resumable_keys_may_change_and_others_may_not(tmp_path, data_dir):
