@@ -68,6 +68,7 @@ PyTree = Any
 _MODULES = {
     'autoencoder': 'genmodels.families.autoencoder',
     'classifier': 'genmodels.families.classifier',
+    'gan': 'genmodels.families.gan',
     'gaussian': 'genmodels.families.gaussian_mle',
     'gmm': 'genmodels.families.gmm',
     'kde': 'genmodels.families.kde',

@@ -1,0 +1,38 @@
+"""The sections every GAN config shares; each experiment file sets the rest."""
+
+import ml_collections
+
+from configs import common
+
+
+def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.family = 'gan'
+    config.objective = 'non_saturating'  # minimax, non_saturating, hinge, least_squares, wgan_gp
+    config.seed = 0
+    config.data = common.data(dataset, scale=scale)
+    config.model = ml_collections.ConfigDict({
+        'architecture': 'dcgan',    # 'mlp' or 'dcgan'
+        'latent_dim': 100,
+        'hidden': (512, 512),       # MLP widths of G; D mirrors them
+        'channels': (64, 128),      # DCGAN: D's channels per stride-2 level; G mirrors them
+        'conditional': False,
+        'info_categorical': 0,
+        'info_continuous': 0,
+        'spectral_norm': False,
+    })
+    config.loss = ml_collections.ConfigDict({
+        'n_disc': 1,
+        'gp_weight': 10.0,          # read by the wgan_gp objective only
+        'r1_weight': 0.0,
+        'info_weight': 1.0,         # read by InfoGAN configs only
+    })
+    # DCGAN's recipe for both players: Adam 2e-4, beta1 0.5 (Radford et al. 2016, Sec. 4).
+    config.optimizer = common.optimizer(2e-4)
+    config.optimizer.b1 = 0.5
+    config.disc_optimizer = common.optimizer(2e-4)
+    config.disc_optimizer.b1 = 0.5
+    config.train = common.train(batch_size=128, num_steps=10_000, log_every=200,
+                                checkpoint_every=2000, ema_rate=0.999)
+    config.eval = common.evaluation(use_ema=True)
+    return config

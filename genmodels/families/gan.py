@@ -1,0 +1,461 @@
+"""Generative adversarial networks (Goodfellow et al. 2014): MLP GAN, DCGAN, conditional DCGAN and
+InfoGAN, one `train_step` holding both players and both optimizers.
+
+    min_G max_D V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]        (Goodfellow et al., Eq. 1)
+
+D outputs a logit l (D = sigmoid(l)); each objective of OBJECTIVES gives D's and G's per-example
+losses from l on real and generated data:
+
+    minimax          D: -log D(x) - log(1 - D(G(z)))   G: log(1 - D(G(z)))   (saturating, Eq. 1)
+    non_saturating   D: as minimax                     G: -log D(G(z))       (Goodfellow Sec. 3)
+    hinge            D: relu(1 - l(x)) + relu(1 + l(G(z)))  G: -l(G(z))     (Lim & Ye 2017)
+    least_squares    D: ((l(x) - 1)^2 + l(G(z))^2) / 2      G: (l(G(z)) - 1)^2 / 2  (Mao et al. 2017)
+    wgan_gp          D: l(G(z)) - l(x) + w (|grad l(x_hat)| - 1)^2, x_hat = e x + (1 - e) G(z),
+                     e ~ U[0, 1]                             G: -l(G(z))   (Gulrajani et al. 2017, Alg. 1)
+
+Regularisers of D: R1 = r1_weight / 2 |grad_x l(x)|^2 on real data (Mescheder et al. 2018, Eq. 9);
+spectral normalisation of every layer (Miyato et al. 2018), one power iteration per D step, the
+vectors in the state. D takes `loss.n_disc` steps per G step inside the jitted step, with fresh
+noise and the same real batch; its learning-rate schedule counts its own updates.
+
+Conditional (model.conditional): G gets a label embedding joined to z; D is a projection
+discriminator, l(x, y) = psi(h(x)) + embed(y) . h(x) (Miyato & Koyama 2018): unlike joining the
+label to D's input it leaves D's trunk unconditional and measured better class fidelity there.
+Generated examples take the real batch's labels, so D sees both with the same label distribution.
+
+InfoGAN (Chen et al. 2016): codes c (a categorical of model.info_categorical classes and
+model.info_continuous codes ~ U[-1, 1]) join z; a head Q on D's trunk predicts them, and
+    L_I = E[log Q(c | G(z, c))] + H(c) <= I(c; G(z, c))                 (Chen et al., Eq. 5)
+(cross-entropy for the categorical code, a unit-variance Gaussian log-likelihood for continuous
+ones); G and Q (D's parameters) both maximise loss.info_weight * L_I.
+
+DCGAN (Radford et al. 2016): weights ~ N(0, 0.02), batch norm in G (its running statistics in the
+state, used for sampling), LeakyReLU 0.2 in D. D has no batch norm: a gradient penalty or R1 of a
+batch-normalised critic is not a per-example penalty. G upsamples by sub-pixel convolution
+(conv to 4C channels, then depth-to-space; Shi et al. 2016) instead of a strided ConvTranspose,
+whose backward pass is 24x slower on XLA:CPU (DESIGN.md). G's weights are averaged (EMA) for
+sampling and evaluation when eval.use_ema.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from genmodels import config as config_lib, data as data_lib, nets, noise, train_state, viz
+from genmodels.config import ConfigError
+from genmodels.metrics import modes as modes_lib
+
+PyTree = Any
+Batch = dict[str, jax.Array]
+
+CONFIG_SCHEMA = {
+    'model': {
+        'architecture': str,      # 'mlp' or 'dcgan'
+        'latent_dim': int,        # z ~ N(0, I)
+        'hidden': tuple,          # MLP: G's hidden widths; D mirrors them
+        'channels': tuple,        # DCGAN: D's channels per stride-2 level; G mirrors them
+        'conditional': bool,      # class-conditional G and projection D
+        'info_categorical': int,  # InfoGAN: classes of the categorical code (0: none)
+        'info_continuous': int,   # InfoGAN: number of continuous codes ~ U[-1, 1]
+        'spectral_norm': bool,    # spectral normalisation of D's layers
+    },
+    'loss': {
+        'n_disc': int,            # D steps per G step
+        'gp_weight': float,       # WGAN-GP's penalty weight (objective 'wgan_gp' only)
+        'r1_weight': float,       # R1 penalty on real data, any objective (0: off)
+        'info_weight': float,     # lambda of InfoGAN's mutual-information term
+    },
+    'disc_optimizer': config_lib.OPTIMIZER_SCHEMA,  # D's; config.optimizer is G's
+}
+PROGRESS_METRICS = ('d_loss', 'g_loss')
+INIT_STD = 0.02  # DCGAN's N(0, 0.02) initialisation
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    m, loss = config.model, config.loss
+    if m.architecture not in ('mlp', 'dcgan'):
+        raise ConfigError(f"model.architecture must be 'mlp' or 'dcgan', got {m.architecture!r}.")
+    if min(m.latent_dim, loss.n_disc) < 1 or min(m.info_categorical, m.info_continuous) < 0:
+        raise ConfigError('model.latent_dim and loss.n_disc must be >= 1, the InfoGAN code sizes '
+                          '>= 0.')
+    if min(loss.gp_weight, loss.r1_weight, loss.info_weight) < 0:
+        raise ConfigError('loss.gp_weight, r1_weight and info_weight must be >= 0.')
+    if config.objective == 'wgan_gp' and loss.gp_weight <= 0:
+        raise ConfigError('the wgan_gp objective needs loss.gp_weight > 0 (10 in Gulrajani et al.).')
+    if m.info_categorical == 1:
+        raise ConfigError('model.info_categorical must be 0 (none) or at least 2 classes.')
+    if data_lib.is_toy(config.data.name) and m.architecture != 'mlp':
+        raise ConfigError("toy data are points, not images: use model.architecture='mlp'.")
+    if not data_lib.is_toy(config.data.name) and config.data.scale != '-11':
+        raise ConfigError("G's tanh output covers [-1, 1]: set data.scale='-11'.")
+
+
+def _has_info(config) -> bool:
+    return config.model.info_categorical > 0 or config.model.info_continuous > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks
+
+_init = nn.initializers.normal(INIT_STD)
+
+
+def _bn_scale_init(key, shape, dtype=jnp.float32):
+    return 1.0 + INIT_STD * jax.random.normal(key, shape, dtype)  # DCGAN: gamma ~ N(1, 0.02)
+
+
+class Generator(nn.Module):
+    architecture: str
+    hidden: Sequence[int]
+    channels: Sequence[int]
+    out_shape: tuple[int, int, int]
+    num_classes: int  # 0: unconditional
+    image: bool       # tanh output in [-1, 1]; toy points are unbounded (linear output)
+
+    @nn.compact
+    def __call__(self, z, labels, train: bool):  # [B, Z] (codes joined), [B] -> [B, H, W, C]
+        if self.num_classes:
+            z = jnp.concatenate([z, nn.Embed(self.num_classes, z.shape[-1], name='embed')(labels)],
+                                -1)
+        h, w, c = self.out_shape
+        if self.architecture == 'mlp':
+            x = z
+            for i, f in enumerate(self.hidden):
+                x = nn.relu(nn.Dense(f, kernel_init=_init, name=f'dense_{i}')(x))
+            x = nn.Dense(h * w * c, kernel_init=_init, name='out')(x).reshape(-1, h, w, c)
+        else:
+            chans = tuple(self.channels)[::-1]
+            scale = 2 ** len(chans)
+            x = nn.Dense((h // scale) * (w // scale) * chans[0], kernel_init=_init, name='stem')(z)
+            x = x.reshape(-1, h // scale, w // scale, chans[0])
+            for i in range(len(chans)):
+                x = nn.relu(nn.BatchNorm(not train, momentum=0.9, scale_init=_bn_scale_init,
+                                         name=f'bn_{i}')(x))
+                width = chans[i + 1] if i + 1 < len(chans) else c
+                x = nets.depth_to_space(nn.Conv(4 * width, (5, 5), kernel_init=_init,
+                                                name=f'up_{i}')(x))
+        return jnp.tanh(x) if self.image else x
+
+
+class Discriminator(nn.Module):
+    architecture: str
+    hidden: Sequence[int]
+    channels: Sequence[int]
+    num_classes: int       # 0: unconditional; else a projection head
+    spectral_norm: bool
+    info_outputs: int      # InfoGAN: categorical logits + continuous means (0: no Q head)
+
+    def _layer(self, module, x, update_stats):
+        if self.spectral_norm:
+            return nn.SpectralNorm(module)(x, update_stats=update_stats)
+        return module(x)
+
+    @nn.compact
+    def __call__(self, x, labels, update_stats: bool = False):
+        """[B, H, W, C], [B] -> (logits [B], Q's outputs [B, info_outputs] or None)."""
+        if self.architecture == 'mlp':
+            h = x.reshape(x.shape[0], -1)
+            for i, f in enumerate(tuple(self.hidden)[::-1]):
+                h = nn.leaky_relu(self._layer(nn.Dense(f, kernel_init=_init, name=f'dense_{i}'),
+                                              h, update_stats), 0.2)
+        else:
+            h = x
+            for i, c in enumerate(self.channels):
+                conv = nn.Conv(c, (4, 4), strides=(2, 2), kernel_init=_init, name=f'conv_{i}')
+                h = nn.leaky_relu(self._layer(conv, h, update_stats), 0.2)
+            h = h.reshape(h.shape[0], -1)
+        logits = self._layer(nn.Dense(1, kernel_init=_init, name='logit'), h, update_stats)[:, 0]
+        if self.num_classes:  # projection discriminator: + embed(y) . h
+            logits = logits + jnp.sum(nn.Embed(self.num_classes, h.shape[-1], embedding_init=_init,
+                                               name='embed')(labels) * h, -1)
+        q = None
+        if self.info_outputs:
+            q = nn.leaky_relu(nn.Dense(128, kernel_init=_init, name='q_hidden')(h), 0.2)
+            q = nn.Dense(self.info_outputs, kernel_init=_init, name='q_out')(q)
+        return logits, q
+
+
+def _num_classes(config) -> int:
+    return data_lib.dataset_info(config.data).num_classes if config.model.conditional else 0
+
+
+def networks(config, image_shape) -> tuple[Generator, Discriminator]:
+    m = config.model
+    g = Generator(m.architecture, tuple(m.hidden), tuple(m.channels), tuple(image_shape),
+                  _num_classes(config), image=not data_lib.is_toy(config.data.name))
+    d = Discriminator(m.architecture, tuple(m.hidden), tuple(m.channels), _num_classes(config),
+                      m.spectral_norm, m.info_categorical + m.info_continuous)
+    return g, d
+
+
+# ------------------------------------------------------------------------------------------------
+# Latents and InfoGAN codes
+
+def latents(config, rng: jax.Array, index: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """G's input [B, Z + codes] and the codes {'categorical': int [B], 'continuous': [B, n]},
+    each example's draw keyed by its index (genmodels.noise)."""
+    m = config.model
+    k_z, k_cat, k_cont = jax.random.split(rng, 3)
+    z = noise.normal(k_z, index, (m.latent_dim,))
+    codes = {'categorical': noise.randint(k_cat, index, 0, max(m.info_categorical, 1)),
+             'continuous': 2.0 * noise.uniform(k_cont, index, (m.info_continuous,)) - 1.0}
+    return join_codes(config, z, codes), codes
+
+
+def join_codes(config, z: jax.Array, codes: dict[str, jax.Array]) -> jax.Array:
+    parts = [z]
+    if config.model.info_categorical:
+        parts.append(jax.nn.one_hot(codes['categorical'], config.model.info_categorical))
+    if config.model.info_continuous:
+        parts.append(codes['continuous'])
+    return jnp.concatenate(parts, -1)
+
+
+def info_lower_bound(config, q: jax.Array, codes: dict[str, jax.Array]) -> jax.Array:
+    """L_I = E log Q(c | x) + H(c) per example [B], nats (Chen et al. Eq. 5); Q's outputs q
+    [B, K + n]: categorical logits, then continuous means of unit-variance Gaussians. H(c) =
+    log K + n log 2 for the uniform categorical and the U[-1, 1] codes."""
+    m = config.model
+    bound = jnp.zeros(q.shape[0])
+    if m.info_categorical:
+        logits = q[:, :m.info_categorical]
+        log_q = jax.nn.log_softmax(logits)
+        bound += jnp.take_along_axis(log_q, codes['categorical'][:, None], 1)[:, 0]
+        bound += math.log(m.info_categorical)
+    if m.info_continuous:
+        mean = q[:, m.info_categorical:]
+        bound += jnp.sum(-0.5 * (codes['continuous'] - mean) ** 2 - 0.5 * LOG_2PI, -1)
+        bound += m.info_continuous * math.log(2.0)
+    return bound
+
+
+# ------------------------------------------------------------------------------------------------
+# Objectives: (config, critic, real, fake, keys) -> (D's loss [B], G's loss [B]). `critic` maps
+# images [B, H, W, C] to logits [B]; `keys` are per-example keys [B] for any noise the objective
+# draws. A caller differentiates D's loss in D's parameters (fake held fixed) and G's loss
+# through `fake` in G's.
+
+def _minimax(config, critic, real, fake, keys):
+    l_real, l_fake = critic(real), critic(fake)
+    d_loss = -jax.nn.log_sigmoid(l_real) - jax.nn.log_sigmoid(-l_fake)
+    return d_loss, jax.nn.log_sigmoid(-l_fake)  # G minimises log(1 - D(G(z)))
+
+
+def _non_saturating(config, critic, real, fake, keys):
+    d_loss, _ = _minimax(config, critic, real, fake, keys)
+    return d_loss, -jax.nn.log_sigmoid(critic(fake))
+
+
+def _hinge(config, critic, real, fake, keys):
+    l_fake = critic(fake)
+    return jax.nn.relu(1.0 - critic(real)) + jax.nn.relu(1.0 + l_fake), -l_fake
+
+
+def _least_squares(config, critic, real, fake, keys):
+    l_fake = critic(fake)
+    return 0.5 * ((critic(real) - 1.0) ** 2 + l_fake ** 2), 0.5 * (l_fake - 1.0) ** 2
+
+
+def gradient_penalty(critic, real, fake, keys) -> jax.Array:
+    """(|grad l(x_hat)| - 1)^2 per example [B] at x_hat = e x + (1 - e) G(z), e ~ U[0, 1]."""
+    e = jax.vmap(jax.random.uniform)(keys).reshape((-1,) + (1,) * (real.ndim - 1))
+    x_hat = e * real + (1.0 - e) * fake
+    grads = jax.grad(lambda x: jnp.sum(critic(x)))(x_hat)  # rows are independent: per example
+    norm = jnp.sqrt(jnp.sum(grads ** 2, axis=tuple(range(1, grads.ndim))) + 1e-12)
+    return (norm - 1.0) ** 2
+
+
+def _wgan_gp(config, critic, real, fake, keys):
+    l_fake = critic(fake)
+    gp = gradient_penalty(critic, real, fake, keys)
+    return l_fake - critic(real) + config.loss.gp_weight * gp, -l_fake
+
+
+OBJECTIVES: dict[str, Callable] = {
+    'minimax': _minimax,
+    'non_saturating': _non_saturating,
+    'hinge': _hinge,
+    'least_squares': _least_squares,
+    'wgan_gp': _wgan_gp,
+}
+
+
+def r1_penalty(critic, real) -> jax.Array:
+    """|grad_x l(x)|^2 per example [B] on real data (Mescheder et al. 2018)."""
+    grads = jax.grad(lambda x: jnp.sum(critic(x)))(real)
+    return jnp.sum(grads ** 2, axis=tuple(range(1, grads.ndim)))
+
+
+# ------------------------------------------------------------------------------------------------
+# The family contract
+
+def _optimizers(config):
+    n = config.train.num_steps
+    return (train_state.make_optimizer(config.optimizer, n),
+            train_state.make_optimizer(config.disc_optimizer, n * config.loss.n_disc))
+
+
+def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
+    x = jnp.asarray(example_batch['image'][:1])
+    labels = jnp.asarray(example_batch['label'][:1])
+    g, d = networks(config, x.shape[1:])
+    k_g, k_d, k_sn = jax.random.split(rng, 3)
+    g_in, _ = latents(config, k_g, jnp.zeros((1,), jnp.int32))
+    g_vars = g.init(k_g, g_in, labels, train=False)
+    d_vars = d.init({'params': k_d}, x, labels)
+    tx_g, tx_d = _optimizers(config)
+    return {'step': jnp.zeros((), jnp.int32), 'g': g_vars, 'd': d_vars,
+            'g_opt': tx_g.init(g_vars['params']), 'd_opt': tx_d.init(d_vars['params']),
+            'g_ema': jax.tree.map(jnp.copy, g_vars['params'])}
+
+
+def _generate(config, g, g_vars, z, labels, train: bool):
+    """G(z) and G's updated variables (new batch-norm statistics when train)."""
+    if 'batch_stats' in g_vars and train:
+        out, updates = g.apply(g_vars, z, labels, train=True, mutable=['batch_stats'])
+        return out, {**g_vars, **updates}
+    return g.apply(g_vars, z, labels, train=train), g_vars
+
+
+def train_step(config, state, batch: Batch, rng: jax.Array):
+    objective = config_lib.objective(OBJECTIVES, config.objective)
+    tx_g, tx_d = _optimizers(config)
+    real, index = batch['image'], batch['index']
+    labels = batch['label'] if config.model.conditional else jnp.zeros_like(batch['label'])
+    g, d = networks(config, real.shape[1:])
+    info = _has_info(config)
+
+    def critic_fn(params, stats):
+        return lambda x: d.apply({'params': params, **stats}, x, labels)[0]
+
+    # 1. DISCRIMINATOR: n_disc steps, each with fresh z (same real batch).
+    def d_step(carry, i):
+        d_vars, d_opt = carry
+        key = jax.random.fold_in(rng, i)
+        g_in, codes = latents(config, key, index)
+        fake, _ = _generate(config, g, state['g'], g_in, labels, train=True)
+        fake = jax.lax.stop_gradient(fake)
+        stats = {k: v for k, v in d_vars.items() if k != 'params'}
+
+        def loss_fn(params):
+            critic = critic_fn(params, stats)
+            d_loss, _ = objective(config, critic, real, fake, noise.keys(key, index))
+            terms = {'d_loss': jnp.mean(d_loss)}
+            total = terms['d_loss']
+            if config.loss.r1_weight > 0:
+                terms['r1'] = jnp.mean(r1_penalty(critic, real))
+                total += 0.5 * config.loss.r1_weight * terms['r1']
+            if info:
+                _, q = d.apply({'params': params, **stats}, fake, labels)
+                terms['info_bound'] = jnp.mean(info_lower_bound(config, q, codes))
+                total -= config.loss.info_weight * terms['info_bound']
+            # Accuracy of D's decision l > 0 (real) on both sets; one power iteration of SN.
+            if stats:
+                (l_real, _), new_stats = d.apply({'params': params, **stats}, real, labels,
+                                                 update_stats=True, mutable=list(stats))
+            else:
+                (l_real, _), new_stats = d.apply({'params': params}, real, labels), {}
+            terms['d_real_accuracy'] = jnp.mean(l_real > 0)
+            terms['d_fake_accuracy'] = jnp.mean(critic(fake) < 0)
+            return total, (terms, new_stats)
+
+        (_, (terms, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            d_vars['params'])
+        params, d_opt = train_state.apply_updates(tx_d, d_vars['params'], d_opt, grads)
+        terms['d_grad_norm'] = optax.global_norm(grads)
+        return ({**d_vars, **new_stats, 'params': params}, d_opt), terms
+
+    (d_vars, d_opt), d_terms = jax.lax.scan(d_step, (state['d'], state['d_opt']),
+                                           jnp.arange(config.loss.n_disc))
+    d_terms = jax.tree.map(lambda v: v[-1], d_terms)  # the last D step's values
+
+    # 2. GENERATOR: one step against the updated D.
+    g_key = jax.random.fold_in(rng, config.loss.n_disc)
+    g_in, codes = latents(config, g_key, index)
+    d_stats = {k: v for k, v in d_vars.items() if k != 'params'}
+
+    def g_loss_fn(g_params):
+        fake, new_g = _generate(config, g, {**state['g'], 'params': g_params}, g_in, labels,
+                                train=True)
+        _, g_loss = objective(config, critic_fn(d_vars['params'], d_stats), real, fake,
+                              noise.keys(g_key, index))
+        total = jnp.mean(g_loss)
+        aux = {'g_loss': total}
+        if info:
+            _, q = d.apply(d_vars, fake, labels)
+            total -= config.loss.info_weight * jnp.mean(info_lower_bound(config, q, codes))
+        return total, (aux, new_g)
+
+    (_, (g_terms, new_g)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        state['g']['params'])
+    g_params, g_opt = train_state.apply_updates(tx_g, state['g']['params'], state['g_opt'],
+                                                grads)
+    new_state = {
+        'step': state['step'] + 1, 'g': {**new_g, 'params': g_params}, 'd': d_vars,
+        'g_opt': g_opt, 'd_opt': d_opt,
+        'g_ema': train_state.ema_update(state['g_ema'], g_params, config.train.ema_rate),
+    }
+    metrics = {**d_terms, **g_terms, 'g_grad_norm': optax.global_norm(grads)}
+    return new_state, metrics
+
+
+def eval_params(config, state) -> PyTree:
+    """G's variables for sampling: EMA weights when eval.use_ema, with G's running statistics."""
+    params = state['g_ema'] if config.eval.use_ema else state['g']['params']
+    return {**state['g'], 'params': params}
+
+
+def sample(config, params, rng: jax.Array, num: int, labels=None, codes=None) -> jax.Array:
+    """G(z) for z ~ N(0, I), [num, H, W, C] in the data's value range; class-balanced labels
+    (i mod K) when conditional and `labels` is None; InfoGAN codes drawn when `codes` is None."""
+    index = jnp.arange(num)
+    g_in, drawn = latents(config, rng, index)
+    if codes is not None:
+        g_in = join_codes(config, g_in[:, :config.model.latent_dim], codes)
+    if labels is None:
+        labels = index % max(_num_classes(config), 1)
+    shape = data_lib.dataset_info(config.data).shape
+    g, _ = networks(config, shape)
+    return g.apply(params, g_in, labels, train=False)
+
+
+def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
+    """Toys: mode coverage of 2,500 samples (genmodels.metrics.modes). Images: nothing beyond the
+    sample metrics the evaluation computes from `sample` (FID, KID, IS, precision/recall)."""
+    if not data_lib.is_toy(config.data.name):
+        return {}
+    toy = data_lib.toy_distribution(config.data.name)
+    points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
+    if toy.modes is None:
+        return {}
+    return modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
+
+
+def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
+    if data_lib.is_toy(config.data.name):
+        toy = data_lib.toy_distribution(config.data.name)
+        points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
+        truth = data['image'].reshape(len(data['image']), -1)
+        return [viz.save_log_density_2d(truth, {'GAN samples over the true log-density': lambda x:
+                                                np.asarray(toy.log_prob(x))},
+                                         f'{out_dir}/samples.png', samples=points)]
+    lo, hi = data_lib.value_range(config.data)
+    paths = [viz.save_grid(np.asarray(sample(config, params, rng, 64)), f'{out_dir}/samples.png',
+                           'GAN samples', lo, hi)]
+    g, _ = networks(config, data['image'].shape[1:])
+    g_in, _ = latents(config, rng, jnp.arange(2))
+    path = viz.slerp(g_in[0], g_in[1], 10)
+    labels = jnp.zeros(10, jnp.int32)
+    interp = g.apply(params, path, labels, train=False)
+    paths.append(viz.save_rows([np.asarray(interp)], f'{out_dir}/interpolation.png',
+                               ['spherical'], lo, hi))
+    return paths

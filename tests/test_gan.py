@@ -1,0 +1,205 @@
+"""GAN family: objectives against hand-computed values, the gradient penalty of a linear critic in
+closed form, spectral norm against the SVD, the InfoGAN bound, and short runs through the trainer."""
+
+import json
+import math
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import cdcgan_mnist, dcgan_mnist, gan_grid25, infogan_mnist
+from genmodels import data, trainer
+from genmodels.families import gan
+from genmodels.metrics import modes
+from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
+
+KEYS = jax.random.split(jax.random.key(0), 4)
+REAL = jnp.ones((4, 2, 1, 1))
+FAKE = jnp.zeros((4, 2, 1, 1))
+
+
+def constant_critic(x):  # D = sigmoid(0) = 1/2 everywhere
+    return jnp.zeros(x.shape[0])
+
+
+def test_d_equal_one_half_gives_the_minimax_value_minus_log_4():
+    config = gan_grid25.get_config()
+    d_loss, g_loss = gan.OBJECTIVES['minimax'](config, constant_critic, REAL, FAKE, KEYS)
+    np.testing.assert_allclose(d_loss, 2 * math.log(2), rtol=1e-6)  # 1.386, as at the start
+    np.testing.assert_allclose(-d_loss, -math.log(4), rtol=1e-6)    # V(D, G) = -log 4
+    np.testing.assert_allclose(g_loss, -math.log(2), rtol=1e-6)     # log(1 - 1/2)
+    _, g_ns = gan.OBJECTIVES['non_saturating'](config, constant_critic, REAL, FAKE, KEYS)
+    np.testing.assert_allclose(g_ns, math.log(2), rtol=1e-6)         # -log(1/2)
+
+
+@pytest.mark.parametrize('name,logit_real,logit_fake,d_want,g_want', [
+    ('hinge', 0.5, -2.0, 0.5 + 0.0, 2.0),
+    ('hinge', 2.0, 0.5, 0.0 + 1.5, -0.5),
+    ('least_squares', 0.5, -2.0, 0.5 * (0.25 + 4.0), 0.5 * 9.0),
+])
+def test_objectives_on_hand_computed_logits(name, logit_real, logit_fake, d_want, g_want):
+    config = gan_grid25.get_config()
+
+    def critic(x):
+        return jnp.where(x[:, 0, 0, 0] > 0.5, logit_real, logit_fake)
+
+    d_loss, g_loss = gan.OBJECTIVES[name](config, critic, REAL, FAKE, KEYS)
+    np.testing.assert_allclose(d_loss, d_want, rtol=1e-6)
+    np.testing.assert_allclose(g_loss, g_want, rtol=1e-6)
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_closed_form():
+    """l(x) = w.x has grad w everywhere: the penalty is (|w| - 1)^2 at every interpolate, and the
+    WGAN-GP D loss is w.fake - w.real + 10 (|w| - 1)^2."""
+    config = gan_grid25.get_config()
+    w = jnp.array([3.0, -4.0])  # |w| = 5
+
+    def critic(x):
+        return x.reshape(x.shape[0], -1) @ w
+
+    real = jax.random.normal(jax.random.key(1), (4, 2, 1, 1))
+    fake = jax.random.normal(jax.random.key(2), (4, 2, 1, 1))
+    np.testing.assert_allclose(gan.gradient_penalty(critic, real, fake, KEYS), 16.0, rtol=1e-5)
+    d_loss, g_loss = gan.OBJECTIVES['wgan_gp'](config, critic, real, fake, KEYS)
+    np.testing.assert_allclose(d_loss, critic(fake) - critic(real) + 160.0, rtol=1e-5)
+    np.testing.assert_allclose(g_loss, -critic(fake), rtol=1e-6)
+    np.testing.assert_allclose(gan.r1_penalty(critic, real), 25.0, rtol=1e-5)
+
+
+def test_spectral_norm_matches_the_largest_singular_value():
+    dense = nn.SpectralNorm(nn.Dense(7, kernel_init=nn.initializers.normal(1.0)))
+    x = jnp.ones((1, 5))
+    variables = dense.init(jax.random.key(0), x, update_stats=True)
+    for _ in range(50):  # power iterations, one per update, as in training
+        _, updates = dense.apply(variables, x, update_stats=True, mutable=['batch_stats'])
+        variables = {**variables, **updates}
+    kernel = variables['params']['layer_instance']['kernel']
+    stats = {jax.tree_util.keystr(path): v for path, v in
+             jax.tree_util.tree_flatten_with_path(variables['batch_stats'])[0]}
+    sigma = next(v for k, v in stats.items() if k.endswith("sigma']"))
+    largest = float(jnp.linalg.svd(kernel, compute_uv=False)[0])
+    assert float(sigma) == pytest.approx(largest, rel=1e-4)
+    assert float(jnp.linalg.svd(kernel / sigma, compute_uv=False)[0]) == pytest.approx(1.0,
+                                                                                       rel=1e-4)
+
+
+def test_info_bound_is_code_entropy_minus_cross_entropy():
+    config = infogan_mnist.get_config()
+    k, n = config.model.info_categorical, config.model.info_continuous
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.normal(size=(6, k + n)), jnp.float32)
+    codes = {'categorical': jnp.arange(6) % k, 'continuous': jnp.asarray(
+        rng.uniform(-1, 1, (6, n)), jnp.float32)}
+    log_softmax = np.log(np.exp(q[:, :k]) / np.exp(q[:, :k]).sum(1, keepdims=True))
+    cross_entropy = -log_softmax[np.arange(6), np.arange(6) % k]
+    gauss_nll = np.sum(0.5 * (codes['continuous'] - q[:, k:]) ** 2 + 0.5 * math.log(2 * math.pi),
+                       1)
+    entropy = math.log(k) + n * math.log(2.0)  # uniform categorical, U[-1, 1] codes
+    np.testing.assert_allclose(gan.info_lower_bound(config, q, codes),
+                               entropy - cross_entropy - gauss_nll, rtol=1e-5)
+    # A perfect categorical prediction bounds the categorical part of I(c; x) by log K = H(c).
+    perfect = jnp.concatenate([100.0 * jax.nn.one_hot(codes['categorical'], k), q[:, k:]], 1)
+    config.model.info_continuous = 0
+    np.testing.assert_allclose(gan.info_lower_bound(config, perfect[:, :k], codes), math.log(k),
+                               atol=1e-4)
+
+
+def test_mode_coverage_counts_modes_and_quality():
+    centres = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]])
+    stds = np.full(3, 0.05)
+    samples = np.concatenate([np.zeros((60, 2)), np.full((39, 2), [2.0, 0.1]),
+                              np.full((1, 2), [4.0, 0.0])])
+    result = modes.mode_coverage(samples, centres, stds)
+    # mode 2 holds 1 sample of 100 (1%: covered); mode 1's samples lie 2 std off (near).
+    assert result == {'modes_covered': 3, 'modes_total': 3, 'high_quality_fraction': 1.0}
+    shifted = modes.mode_coverage(samples + [0.0, 0.1], centres, stds)  # mode 1's now 4 std off
+    assert shifted == {'modes_covered': 2, 'modes_total': 3, 'high_quality_fraction': 0.61}
+
+
+def small(config, data_dir, num_steps=8):
+    config.data.data_dir = data_dir
+    config.train.num_steps = num_steps
+    config.train.log_every = 2
+    config.train.checkpoint_every = 4
+    config.train.batch_size = 16
+    config.train.figures = False
+    config.eval.max_examples = 50
+    config.eval.num_samples = 50
+    config.eval.batch_size = 50
+    return config
+
+
+@pytest.mark.parametrize('make', [cdcgan_mnist.get_config, infogan_mnist.get_config])
+def test_conditional_and_infogan_shapes(make, data_dir):
+    config = small(make(), data_dir)
+    config.model.channels = (8, 16)
+    config.model.latent_dim = 6
+    example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    state = gan.init(config, jax.random.key(0), example)
+    images = gan.sample(config, gan.eval_params(config, state), jax.random.key(1), 20)
+    assert images.shape == (20, 28, 28, 1)
+    assert float(jnp.abs(images).max()) <= 1.0
+    if config.model.conditional:  # class-balanced labels: two of each digit, different images
+        assert not np.allclose(images[0], images[10])
+
+
+def test_a_short_toy_run_moves_samples_toward_the_data(tmp_path, data_dir):
+    config = small(gan_grid25.get_config(), data_dir, num_steps=500)
+    config.model.hidden = (128, 128)
+    config.train.batch_size = 128
+    config.train.log_every = 100
+    config.train.checkpoint_every = 500
+    config.eval.use_ema = False
+    config.optimizer.learning_rate = config.disc_optimizer.learning_rate = 1e-3
+    workdir = str(tmp_path / 'toy')
+    trainer.train_and_evaluate(config, workdir)
+    example = {'image': np.zeros((1, 2, 1, 1), np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    before = gan.init(config, jax.random.fold_in(jax.random.key(0), 0), example)
+    after = restore_params(workdir, 500)
+    points = np.asarray(data.load_split(config.data, 'test', 2000)['image']).reshape(-1, 2)
+
+    def distance(state):  # sliced Wasserstein-1 between 2000 samples and 2000 test points
+        x = np.asarray(gan.sample(config, gan.eval_params(config, state), jax.random.key(5),
+                                  2000)).reshape(-1, 2)
+        angles = np.linspace(0, np.pi, 16, endpoint=False)
+        dirs = np.stack([np.cos(angles), np.sin(angles)], 1)
+        return np.mean(np.abs(np.sort(x @ dirs.T, 0) - np.sort(points @ dirs.T, 0)))
+
+    assert distance(after) < 0.8 * distance(before)  # measured: 1.62 vs 2.42
+
+
+@pytest.mark.parametrize('objective', ['wgan_gp'])
+def test_dcgan_resumes_bit_for_bit_with_batch_norm_and_spectral_norm(tmp_path, data_dir,
+                                                                      objective):
+    config = small(dcgan_mnist.get_config(), data_dir)
+    config.objective = objective
+    config.model.channels = (8, 16)
+    config.model.latent_dim = 8
+    config.model.spectral_norm = True
+    config.loss.n_disc = 2
+    config.loss.r1_weight = 1.0
+    straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+    trainer.train_and_evaluate(config, straight)
+    with pytest.raises(Killed):
+        trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
+    trainer.train_and_evaluate(config, resumed)
+    a, b = restore_params(straight, 8), restore_params(resumed, 8)
+    assert 'batch_stats' in a['g'] and 'batch_stats' in a['d']  # BN and SN state are saved
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    logs = read_metrics(straight)
+    assert logs == [dict(m, time=n['time'], steps_per_sec=n['steps_per_sec'])
+                    for m, n in zip(read_metrics(resumed), logs)]
+    assert {'d_loss', 'g_loss', 'd_real_accuracy', 'd_fake_accuracy', 'd_grad_norm',
+            'g_grad_norm', 'r1'} <= set(logs[-1])
+    # D's optimizer counted n_disc updates per step.
+    counts = [int(x) for x in jax.tree.leaves(a['d_opt']) if np.ndim(x) == 0]
+    assert 16 in counts
+    record = json.load(open(os.path.join(straight, 'eval.json')))
+    assert np.isfinite(record['fid_mnist_classifier'])
