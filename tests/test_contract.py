@@ -11,7 +11,8 @@ import pytest
 
 from configs import common
 from genmodels import config as config_lib, evaluation, families, trainer
-from tests.test_trainer import Killed, kill_after, read_metrics, restore_params, tiny_vae
+from tests.test_trainer import (Killed, kill_after, poison_at, read_metrics, restore_params,
+                                tiny_vae)
 
 families.register('stub', 'tests.stub_family')
 
@@ -95,18 +96,12 @@ def test_every_optimizer_section_is_validated(data_dir):
 
 
 def test_nan_guard_names_the_metric_and_the_seed_lanes_are_checked(tmp_path, data_dir):
-    def poison_at_step_3(batches):
-        for i, batch in enumerate(batches):
-            if i == 2:
-                batch = dict(batch, image=np.full_like(batch['image'], np.inf))
-            yield batch
-
     config = stub_config(data_dir, num_seeds=2)
     workdir = str(tmp_path / 'nan')
     with pytest.raises(trainer.NonFiniteLossError,
                        match=r'^loss_a, .* became non-finite \(loss_a = \[.*\]\) between steps 2 '
                              r'and 3; last good checkpoint: none saved yet'):
-        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at_step_3)
+        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at(3, np.inf))
     assert not os.path.exists(os.path.join(workdir, 'checkpoints', '4'))
 
 

@@ -215,18 +215,22 @@ def test_train_py_reports_bad_override_in_one_line(tmp_path):
     assert not os.path.exists(tmp_path / 'w')
 
 
-def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, data_dir):
-    def poison_at_step_7(batches):
+def poison_at(step: int, value: float):
+    """Iterator hook: the batch of `step` (1-based) has every pixel set to `value`."""
+    def hook(batches):
         for i, batch in enumerate(batches):
-            if i == 6:
-                batch = dict(batch, image=np.full_like(batch['image'], np.nan))
+            if i == step - 1:
+                batch = dict(batch, image=np.full_like(batch['image'], value))
             yield batch
+    return hook
 
+
+def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, data_dir):
     config = tiny_vae(data_dir, num_steps=12)
     workdir = str(tmp_path / 'nan')
     with pytest.raises(trainer.NonFiniteLossError,
                        match='between steps 6 and 7; last good checkpoint: step 4'):
-        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at_step_7)
+        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at(7, np.nan))
     assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4']
     assert checkpoint.all_finite(restore_params(workdir, 4))
 
