@@ -44,6 +44,8 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
         'keep_checkpoints': 3,
         'ema_rate': ema_rate,       # 0: EMA params equal the params
         'figures': True,
+        'figures_every': 0,         # samples from fixed noise every N steps into figures/progress/
+                                    # and TensorBoard (0: never); families that sample
         'fid_every': 0,             # FID of a small sample every N steps (0: never); families
         'fid_num_samples': 1000,    # with `sample` only; logged as fid_<extractor>_<N>samples
     })

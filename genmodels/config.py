@@ -71,6 +71,7 @@ SCHEMA: dict[str, Any] = {
         'keep_checkpoints': int,
         'ema_rate': float,
         'figures': bool,
+        'figures_every': int,
         'fid_every': int,
         'fid_num_samples': int,
     },
@@ -188,11 +189,12 @@ def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
     for section, schema in full_schema(family).items():
         if schema is OPTIMIZER_SCHEMA:
             _check_optimizer(config[section], section)
-    if t.fid_every < 0:
-        raise ConfigError(f'train.fid_every must be >= 0 (0: never), got {t.fid_every}.')
-    if t.fid_every and not hasattr(family, 'sample'):
-        raise ConfigError(f'train.fid_every needs a family that samples; {config.family!r} does '
-                          f'not. Set train.fid_every=0.')
+    for key in ('fid_every', 'figures_every'):
+        if t[key] < 0:
+            raise ConfigError(f'train.{key} must be >= 0 (0: never), got {t[key]}.')
+        if t[key] and not hasattr(family, 'sample'):
+            raise ConfigError(f'train.{key} needs a family that samples; {config.family!r} does '
+                              f'not. Set train.{key}=0.')
     if t.fid_every and t.fid_num_samples < 10:
         raise ConfigError(f'train.fid_num_samples must be at least 10, got {t.fid_num_samples}.')
 

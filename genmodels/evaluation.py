@@ -23,7 +23,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from genmodels import checkpoint, config as config_lib, data, families, parallel, train_state
+from genmodels import (checkpoint, config as config_lib, data, families, parallel, train_state,
+                       viz)
 from genmodels.metrics import sample_quality
 
 PyTree = Any
@@ -139,6 +140,40 @@ def training_fid(config: ml_collections.ConfigDict, workdir: str, sampler, state
                          if k.startswith('fid_') and not k.endswith('num_images')})
     combined = combine_seeds(per_seed, sep='/')
     return {k: v for k, v in combined.items() if not k.endswith('_seeds_std')}
+
+
+PROGRESS_IMAGES, PROGRESS_POINTS = 64, 1000  # samples in a progress figure: images, toy points
+
+
+def make_progress_sampler(config: ml_collections.ConfigDict, family):
+    """jit(sample) of a progress figure's size: (params, key) -> samples."""
+    num = PROGRESS_POINTS if data.is_toy(config.data.name) else PROGRESS_IMAGES
+    return jax.jit(lambda p, key: family.sample(config, p, key, num))
+
+
+def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, state: PyTree,
+                    step: int) -> str:
+    """Samples of lane 0 from fixed noise (the same key at every step, so that figures compare),
+    saved as workdir/figures/progress/samples_<step>.png: an image grid, or for 2D toy data the
+    points over the true log-density. `sampler` comes from `make_progress_sampler`."""
+    family = families.get(config.family)
+    lane = train_state.lanes(config, state)[0]
+    key = jax.random.fold_in(train_state.model_key(config, 0), train_state.PROGRESS)
+    samples = np.asarray(sampler(jax.device_get(families.eval_params(family, config, lane)), key))
+    path = os.path.join(workdir, 'figures', 'progress', f'samples_{step:07d}.png')
+    title = f'{config.family} samples, step {step}'
+    if data.is_toy(config.data.name):
+        toy = data.toy_distribution(config.data.name)
+        points = samples.reshape(len(samples), -1)
+        if toy.dim == 2:
+            truth = np.asarray(toy.sample(key, PROGRESS_POINTS))
+            return viz.save_log_density_2d(truth, {title: lambda x: np.asarray(toy.log_prob(x))},
+                                           path, samples=points)
+        grid = np.linspace(points.min() - 0.5, points.max() + 0.5, 400)
+        return viz.save_histogram(points[:, 0], grid, {}, path, title,
+                                  truth=np.exp(np.asarray(toy.log_prob(grid))))
+    lo, hi = data.value_range(config.data)
+    return viz.save_grid(samples, path, title, lo, hi)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

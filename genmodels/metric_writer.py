@@ -1,4 +1,5 @@
-"""Training logs: one JSON object per logged step in metrics.jsonl, and TensorBoard event files.
+"""Training logs: one JSON object per logged step in metrics.jsonl, and TensorBoard event files
+(scalars, and the progress figures as images).
 
 Event files are written with tensorboardX, so neither writing nor `tensorboard --logdir` needs
 TensorFlow.
@@ -10,6 +11,7 @@ import json
 import os
 import time
 
+import matplotlib.image
 import tensorboardX
 
 
@@ -33,6 +35,12 @@ class MetricWriter:
         self._jsonl.flush()
         for name, value in scalars.items():
             self._tb.add_scalar(name, value, step)
+
+    def write_image(self, step: int, tag: str, path: str) -> None:
+        """A saved figure (PNG) as a TensorBoard image under `tag`."""
+        if self.enabled:
+            pixels = matplotlib.image.imread(path)  # float [H, W, 3 or 4] in [0, 1]
+            self._tb.add_image(tag, pixels[..., :3], step, dataformats='HWC')
 
     def close(self) -> None:
         if self.enabled:

@@ -14,6 +14,7 @@ Keys. Lane s of a run (s = 0 .. train.num_seeds - 1) has the model key key(confi
     train step t:       fold_in(fold_in(model_key, 1), t)
     evaluation:         fold_in(model_key, 2)
     FID during training fold_in(fold_in(model_key, 4), t)
+    progress figures    fold_in(model_key, 5), the same at every step: fixed noise
 
 The data stream is keyed by data.seed alone, so it is shared by every lane. Lane s of a run with
 num_seeds = S is therefore the run with num_seeds = 1 and seed = config.seed + s (same data.seed).
@@ -35,7 +36,8 @@ from genmodels import checkpoint, data, parallel
 
 PyTree = Any
 
-INIT, TRAIN, EVAL, TRAIN_FID = 0, 1, 2, 4  # fold_in tags of the model key (see the docstring)
+# fold_in tags of the model key (see the docstring)
+INIT, TRAIN, EVAL, TRAIN_FID, PROGRESS = 0, 1, 2, 4, 5
 
 
 def learning_rate_schedule(opt: ml_collections.ConfigDict, num_updates: int) -> optax.Schedule:

@@ -38,7 +38,7 @@ class WorkdirError(ValueError):
 # Keys that may change when a run is resumed: extending a run or changing how often it reports.
 # A family adds its own (families.resumable_keys), e.g. a sampler's settings.
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.figures',
-                  'train.fid_every', 'train.fid_num_samples', 'eval.batch_size',
+                  'train.figures_every', 'train.fid_every', 'train.fid_num_samples', 'eval.batch_size',
                   'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
 
 
@@ -162,6 +162,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if _iterator_hook is not None:
         batches = _iterator_hook(batches)
     sampler = evaluation.make_sampler(config, family) if config.train.fid_every else None
+    progress = (evaluation.make_progress_sampler(config, family) if config.train.figures_every
+                else None)
     writer = metric_writer.MetricWriter(workdir, start, enabled=jax.process_index() == 0)
     shown = families.progress_metrics(family)
     pending: list[dict[str, jax.Array]] = []
@@ -186,6 +188,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 fid = evaluation.training_fid(config, workdir, sampler, state, step)
                 if fid:  # Empty when the dataset has no feature extractor (a warning says so).
                     writer.write(step, fid)
+            if (progress is not None and step % config.train.figures_every == 0
+                    and jax.process_index() == 0):
+                path = evaluation.progress_figure(config, workdir, progress, state, step)
+                writer.write_image(step, 'samples', path)
             if step % config.train.checkpoint_every == 0 or step == num_steps:
                 if pending:  # Never checkpoint past an unchecked metric.
                     _check_finite(jax.device_get(pending), last_logged, mngr)

@@ -56,6 +56,7 @@ def test_smoke_on_mock_mnist_writes_every_output(tmp_path):
     config.train.figures = True
     config.train.fid_every = 4  # FID of a small sample during training, labelled with its size.
     config.train.fid_num_samples = 32
+    config.train.figures_every = 4  # samples from fixed noise, to figures/progress/ and TensorBoard
     workdir = str(tmp_path / 'run')
     with tfds.testing.mock_data(num_examples=64):
         result = trainer.train_and_evaluate(config, workdir)
@@ -75,6 +76,10 @@ def test_smoke_on_mock_mnist_writes_every_output(tmp_path):
     events = event_accumulator.EventAccumulator(workdir)
     events.Reload()
     assert [e.step for e in events.Scalars('loss')] == [2, 4, 6, 8]
+    progress = sorted(os.listdir(os.path.join(workdir, 'figures', 'progress')))
+    assert progress == ['samples_0000004.png', 'samples_0000008.png']
+    images = events.Images('samples')
+    assert [e.step for e in images] == [4, 8] and all(e.width > 100 for e in images)
 
 
 def test_autoencoder_trains(tmp_path, data_dir):
