@@ -14,7 +14,7 @@ import pytest
 from configs import cdcgan_mnist, dcgan_mnist, gan_grid25, infogan_mnist
 from genmodels import data, trainer
 from genmodels.families import gan
-from genmodels.metrics import modes
+from genmodels.metrics import labels, modes
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
 KEYS = jax.random.split(jax.random.key(0), 4)
@@ -120,6 +120,19 @@ def test_mode_coverage_counts_modes_and_quality():
     assert shifted == {'modes_covered': 2, 'modes_total': 3, 'high_quality_fraction': 0.61}
 
 
+def test_code_class_agreement_finds_the_best_one_to_one_matching():
+    codes = np.repeat(np.arange(3), 10)
+    permuted = np.array([2, 0, 1])[codes]  # code k names class perm[k]: agreement is still 1
+    assert labels.code_class_agreement(permuted, permuted, 3, 3)[0] == 1.0
+    agreement, matching = labels.code_class_agreement(codes, permuted, 3, 4)
+    assert agreement == 1.0 and list(matching) == [2, 0, 1]
+    # Codes 0 and 1 both read mostly as class 0: one of them must take its second choice.
+    read = np.array([0] * 8 + [1] * 2 + [0] * 6 + [2] * 4 + [3] * 10)
+    agreement, matching = labels.code_class_agreement(codes, read, 3, 4)
+    assert list(matching) == [0, 2, 3] and agreement == (8 + 4 + 10) / 30
+    assert labels.label_accuracy(np.array([1, 2, 3, 3]), np.array([1, 2, 3, 4])) == 0.75
+
+
 def small(config, data_dir, num_steps=8):
     config.data.data_dir = data_dir
     config.train.num_steps = num_steps
@@ -146,6 +159,9 @@ def test_conditional_and_infogan_shapes(make, data_dir):
     assert float(jnp.abs(images).max()) <= 1.0
     if config.model.conditional:  # class-balanced labels: two of each digit, different images
         assert not np.allclose(images[0], images[10])
+    result = gan.evaluate(config, gan.eval_params(config, state), {}, jax.random.key(2))
+    key = 'label_accuracy' if config.model.conditional else 'code_class_agreement'
+    assert list(result) == [key] and 0.0 <= result[key] <= 1.0
 
 
 def test_a_short_toy_run_moves_samples_toward_the_data(tmp_path, data_dir):

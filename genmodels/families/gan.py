@@ -51,7 +51,7 @@ import optax
 
 from genmodels import config as config_lib, data as data_lib, nets, noise, train_state, viz
 from genmodels.config import ConfigError
-from genmodels.metrics import modes as modes_lib
+from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality
 
 PyTree = Any
 Batch = dict[str, jax.Array]
@@ -428,16 +428,59 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, codes=None) ->
     return g.apply(params, g_in, labels, train=False)
 
 
+CLASS_SAMPLES = 5000  # generated digits read by the MNIST classifier for label metrics
+
+
+def _digits_read(config, params, rng: jax.Array, classes: int, as_code: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(asked [N], read [N]): N = CLASS_SAMPLES generated digits asked for class i mod `classes`
+    (as the label of a conditional G, or as InfoGAN's categorical code) and the shipped MNIST
+    classifier's reading of each."""
+    classify = sample_quality.mnist_extractor().fn
+    b = config.eval.batch_size
+
+    @jax.jit
+    def chunk(key, asked):
+        k_sample, k_cont = jax.random.split(key)
+        if as_code:
+            cont = jax.random.uniform(k_cont, (b, config.model.info_continuous), minval=-1.0,
+                                      maxval=1.0)
+            images = sample(config, params, k_sample, b,
+                            codes={'categorical': asked, 'continuous': cont})
+        else:
+            images = sample(config, params, k_sample, b, labels=asked)
+        return jnp.argmax(classify(sample_quality.to_unit(config, images))[1], -1)
+
+    asked = np.arange(-(-CLASS_SAMPLES // b) * b) % classes
+    read = [np.asarray(chunk(jax.random.fold_in(rng, i), jnp.asarray(asked[i * b:(i + 1) * b])))
+            for i in range(len(asked) // b)]
+    return asked[:CLASS_SAMPLES], np.concatenate(read)[:CLASS_SAMPLES]
+
+
 def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
-    """Toys: mode coverage of 2,500 samples (genmodels.metrics.modes). Images: nothing beyond the
-    sample metrics the evaluation computes from `sample` (FID, KID, IS, precision/recall)."""
-    if not data_lib.is_toy(config.data.name):
+    """Toys: mode coverage of 2,500 samples (genmodels.metrics.modes). MNIST digits: for a
+    conditional G, `label_accuracy` (the classifier reads the label G was given); for InfoGAN,
+    `code_class_agreement` (its categorical code against the classifier's digit under the best
+    one-to-one matching). The evaluation adds the sample metrics (FID, KID, IS,
+    precision/recall) from `sample`."""
+    if data_lib.is_toy(config.data.name):
+        toy = data_lib.toy_distribution(config.data.name)
+        if toy.modes is None:
+            return {}
+        points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
+        return modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
+    if config.data.name not in sample_quality.MNIST_DATASETS:
         return {}
-    toy = data_lib.toy_distribution(config.data.name)
-    points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
-    if toy.modes is None:
-        return {}
-    return modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
+    out = {}
+    if config.model.conditional:
+        asked, read = _digits_read(config, params, jax.random.fold_in(rng, 0),
+                                   _num_classes(config), as_code=False)
+        out['label_accuracy'] = labels_lib.label_accuracy(read, asked)
+    if config.model.info_categorical:
+        k = config.model.info_categorical
+        asked, read = _digits_read(config, params, jax.random.fold_in(rng, 1), k, as_code=True)
+        out['code_class_agreement'], _ = labels_lib.code_class_agreement(asked, read, k, 10)
+    return out
 
 
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
