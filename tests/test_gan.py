@@ -219,3 +219,21 @@ def test_dcgan_resumes_bit_for_bit_with_batch_norm_and_spectral_norm(tmp_path, d
     assert 16 in counts
     record = json.load(open(os.path.join(straight, 'eval.json')))
     assert np.isfinite(record['fid_mnist_classifier'])
+
+
+@pytest.mark.parametrize('make', [cdcgan_mnist.get_config, infogan_mnist.get_config])
+def test_conditional_and_infogan_figures(make, data_dir, tmp_path):
+    config = small(make(), data_dir)
+    config.model.channels = (8, 16)
+    example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    state = gan.init(config, jax.random.key(0), example)
+    paths = gan.figures(config, gan.eval_params(config, state), example, jax.random.key(1),
+                        str(tmp_path))
+    names = sorted(os.path.basename(p) for p in paths)
+    if config.model.conditional:
+        assert names == ['classes.png', 'interpolation.png', 'samples.png']
+    else:
+        assert names == ['info_categorical.png', 'info_continuous_0.png', 'info_continuous_1.png',
+                         'interpolation.png', 'samples.png']
+    assert all(os.path.getsize(p) > 1000 for p in paths)

@@ -483,7 +483,17 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     return out
 
 
+def _decode(config, params, z, labels, codes) -> np.ndarray:
+    """G(z, codes) for given z [N, Z], labels [N] and InfoGAN codes."""
+    g, _ = networks(config, data_lib.dataset_info(config.data).shape)
+    return np.asarray(g.apply(params, join_codes(config, z, codes), labels, train=False))
+
+
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
+    """Samples (for 2D toys, over the true log-density); a spherical interpolation between two
+    z; a conditional G's rows of one class each (same z down each column); InfoGAN's rows of one
+    categorical code each, and for each continuous code the same rows with that code swept
+    over [-1, 1] along the columns (z and the other codes fixed)."""
     if data_lib.is_toy(config.data.name):
         toy = data_lib.toy_distribution(config.data.name)
         points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
@@ -491,14 +501,35 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
         return [viz.save_log_density_2d(truth, {'GAN samples over the true log-density': lambda x:
                                                 np.asarray(toy.log_prob(x))},
                                          f'{out_dir}/samples.png', samples=points)]
+    m, cols = config.model, 10
     lo, hi = data_lib.value_range(config.data)
     paths = [viz.save_grid(np.asarray(sample(config, params, rng, 64)), f'{out_dir}/samples.png',
                            'GAN samples', lo, hi)]
-    g, _ = networks(config, data['image'].shape[1:])
-    g_in, _ = latents(config, rng, jnp.arange(2))
-    path = viz.slerp(g_in[0], g_in[1], 10)
-    labels = jnp.zeros(10, jnp.int32)
-    interp = g.apply(params, path, labels, train=False)
-    paths.append(viz.save_rows([np.asarray(interp)], f'{out_dir}/interpolation.png',
-                               ['spherical'], lo, hi))
+    _, codes = latents(config, rng, jnp.zeros(cols, jnp.int32))  # one draw of the codes
+    codes['continuous'] = jnp.zeros_like(codes['continuous'])
+    z = noise.normal(rng, jnp.arange(cols), (m.latent_dim,))       # one z per column
+    zero = jnp.zeros(cols, jnp.int32)
+    interp = _decode(config, params, viz.slerp(z[0], z[1], cols), zero, codes)
+    paths.append(viz.save_rows([interp], f'{out_dir}/interpolation.png', ['spherical'], lo, hi))
+    if m.conditional:
+        k = _num_classes(config)
+        rows = [_decode(config, params, z, zero + c, codes) for c in range(k)]
+        paths.append(viz.save_rows(rows, f'{out_dir}/classes.png',
+                                   [f'label {c}' for c in range(k)], lo, hi))
+    if m.info_categorical:
+        k = m.info_categorical
+        rows = [_decode(config, params, z, zero, {**codes, 'categorical': zero + c})
+                for c in range(k)]
+        paths.append(viz.save_rows(rows, f'{out_dir}/info_categorical.png',
+                                   [f'categorical code {c}' for c in range(k)], lo, hi))
+    sweep = jnp.linspace(-1.0, 1.0, cols)
+    for j in range(m.info_continuous):
+        cont = jnp.zeros((cols, m.info_continuous)).at[:, j].set(sweep)
+        rows = [_decode(config, params, jnp.broadcast_to(z[0], z.shape), zero,
+                        {'categorical': zero + c, 'continuous': cont})
+                for c in range(max(m.info_categorical, 1))]
+        paths.append(viz.save_rows(rows, f'{out_dir}/info_continuous_{j}.png',
+                                   [f'code {j} from -1 to 1' + (f', categorical {c}'
+                                    if m.info_categorical else '') for c in range(len(rows))],
+                                   lo, hi))
     return paths
