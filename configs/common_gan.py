@@ -20,6 +20,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'info_categorical': 0,
         'info_continuous': 0,
         'spectral_norm': False,
+        'init_std': 0.02,           # DCGAN's N(0, 0.02) weights; 0: LeCun normal
     })
     config.loss = ml_collections.ConfigDict({
         'n_disc': 1,

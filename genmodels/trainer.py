@@ -38,8 +38,8 @@ class WorkdirError(ValueError):
 # Keys that may change when a run is resumed: extending a run or changing how often it reports.
 # A family adds its own (families.resumable_keys), e.g. a sampler's settings.
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.figures',
-                  'train.figures_every', 'train.fid_every', 'train.fid_num_samples', 'eval.batch_size',
-                  'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
+                  'train.figures_every', 'train.fid_every', 'train.fid_num_samples',
+                  'eval.batch_size', 'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
 
 
 def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:

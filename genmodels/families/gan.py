@@ -29,7 +29,8 @@ model.info_continuous codes ~ U[-1, 1]) join z; a head Q on D's trunk predicts t
 (cross-entropy for the categorical code, a unit-variance Gaussian log-likelihood for continuous
 ones); G and Q (D's parameters) both maximise loss.info_weight * L_I.
 
-DCGAN (Radford et al. 2016): weights ~ N(0, 0.02), batch norm in G (its running statistics in the
+DCGAN (Radford et al. 2016): weights ~ N(0, 0.02) (model.init_std; the toy MLP GAN uses LeCun
+normal, init_std 0, and trains faster with it), batch norm in G (its running statistics in the
 state, used for sampling), LeakyReLU 0.2 in D. D has no batch norm: a gradient penalty or R1 of a
 batch-normalised critic is not a per-example penalty. G upsamples by sub-pixel convolution
 (conv to 4C channels, then depth-to-space; Shi et al. 2016) instead of a strided ConvTranspose,
@@ -66,6 +67,7 @@ CONFIG_SCHEMA = {
         'info_categorical': int,  # InfoGAN: classes of the categorical code (0: none)
         'info_continuous': int,   # InfoGAN: number of continuous codes ~ U[-1, 1]
         'spectral_norm': bool,    # spectral normalisation of D's layers
+        'init_std': float,        # weights ~ N(0, init_std^2) (DCGAN: 0.02); 0: LeCun normal
     },
     'loss': {
         'n_disc': int,            # D steps per G step
@@ -76,7 +78,6 @@ CONFIG_SCHEMA = {
     'disc_optimizer': config_lib.OPTIMIZER_SCHEMA,  # D's; config.optimizer is G's
 }
 PROGRESS_METRICS = ('d_loss', 'g_loss')
-INIT_STD = 0.02  # DCGAN's N(0, 0.02) initialisation
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -87,6 +88,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if min(m.latent_dim, loss.n_disc) < 1 or min(m.info_categorical, m.info_continuous) < 0:
         raise ConfigError('model.latent_dim and loss.n_disc must be >= 1, the InfoGAN code sizes '
                           '>= 0.')
+    if m.init_std < 0:
+        raise ConfigError(f'model.init_std must be >= 0 (0: LeCun normal), got {m.init_std}.')
     if min(loss.gp_weight, loss.r1_weight, loss.info_weight) < 0:
         raise ConfigError('loss.gp_weight, r1_weight and info_weight must be >= 0.')
     if config.objective == 'wgan_gp' and loss.gp_weight <= 0:
@@ -106,11 +109,15 @@ def _has_info(config) -> bool:
 # ------------------------------------------------------------------------------------------------
 # Networks
 
-_init = nn.initializers.normal(INIT_STD)
+def _kernel_init(std: float):
+    """N(0, std^2) weights (DCGAN: std 0.02); std 0: LeCun normal, flax's default."""
+    return nn.initializers.normal(std) if std > 0 else nn.initializers.lecun_normal()
 
 
-def _bn_scale_init(key, shape, dtype=jnp.float32):
-    return 1.0 + INIT_STD * jax.random.normal(key, shape, dtype)  # DCGAN: gamma ~ N(1, 0.02)
+def _bn_scale_init(std: float):
+    def init(key, shape, dtype=jnp.float32):  # DCGAN: gamma ~ N(1, 0.02)
+        return 1.0 + std * jax.random.normal(key, shape, dtype)
+    return init if std > 0 else nn.initializers.ones
 
 
 class Generator(nn.Module):
@@ -120,9 +127,11 @@ class Generator(nn.Module):
     out_shape: tuple[int, int, int]
     num_classes: int  # 0: unconditional
     image: bool       # tanh output in [-1, 1]; toy points are unbounded (linear output)
+    init_std: float   # weights ~ N(0, init_std^2); 0: LeCun normal
 
     @nn.compact
     def __call__(self, z, labels, train: bool):  # [B, Z] (codes joined), [B] -> [B, H, W, C]
+        init = _kernel_init(self.init_std)
         if self.num_classes:
             z = jnp.concatenate([z, nn.Embed(self.num_classes, z.shape[-1], name='embed')(labels)],
                                 -1)
@@ -130,18 +139,19 @@ class Generator(nn.Module):
         if self.architecture == 'mlp':
             x = z
             for i, f in enumerate(self.hidden):
-                x = nn.relu(nn.Dense(f, kernel_init=_init, name=f'dense_{i}')(x))
-            x = nn.Dense(h * w * c, kernel_init=_init, name='out')(x).reshape(-1, h, w, c)
+                x = nn.relu(nn.Dense(f, kernel_init=init, name=f'dense_{i}')(x))
+            x = nn.Dense(h * w * c, kernel_init=init, name='out')(x).reshape(-1, h, w, c)
         else:
             chans = tuple(self.channels)[::-1]
             scale = 2 ** len(chans)
-            x = nn.Dense((h // scale) * (w // scale) * chans[0], kernel_init=_init, name='stem')(z)
+            x = nn.Dense((h // scale) * (w // scale) * chans[0], kernel_init=init, name='stem')(z)
             x = x.reshape(-1, h // scale, w // scale, chans[0])
             for i in range(len(chans)):
-                x = nn.relu(nn.BatchNorm(not train, momentum=0.9, scale_init=_bn_scale_init,
-                                         name=f'bn_{i}')(x))
+                bn = nn.BatchNorm(not train, momentum=0.9,
+                                  scale_init=_bn_scale_init(self.init_std), name=f'bn_{i}')
+                x = nn.relu(bn(x))
                 width = chans[i + 1] if i + 1 < len(chans) else c
-                x = nets.depth_to_space(nn.Conv(4 * width, (5, 5), kernel_init=_init,
+                x = nets.depth_to_space(nn.Conv(4 * width, (5, 5), kernel_init=init,
                                                 name=f'up_{i}')(x))
         return jnp.tanh(x) if self.image else x
 
@@ -153,6 +163,7 @@ class Discriminator(nn.Module):
     num_classes: int       # 0: unconditional; else a projection head
     spectral_norm: bool
     info_outputs: int      # InfoGAN: categorical logits + continuous means (0: no Q head)
+    init_std: float        # weights ~ N(0, init_std^2); 0: LeCun normal
 
     def _layer(self, module, x, update_stats):
         if self.spectral_norm:
@@ -162,25 +173,26 @@ class Discriminator(nn.Module):
     @nn.compact
     def __call__(self, x, labels, update_stats: bool = False):
         """[B, H, W, C], [B] -> (logits [B], Q's outputs [B, info_outputs] or None)."""
+        init = _kernel_init(self.init_std)
         if self.architecture == 'mlp':
             h = x.reshape(x.shape[0], -1)
             for i, f in enumerate(tuple(self.hidden)[::-1]):
-                h = nn.leaky_relu(self._layer(nn.Dense(f, kernel_init=_init, name=f'dense_{i}'),
+                h = nn.leaky_relu(self._layer(nn.Dense(f, kernel_init=init, name=f'dense_{i}'),
                                               h, update_stats), 0.2)
         else:
             h = x
             for i, c in enumerate(self.channels):
-                conv = nn.Conv(c, (4, 4), strides=(2, 2), kernel_init=_init, name=f'conv_{i}')
+                conv = nn.Conv(c, (4, 4), strides=(2, 2), kernel_init=init, name=f'conv_{i}')
                 h = nn.leaky_relu(self._layer(conv, h, update_stats), 0.2)
             h = h.reshape(h.shape[0], -1)
-        logits = self._layer(nn.Dense(1, kernel_init=_init, name='logit'), h, update_stats)[:, 0]
+        logits = self._layer(nn.Dense(1, kernel_init=init, name='logit'), h, update_stats)[:, 0]
         if self.num_classes:  # projection discriminator: + embed(y) . h
-            logits = logits + jnp.sum(nn.Embed(self.num_classes, h.shape[-1], embedding_init=_init,
+            logits = logits + jnp.sum(nn.Embed(self.num_classes, h.shape[-1], embedding_init=init,
                                                name='embed')(labels) * h, -1)
         q = None
         if self.info_outputs:
-            q = nn.leaky_relu(nn.Dense(128, kernel_init=_init, name='q_hidden')(h), 0.2)
-            q = nn.Dense(self.info_outputs, kernel_init=_init, name='q_out')(q)
+            q = nn.leaky_relu(nn.Dense(128, kernel_init=init, name='q_hidden')(h), 0.2)
+            q = nn.Dense(self.info_outputs, kernel_init=init, name='q_out')(q)
         return logits, q
 
 
@@ -191,9 +203,10 @@ def _num_classes(config) -> int:
 def networks(config, image_shape) -> tuple[Generator, Discriminator]:
     m = config.model
     g = Generator(m.architecture, tuple(m.hidden), tuple(m.channels), tuple(image_shape),
-                  _num_classes(config), image=not data_lib.is_toy(config.data.name))
+                  _num_classes(config), image=not data_lib.is_toy(config.data.name),
+                  init_std=m.init_std)
     d = Discriminator(m.architecture, tuple(m.hidden), tuple(m.channels), _num_classes(config),
-                      m.spectral_norm, m.info_categorical + m.info_continuous)
+                      m.spectral_norm, m.info_categorical + m.info_continuous, m.init_std)
     return g, d
 
 
