@@ -11,6 +11,7 @@ import pytest
 
 from configs import common
 from genmodels import config as config_lib, evaluation, families, trainer
+from tests.test_gan import tiny_gan
 from tests.test_trainer import (Killed, kill_after, poison_at, read_metrics, restore_params,
                                 tiny_vae)
 
@@ -159,3 +160,20 @@ def test_vae_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
         for key in ('nll_nats', 'elbo_nats', 'fid_mnist_classifier'):
             assert record[f'{key}_seed{s}'] == pytest.approx(alone[key], rel=1e-4)
     assert {'nll_nats', 'nll_nats_seeds_std', 'fid_mnist_classifier_seeds_std'} <= set(record)
+
+
+def test_gan_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
+    """Both players, both optimizers, batch-norm and spectral-norm state and n_disc = 2 D steps,
+    lane by lane."""
+    config = tiny_gan(data_dir, num_steps=4)
+    many, singles = run_lanes(config, tmp_path, 'gan')
+    stacked = restore_params(many, 4)
+    record = json.load(open(os.path.join(many, 'eval.json')))
+    logs = read_metrics(many)
+    for s, single in enumerate(singles):
+        assert_lanes_match(stacked, s, restore_params(single, 4))
+        alone = json.load(open(os.path.join(single, 'eval.json')))
+        assert record[f'fid_mnist_classifier_seed{s}'] == pytest.approx(
+            alone['fid_mnist_classifier'], rel=1e-4)
+        np.testing.assert_allclose([m[f'd_loss/seed{s}'] for m in logs],
+                                   [m['d_loss'] for m in read_metrics(single)], rtol=1e-5)

@@ -132,29 +132,47 @@ def test_kill_and_resume_equals_uninterrupted_bit_for_bit(tmp_path, data_dir):
     assert losses[0] == losses[1] and len(losses[0]) == 6
 
 
-def test_eight_devices_give_the_same_loss_curve_as_one(tmp_path, data_dir):
-    script = textwrap.dedent(f"""
-        import json, sys
+# The multi-device tests train these families in each launched process: (module, config
+# function, logged metrics compared).
+MULTI_DEVICE_RUNS = {'vae': ('tests.test_trainer', 'tiny_vae', ('loss',)),
+                     'gan': ('tests.test_gan', 'tiny_gan', ('d_loss', 'g_loss'))}
+
+
+def _multi_device_script(data_dir: str) -> str:
+    """Python that trains every MULTI_DEVICE_RUNS family for 8 steps into <argv[1]>/<name>, joining
+    jax.distributed first as train.py does (a no-op without the JAX_* variables)."""
+    return textwrap.dedent(f"""
+        import importlib, json, os, sys
         sys.path.insert(0, {ROOT!r})
-        from tests.test_trainer import tiny_vae
-        from genmodels import trainer
+        from genmodels import parallel, trainer
+        parallel.maybe_initialize_distributed()
         import jax
-        config = tiny_vae({data_dir!r}, num_steps=8)
-        trainer.train_and_evaluate(config, sys.argv[1])
-        print(json.dumps({{'devices': jax.device_count()}}))
+        for name, (module, fn, _) in {MULTI_DEVICE_RUNS!r}.items():
+            config = getattr(importlib.import_module(module), fn)({data_dir!r}, num_steps=8)
+            trainer.train_and_evaluate(config, os.path.join(sys.argv[1], name))
+        print(json.dumps({{'devices': jax.device_count(), 'processes': jax.process_count()}}))
     """)
+
+
+def _curves(workdir: str) -> dict[str, list[float]]:
+    return {f'{name}/{key}': [m[key] for m in read_metrics(os.path.join(workdir, name)) if key in m]
+            for name, (_, _, keys) in MULTI_DEVICE_RUNS.items() for key in keys}
+
+
+def test_eight_devices_give_the_same_loss_curves_as_one(tmp_path, data_dir):
     curves = {}
     for n in (1, 8):
         workdir = str(tmp_path / f'dev{n}')
         env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
                    JAX_PLATFORMS='cpu')
-        out = subprocess.run([sys.executable, '-c', script, workdir], env=env, capture_output=True,
-                             text=True, timeout=600)
+        out = subprocess.run([sys.executable, '-c', _multi_device_script(data_dir), workdir],
+                             env=env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
         assert json.loads(out.stdout.strip().splitlines()[-1])['devices'] == n
-        curves[n] = [m['loss'] for m in read_metrics(workdir)]
-    assert len(curves[1]) == 4
-    np.testing.assert_allclose(curves[8], curves[1], rtol=2e-5)
+        curves[n] = _curves(workdir)
+    assert all(len(c) == 4 for c in curves[1].values())
+    for key in curves[1]:
+        np.testing.assert_allclose(curves[8][key], curves[1][key], rtol=2e-5, err_msg=key)
 
 
 def test_batch_size_not_dividing_devices_is_a_clear_error(tmp_path, data_dir):
@@ -268,19 +286,11 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path, data_dir):
     assert os.path.isdir(f'{workdir}/checkpoints/4')
 
 
-def test_two_processes_give_the_same_loss_curve_as_one(tmp_path, data_dir):
+def test_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
     """Two local processes joined by jax.distributed (gloo CPU collectives), each reading its half
     of every global batch, train exactly like one process."""
     import portpicker
 
-    config_file = tmp_path / 'tiny.py'
-    config_file.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {ROOT!r})
-        from tests.test_trainer import tiny_vae
-        def get_config(arg=None):
-            return tiny_vae({data_dir!r}, num_steps=8)
-    """))
     port = portpicker.pick_unused_port()
     runs = {}
     for num_processes in (1, 2):
@@ -292,11 +302,13 @@ def test_two_processes_give_the_same_loss_curve_as_one(tmp_path, data_dir):
                 env |= {'JAX_COORDINATOR_ADDRESS': f'localhost:{port}',
                         'JAX_NUM_PROCESSES': str(num_processes), 'JAX_PROCESS_ID': str(pid)}
             procs.append(subprocess.Popen(
-                [sys.executable, 'train.py', '--config', str(config_file), '--workdir', workdir],
+                [sys.executable, '-c', _multi_device_script(data_dir), workdir],
                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for p in procs:
-            _, err = p.communicate(timeout=600)
+            out, err = p.communicate(timeout=600)
             assert p.returncode == 0, err[-3000:]
-        runs[num_processes] = [m['loss'] for m in read_metrics(workdir)]
-    assert len(runs[1]) == 4
-    np.testing.assert_allclose(runs[2], runs[1], rtol=2e-5)
+            assert json.loads(out.strip().splitlines()[-1])['processes'] == num_processes
+        runs[num_processes] = _curves(workdir)
+    assert all(len(c) == 4 for c in runs[1].values())
+    for key in runs[1]:
+        np.testing.assert_allclose(runs[2][key], runs[1][key], rtol=2e-5, err_msg=key)
