@@ -1,5 +1,9 @@
 """Mode coverage of samples from a mixture of well-separated Gaussians (the GAN toy benchmark of
-Srivastava et al. 2017 and Lin et al. 2018, on grids of 25 or 100 modes)."""
+Srivastava et al. 2017 and Lin et al. 2018, on grids of 25 or 100 modes).
+
+Exact samples of a 2D mixture score high_quality_fraction = P(chi^2_2 <= 9) = 1 - exp(-4.5) =
+0.989, not 1: a generator reaches 0.98 only with nearly exact blobs (or tighter ones).
+"""
 
 import numpy as np
 

@@ -1,0 +1,569 @@
+"""Step time of the DCGAN train step in JAX (the trainer's own step function) beside PyTorch eager.
+
+    pip install -r benchmarks/requirements-torch.txt  # torch: this benchmark only, never genmodels
+    python benchmarks/bench_dcgan_step.py [--batch_size 128] [--steps 20] [--rounds 5] [--profile]
+
+One step is one D update and then one G update (fresh z, against the updated D) of
+configs/dcgan_mnist.py on 28x28x1 MNIST: non-saturating loss, Adam 2e-4 with b1 0.5 for both
+players, EMA of G's weights. The JAX side is trainer.make_train_step on that config. The PyTorch
+side mirrors genmodels/families/gan.py layer for layer (NCHW; PixelShuffle for depth-to-space;
+BatchNorm momentum 0.1 for flax's 0.9; D's weights frozen during G's backward, as JAX takes no
+gradient in them) and is checked against flax's modules on the same weights before timing. Both
+read the same pre-fetched real batches; torch uses os.cpu_count() threads.
+
+After warm-up (JAX compilation included), rounds alternate: --steps JAX steps, then --steps torch
+steps, so load from other processes hits both sides; the throughput ratio JAX/torch is taken per
+round. --profile adds XLA's cost analysis of the compiled step and the time of each convolution
+(forward, and forward plus the backward passes the step needs) in both frameworks at the step's
+shapes, summed with the number of times one step uses each.
+"""
+
+import argparse
+import copy
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+try:
+    import torch
+except ImportError:
+    sys.exit('torch is not installed: pip install -r benchmarks/requirements-torch.txt (into a '
+             'separate venv or the project\'s; genmodels never imports it).')
+
+import flax.linen as fnn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import dcgan_mnist  # noqa: E402
+from genmodels import data, families, parallel, train_state, trainer  # noqa: E402
+from genmodels.families import gan  # noqa: E402
+
+F = torch.nn.functional
+WARMUP_STEPS = 3
+NUM_BATCHES = 4  # distinct real batches, cycled
+
+
+def check_mirrored(config) -> None:
+    """The torch side mirrors the default DCGAN config only; refuse anything else."""
+    m, loss, opts = config.model, config.loss, (config.optimizer, config.disc_optimizer)
+    unmirrored = {
+        'model.architecture': m.architecture != 'dcgan',
+        'objective': config.objective != 'non_saturating',
+        'model.spectral_norm': m.spectral_norm,
+        'model.conditional': m.conditional,
+        'model.info_*': m.info_categorical or m.info_continuous,
+        'loss.r1_weight': loss.r1_weight > 0,
+        'loss.n_disc': loss.n_disc != 1,
+        'optimizer': any(o.name != 'adam' or o.schedule != 'constant' or o.warmup_steps
+                         or o.grad_clip_norm > 0 for o in opts),
+    }
+    bad = [k for k, v in unmirrored.items() if v]
+    if bad:
+        sys.exit(f'the torch mirror does not implement {", ".join(bad)} of this config.')
+
+
+# ------------------------------------------------------------------------------------------------
+# The PyTorch mirror of gan.py's DCGAN
+
+class TorchGenerator(torch.nn.Module):
+    """Dense -> [BatchNorm, ReLU, Conv 5x5 to 4C, depth-to-space] per level -> tanh."""
+
+    def __init__(self, latent_dim, channels, shape):
+        super().__init__()
+        h, w, c = shape
+        self.chans = tuple(channels)[::-1]
+        self.hw = (h // 2 ** len(self.chans), w // 2 ** len(self.chans))
+        self.stem = torch.nn.Linear(latent_dim, self.hw[0] * self.hw[1] * self.chans[0])
+        layers = []
+        for i, ch in enumerate(self.chans):
+            width = self.chans[i + 1] if i + 1 < len(self.chans) else c
+            layers += [torch.nn.BatchNorm2d(ch, eps=1e-5, momentum=0.1), torch.nn.ReLU(),
+                       torch.nn.Conv2d(ch, 4 * width, 5, padding=2), torch.nn.PixelShuffle(2)]
+        self.body = torch.nn.Sequential(*layers)
+
+    def forward(self, z):
+        return torch.tanh(self.body(self.stem(z).view(-1, self.chans[0], *self.hw)))
+
+
+class TorchDiscriminator(torch.nn.Module):
+    """[Conv 4x4 stride 2 'SAME', LeakyReLU 0.2] per level -> Linear to one logit; no norm."""
+
+    def __init__(self, channels, shape):
+        super().__init__()
+        h, w, c = shape
+        if h % 2 ** len(channels) or w % 2 ** len(channels):
+            raise ValueError("padding=1 equals 'SAME' for k=4, stride 2 on even sizes only.")
+        layers, cin = [], c
+        for ch in channels:
+            layers += [torch.nn.Conv2d(cin, ch, 4, stride=2, padding=1), torch.nn.LeakyReLU(0.2)]
+            cin = ch
+        self.body = torch.nn.Sequential(*layers)
+        self.logit = torch.nn.Linear(cin * (h // 2 ** len(channels)) * (w // 2 ** len(channels)),
+                                     1)
+
+    def forward(self, x):
+        return self.logit(self.body(x).flatten(1))[:, 0]
+
+
+def dcgan_init_(module, std):
+    """DCGAN's weights ~ N(0, std^2), BatchNorm's gamma ~ N(1, std^2), zero biases (gan.py)."""
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            torch.nn.init.normal_(m.weight, 0.0, std)
+            torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.normal_(m.weight, 1.0, std)
+            torch.nn.init.zeros_(m.bias)
+
+
+def global_norm(tensors):
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+class TorchDCGAN:
+    """gan.train_step's order: D step on (real, G(z) detached), then G step with fresh z against
+    the updated D, then the EMA of G's weights; the same metrics."""
+
+    def __init__(self, config, shape):
+        m = config.model
+        self.latent_dim, self.rate = m.latent_dim, config.train.ema_rate
+        self.G = TorchGenerator(m.latent_dim, m.channels, shape)
+        self.D = TorchDiscriminator(m.channels, shape)
+        dcgan_init_(self.G, m.init_std)
+        dcgan_init_(self.D, m.init_std)
+        self.G.train()
+        self.opt_g, self.opt_d = (torch.optim.Adam(net.parameters(), lr=o.learning_rate,
+                                                   betas=(o.b1, o.b2), eps=1e-8)
+                                  for net, o in ((self.G, config.optimizer),
+                                                 (self.D, config.disc_optimizer)))
+        self.ema = [p.detach().clone() for p in self.G.parameters()]
+
+    def step(self, real):
+        b = real.shape[0]
+        # 1. DISCRIMINATOR. G in train mode (batch statistics), as gan.py's _generate.
+        with torch.no_grad():
+            fake = self.G(torch.randn(b, self.latent_dim))
+        l_real, l_fake = self.D(real), self.D(fake)
+        d_loss = (F.softplus(-l_real) + F.softplus(l_fake)).mean()  # -log s(l), -log(1 - s(l))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_grad_norm = global_norm([p.grad for p in self.D.parameters()])
+        self.opt_d.step()
+        # 2. GENERATOR: -log D(G(z)); no gradient in D's weights (JAX takes none either).
+        self.D.requires_grad_(False)
+        g_loss = F.softplus(-self.D(self.G(torch.randn(b, self.latent_dim)))).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.D.requires_grad_(True)
+        g_params = list(self.G.parameters())
+        g_grad_norm = global_norm([p.grad for p in g_params])
+        self.opt_g.step()
+        with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
+            for e, p in zip(self.ema, g_params):
+                e.lerp_(p, 1.0 - self.rate)
+        return {'d_loss': d_loss.detach(), 'g_loss': g_loss.detach(),
+                'd_real_accuracy': (l_real.detach() > 0).float().mean(),
+                'd_fake_accuracy': (l_fake.detach() < 0).float().mean(),
+                'd_grad_norm': d_grad_norm, 'g_grad_norm': g_grad_norm}
+
+
+def load_flax_weights(G, D, g_vars, d_vars) -> None:
+    """Copies flax's variables into the torch mirror: HWIO -> OIHW kernels, NHWC -> NCHW flatten
+    orders of G's stem and D's logit layer, and depth-to-space's channel order (i, j, c) to
+    PixelShuffle's (c, i, j)."""
+    def put(t, a):
+        t.data.copy_(torch.tensor(np.asarray(a)))
+
+    p = g_vars['params']
+    hw, chans = G.hw, G.chans
+    k = np.asarray(p['stem']['kernel'])
+    put(G.stem.weight, k.reshape(-1, *hw, chans[0]).transpose(3, 1, 2, 0).reshape(-1, k.shape[0]))
+    put(G.stem.bias, np.asarray(p['stem']['bias']).reshape(*hw, chans[0]).transpose(2, 0, 1)
+        .reshape(-1))
+    for i in range(len(chans)):
+        bn, conv = G.body[4 * i], G.body[4 * i + 2]
+        put(bn.weight, p[f'bn_{i}']['scale'])
+        put(bn.bias, p[f'bn_{i}']['bias'])
+        put(bn.running_mean, g_vars['batch_stats'][f'bn_{i}']['mean'])
+        put(bn.running_var, g_vars['batch_stats'][f'bn_{i}']['var'])
+        k, width = np.asarray(p[f'up_{i}']['kernel']), conv.out_channels // 4
+        kh, kw, cin, _ = k.shape
+        put(conv.weight, k.reshape(kh, kw, cin, 4, width).transpose(4, 3, 2, 0, 1)
+            .reshape(4 * width, cin, kh, kw))
+        put(conv.bias, np.asarray(p[f'up_{i}']['bias']).reshape(4, width).T.reshape(-1))
+    p = d_vars['params']
+    for i in range(len(D.body) // 2):
+        put(D.body[2 * i].weight, np.asarray(p[f'conv_{i}']['kernel']).transpose(3, 2, 0, 1))
+        put(D.body[2 * i].bias, p[f'conv_{i}']['bias'])
+    cin = D.body[-2].out_channels
+    k = np.asarray(p['logit']['kernel'])
+    side = int(round((k.shape[0] // cin) ** 0.5))
+    put(D.logit.weight, k.reshape(side, side, cin, 1).transpose(3, 2, 0, 1).reshape(1, -1))
+    put(D.logit.bias, p['logit']['bias'])
+
+
+def mirror_check(config, torch_gan, g_vars, d_vars, images) -> str:
+    """Max |flax - torch| of G(z) (train mode) and D(real) on flax's initial weights."""
+    G, D = copy.deepcopy(torch_gan.G), copy.deepcopy(torch_gan.D)
+    load_flax_weights(G, D, g_vars, d_vars)
+    g, d = gan.networks(config, images.shape[1:])
+    z = np.random.default_rng(0).standard_normal((len(images), config.model.latent_dim),
+                                                  dtype=np.float32)
+    labels = jnp.zeros(len(images), jnp.int32)
+    x_jax, _ = g.apply(g_vars, z, labels, train=True, mutable=['batch_stats'])
+    l_jax, _ = d.apply(d_vars, images, labels)
+    with torch.no_grad():
+        x_torch = G(torch.from_numpy(z)).permute(0, 2, 3, 1).numpy()
+        l_torch = D(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
+    count = (lambda tree: sum(np.size(v) for v in jax.tree.leaves(tree)))
+    return (f'params G {count(g_vars["params"]):,} (flax) / '
+            f'{sum(p.numel() for p in G.parameters()):,} (torch), D {count(d_vars["params"]):,}'
+            f' / {sum(p.numel() for p in D.parameters()):,}; same weights: max |G(z) diff| '
+            f'{np.max(np.abs(np.asarray(x_jax) - x_torch)):.1e}, max |D(x) diff| '
+            f'{np.max(np.abs(np.asarray(l_jax) - l_torch)):.1e}')
+
+
+# ------------------------------------------------------------------------------------------------
+# The JAX side: the trainer's step function
+
+class JaxDCGAN:
+    def __init__(self, config, host_batches):
+        self.family = families.get(config.family)
+        mesh = parallel.make_mesh()
+        self.state = train_state.init_state(config, self.family, mesh, host_batches[0])
+        self.step_fn = trainer.make_train_step(config, self.family, mesh,
+                                               parallel.replicated(mesh))
+        self.batches = [parallel.shard_batch(mesh, b) for b in host_batches]
+        self.i, self.metrics = 0, None
+
+    def steps(self, n: int) -> None:
+        for _ in range(n):
+            self.state, self.metrics = self.step_fn(self.state, self.batches[self.i % NUM_BATCHES])
+            self.i += 1
+        jax.block_until_ready((self.state, self.metrics))
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------------------
+# --profile
+
+def hlo_ops(hlo: str) -> dict[str, tuple[str, str, str]]:
+    """HLO instruction name -> (opcode, kernel, where) of a compiled module's text. kernel: for a
+    fusion that XLA:CPU hands to YNNPACK, 'YNNPACK <root op>'; for a convolution it runs itself,
+    'conv <dim_labels>' (b01f_01io->b01f is the form its library kernels take). where: the jax
+    op_name, shortened; '[scan]' marks the D step, which gan.py runs in lax.scan over n_disc."""
+    roots, comp, ops = {}, None, {}  # roots: computation -> (root opcode, root's jax op)
+    for line in hlo.splitlines():
+        head = re.match(r'%(\S+) .*\{$', line)
+        if head and not line.startswith(' '):
+            comp = head.group(1)
+        m = re.match(r'\s*(ROOT )?%(\S+) = \S+ ([\w\-.]+)\(', line)
+        if not m:
+            continue
+        opcode = m.group(3)
+        kernel = opcode
+        if opcode == 'convolution':
+            kernel = 'conv ' + re.search(r'dim_labels=(\S+?),?\s', line + ' ').group(1)
+        name = re.search(r'op_name="([^"]*)"', line)
+        where = name.group(1) if name else ''
+        if m.group(1):
+            roots[comp] = (opcode, where)
+        where = short(where)
+        calls = re.search(r'calls=%([\w.\-]+)', line)
+        ops[m.group(2)] = (opcode, kernel, where, calls.group(1) if calls else None,
+                           '__ynn_fusion' in line)
+    out = {}
+    for n, (op, kernel, where, called, ynn) in ops.items():
+        root_op, root_where = roots.get(called, ('?', ''))
+        out[n] = (op, f'YNNPACK {root_op}' if ynn else kernel,
+                  where or short(root_where) or '(no jax op name: made by an XLA pass)')
+    return out
+
+
+def short(op_name: str) -> str:
+    for a, b in (('jit(<lambda>)/', ''), ('while/body/closed_call/', '[scan] '),
+                 ('Discriminator._layer/', ''), ('/conv_general_dilated', '')):
+        op_name = op_name.replace(a, b)
+    op_name = re.sub(r'transpose\(jvp\((\w+)\)\)', r'\1 bwd', op_name)
+    return re.sub(r'jvp\((\w+)\)', r'\1', op_name)
+
+
+def trace_step(jax_side, hlo: str, top: int = 12) -> None:
+    """One step under jax.profiler; the time of each HLO op from the perfetto trace."""
+    import glob
+    import gzip
+    import json
+    import tempfile
+    ops = hlo_ops(hlo)
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            wall = timed(lambda: jax_side.steps(1))
+        with gzip.open(glob.glob(f'{tmp}/**/perfetto_trace.json.gz', recursive=True)[0]) as f:
+            events = json.load(f)
+    events = events['traceEvents'] if isinstance(events, dict) else events
+    leaf = {n for n, (op, _, _) in ops.items() if op not in ('while', 'call', 'conditional')}
+    ms = {}
+    for e in events:
+        if e.get('ph') == 'X' and e.get('name') in leaf:
+            ms[e['name']] = ms.get(e['name'], 0.0) + e.get('dur', 0) / 1e3
+    total = sum(ms.values())
+    print(f'\n-- one JAX step under jax.profiler: {1e3 * wall:.0f} ms wall (tracing included); '
+          f'its {len(ms)} HLO ops sum to {total:.0f} ms. Top {top}:')
+    print(f'{"ms":>8s} {"share":>6s}  {"HLO op":26s} {"kernel":26s} jax op')
+    for name, t in sorted(ms.items(), key=lambda kv: -kv[1])[:top]:
+        _, kernel, where = ops[name]
+        print(f'{t:8.1f} {100 * t / total:5.1f}%  {name:26s} {kernel:26s} {where}')
+    by_kind = {}
+    for name, t in ms.items():
+        kernel = ops[name][1]
+        kind = ('YNNPACK fusions' if kernel.startswith('YNNPACK') else
+                'convolutions, canonical' if kernel == 'conv b01f_01io->b01f' else
+                'convolutions, other layouts' if kernel.startswith('conv') else 'everything else')
+        by_kind[kind] = by_kind.get(kind, 0.0) + t
+    print('by kind: ' + ', '.join(f'{k} {t:.0f} ms ({100 * t / total:.1f}%)'
+                                  for k, t in sorted(by_kind.items(), key=lambda kv: -kv[1])))
+    print("'conv <dim_labels>': a convolution XLA:CPU runs itself. Its canonicalization pass "
+          'rewrites convolutions into\nb01f_01io->b01f, the form its library kernels take, but '
+          'only those of top-level computations (xla/service/\ncpu/conv_canonicalization.h): '
+          "those of a loop body, such as lax.scan's, keep other layouts.")
+
+
+def conv_layers(config, shape, batch_size):
+    """name -> (input NHWC shape, out channels, kernel, stride, torch padding) of each convolution
+    (gan.py's D: 4x4 stride 2; G: 5x5 stride 1, both 'SAME')."""
+    h, w, c = shape
+    layers, cin, size = {}, c, (h, w)
+    for i, ch in enumerate(config.model.channels):
+        layers[f'D conv_{i}'] = ((batch_size, *size, cin), ch, 4, 2, 1)
+        cin, size = ch, (size[0] // 2, size[1] // 2)
+    chans = tuple(config.model.channels)[::-1]
+    size = (h // 2 ** len(chans), w // 2 ** len(chans))
+    for i, ch in enumerate(chans):
+        width = chans[i + 1] if i + 1 < len(chans) else c
+        layers[f'G up_{i}'] = ((batch_size, *size, ch), 4 * width, 5, 1, 2)
+        size = (size[0] * 2, size[1] * 2)
+    return layers
+
+
+# How one step (n_disc 1) uses each convolution: (layer, pass) -> (times, in the D step's scan).
+# Passes: fwd, forward only; dw / dx / dxdw: forward, then the backward pass for the weights /
+# the input / both. D step (inside gan.py's lax.scan): G forward without gradient; D on real and
+# on fake, each needing dW, and dX past conv_0. G step: G forward and backward (dX and dW); D
+# forward and dX only. 22 convolutions, as many as XLA's compiled step holds.
+USES = {('D conv_0', 'dw'): (2, True), ('D conv_1', 'dxdw'): (2, True),
+        ('G up_0', 'fwd'): (1, True), ('G up_1', 'fwd'): (1, True),
+        ('D conv_0', 'dx'): (1, False), ('D conv_1', 'dx'): (1, False),
+        ('G up_0', 'dxdw'): (1, False), ('G up_1', 'dxdw'): (1, False)}
+CONVS_PER_PASS = {'fwd': 1, 'dw': 2, 'dx': 2, 'dxdw': 3}
+PASS_NAMES = {'fwd': 'fwd', 'dw': 'fwd+dW', 'dx': 'fwd+dX', 'dxdw': 'fwd+dXdW'}
+
+
+def jax_conv_fn(in_shape, cout, k, stride, variant, in_scan):
+    """A jitted pass of flax's nn.Conv (as gan.py's); in_scan: inside a length-1 lax.scan, as
+    gan.py's D step runs."""
+    conv = fnn.Conv(cout, (k, k), strides=(stride, stride))  # 'SAME'
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(in_shape, np.float32))
+    params = conv.init(jax.random.key(0), x)['params']
+    ct = jnp.ones(conv.apply({'params': params}, x).shape)
+
+    def f(x, p):
+        return conv.apply({'params': p}, x)
+
+    def run(x, p, ct):
+        if variant == 'fwd':
+            return f(x, p)
+        y, vjp = {'dw': lambda: jax.vjp(lambda p: f(x, p), p),
+                  'dx': lambda: jax.vjp(lambda x: f(x, p), x),
+                  'dxdw': lambda: jax.vjp(f, x, p)}[variant]()
+        return y, vjp(ct)  # y returned, as the step needs it: XLA may not drop the forward
+
+    def scanned(x, p, ct):
+        _, out = jax.lax.scan(lambda c, _: (c, run(x, p, ct)), 0, jnp.arange(1))
+        return jax.tree.map(lambda v: v[0], out)
+
+    fn = jax.jit(scanned if in_scan else run)
+    return lambda: fn(x, params, ct)
+
+
+def torch_conv_fn(in_shape, cout, k, stride, padding, variant):
+    b, h, w, cin = in_shape
+    x = torch.randn(b, cin, h, w, requires_grad=variant in ('dx', 'dxdw'))
+    wt = (0.02 * torch.randn(cout, cin, k, k)).requires_grad_(variant in ('dw', 'dxdw'))
+    bias = torch.zeros(cout, requires_grad=variant in ('dw', 'dxdw'))
+    ct = torch.ones(F.conv2d(x.detach(), wt.detach(), None, stride, padding).shape)
+    inputs = {'dw': [wt, bias], 'dx': [x], 'dxdw': [x, wt, bias]}.get(variant)
+
+    def run():
+        if variant == 'fwd':
+            with torch.no_grad():
+                return F.conv2d(x, wt, bias, stride, padding)
+        y = F.conv2d(x, wt, bias, stride, padding)
+        return y, torch.autograd.grad(y, inputs, ct)
+    return run
+
+
+def time_convs(config, host_batch, jax_ms, torch_ms, rounds, reps) -> None:
+    layers = conv_layers(config, host_batch['image'].shape[1:], len(host_batch['image']))
+    fns = {}  # (layer, pass, framework) -> fn
+    for (name, v), (_, in_scan) in USES.items():
+        in_shape, cout, k, stride, padding = layers[name]
+        fns[name, v, 'jax'] = jax_conv_fn(in_shape, cout, k, stride, v, False)
+        if in_scan:
+            fns[name, v, 'jax in scan'] = jax_conv_fn(in_shape, cout, k, stride, v, True)
+        fns[name, v, 'torch'] = torch_conv_fn(in_shape, cout, k, stride, padding, v)
+    for fn in fns.values():  # compilation, warm-up
+        jax.block_until_ready(fn())
+    times = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            sync = (lambda out: out) if key[2] == 'torch' else jax.block_until_ready
+            times[key].append(timed(lambda: sync([fn() for _ in range(reps)])) / reps)
+    ms = {key: 1e3 * float(np.median(t)) for key, t in times.items()}
+    print(f'\n-- convolutions alone, median ms over {rounds} rounds of {reps} calls: JAX (NHWC, '
+          'jitted flax nn.Conv; also inside a\n   length-1 lax.scan where the D step uses it), '
+          'torch (NCHW, eager F.conv2d); fwd+dW etc.: forward, then that backward')
+    print(f'{"layer":22s} {"input NHWC":>13s} {"pass":>8s} {"jax":>8s} {"jax scan":>9s} '
+          f'{"torch":>8s} {"jax/torch":>9s}  uses/step')
+    per_layer, convs = {}, 0
+    for (name, v), (uses, in_scan) in USES.items():
+        in_shape, cout, k, stride, _ = layers[name]
+        j = ms[name, v, 'jax in scan' if in_scan else 'jax']
+        t = ms[name, v, 'torch']
+        scan = f'{ms[name, v, "jax in scan"]:9.1f}' if in_scan else f'{"-":>9s}'
+        print(f'{name + f" {k}x{k}/{stride}->{cout}":22s} {"x".join(map(str, in_shape)):>13s} '
+              f'{PASS_NAMES[v]:>8s} {ms[name, v, "jax"]:8.1f} {scan} {t:8.1f} {j / t:9.2f}  '
+              f'{uses} ({"D step, in scan" if in_scan else "G step"})')
+        per_layer.setdefault(name, [0.0, 0.0])
+        per_layer[name][0] += uses * j
+        per_layer[name][1] += uses * t
+        convs += uses * CONVS_PER_PASS[v]
+    print(f'per step ({convs} convolutions; JAX at the times its step uses, in scan or not):')
+    per_layer['all convs'] = [sum(v[0] for v in per_layer.values()),
+                              sum(v[1] for v in per_layer.values())]
+    for name, (j, t) in per_layer.items():
+        print(f'  {name:10s} jax {j:8.1f} ms ({100 * j / jax_ms:5.1f}% of its {jax_ms:.0f} ms '
+              f'step)   torch {t:7.1f} ms ({100 * t / torch_ms:5.1f}% of {torch_ms:.0f} ms)')
+
+
+def profile(config, jax_side, host_batch, jax_ms, torch_ms, rounds, reps) -> None:
+    compiled = jax_side.step_fn.lower(jax_side.state, jax_side.batches[0]).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    hlo = compiled.as_text()
+    ops = re.findall(r'= \S+ ([\w\-.]+)\(', hlo)
+    flops = cost.get('flops', float('nan'))
+    print('\n-- XLA cost analysis of the compiled step')
+    print(f'flops {flops / 1e9:.2f} G, bytes accessed {cost.get("bytes accessed", 0) / 1e6:.0f} MB'
+          f', transcendentals {cost.get("transcendentals", 0) / 1e6:.2f} M (XLA counts no '
+          'multiply-adds on padding)')
+    print(f'at the median step times: jax {flops / jax_ms / 1e6:.1f} GFLOP/s, torch (same '
+          f'maths) {flops / torch_ms / 1e6:.1f} GFLOP/s')
+    print(f'HLO: {ops.count("convolution")} convolutions, {hlo.count("__ynn_fusion")} '
+          'YNNPACK fusions')
+    try:
+        trace_step(jax_side, hlo)
+    except Exception as e:  # noqa: BLE001 - the profiler is optional here
+        print(f'\n-- per-op trace not possible here: {type(e).__name__}: {e}')
+    time_convs(config, host_batch, jax_ms, torch_ms, rounds, reps)
+
+    # The one piece of the step that differs by design: per-example keyed noise (genmodels.noise).
+    b = len(host_batch['image'])
+    index = jnp.arange(b, dtype=jnp.int32)
+    draw = jax.jit(lambda key: gan.latents(config, key, index)[0])
+    jax.block_until_ready(draw(jax.random.key(0)))
+    jt, tt = [], []
+    for _ in range(rounds):
+        jt.append(timed(lambda: jax.block_until_ready([draw(jax.random.key(i))
+                                                       for i in range(reps)])) / reps)
+        tt.append(timed(lambda: [torch.randn(b, config.model.latent_dim)
+                                 for _ in range(reps)]) / reps)
+    print(f'\n-- z for {b} examples (2 draws a step): jax per-example keyed noise '
+          f'{1e3 * np.median(jt):.2f} ms (standalone jit: includes dispatch), torch.randn '
+          f'{1e3 * np.median(tt):.3f} ms')
+
+
+# ------------------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--batch_size', type=int, default=128)
+    parser.add_argument('--steps', type=int, default=20, help='steps per framework per round')
+    parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--profile', action='store_true',
+                        help='add the compiled step\'s cost analysis and per-convolution times')
+    parser.add_argument('--profile_reps', type=int, default=3,
+                        help='calls per timing of one convolution in --profile')
+    args = parser.parse_args()
+
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    config = dcgan_mnist.get_config()
+    config.train.batch_size = args.batch_size
+    check_mirrored(config)
+    parallel.check_batch_size(args.batch_size)
+    batches = data.train_iterator(config.data, args.batch_size, config.data.seed)
+    host = [next(batches) for _ in range(NUM_BATCHES)]
+    shape = host[0]['image'].shape[1:]
+
+    m, go, do = config.model, config.optimizer, config.disc_optimizer
+    print(f'jax {jax.__version__} on {jax.device_count()} device(s) {jax.devices()}, XLA:CPU '
+          f'threads: its default (one per core), XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
+    print(f'torch {torch.__version__} eager on cpu, torch.set_num_threads({threads}) '
+          f'(os.cpu_count(); {len(os.sched_getaffinity(0))} usable), oneDNN '
+          f'{torch.backends.mkldnn.is_available()}')
+    print(f'configs/dcgan_mnist.py: batch {args.batch_size} of {"x".join(map(str, shape))}, '
+          f'{config.objective}, latent {m.latent_dim}, channels {tuple(m.channels)}, n_disc '
+          f'{config.loss.n_disc}, spectral_norm {m.spectral_norm}, r1_weight '
+          f'{config.loss.r1_weight}, ema_rate {config.train.ema_rate}, Adam G {go.learning_rate:g}'
+          f' ({go.b1}, {go.b2}) D {do.learning_rate:g} ({do.b1}, {do.b2})')
+
+    jax_side = JaxDCGAN(config, host)
+    torch_gan = TorchDCGAN(config, shape)
+    print('mirror check: ' + mirror_check(config, torch_gan, jax.device_get(jax_side.state['g']),
+                                          jax.device_get(jax_side.state['d']),
+                                          host[0]['image']))
+    real = [torch.from_numpy(np.ascontiguousarray(b['image'].transpose(0, 3, 1, 2)))
+            for b in host]
+
+    def torch_steps(n):
+        for i in range(n):
+            torch_gan.metrics = torch_gan.step(real[i % NUM_BATCHES])
+
+    compile_s = timed(lambda: jax_side.steps(1))
+    jax_side.steps(WARMUP_STEPS)
+    torch_steps(WARMUP_STEPS + 1)
+    print(f'jax first step (compilation) {compile_s:.1f} s; {WARMUP_STEPS} warm-up steps each')
+
+    jax_ms, torch_ms = [], []
+    for r in range(args.rounds):
+        jax_ms.append(1e3 * timed(lambda: jax_side.steps(args.steps)) / args.steps)
+        torch_ms.append(1e3 * timed(lambda: torch_steps(args.steps)) / args.steps)
+        print(f'round {r + 1}: jax {jax_ms[-1]:7.1f} ms/step, torch {torch_ms[-1]:7.1f} ms/step, '
+              f'ratio jax/torch {torch_ms[-1] / jax_ms[-1]:.3f}')
+    ratios = np.asarray(torch_ms) / np.asarray(jax_ms)  # throughput ratio = inverse time ratio
+    for name, ms in (('jax', jax_ms), ('torch', torch_ms)):
+        med = np.median(ms)
+        print(f'{name:5s} median {med:7.1f} ms/step, {args.batch_size * 1e3 / med:7.1f} images/s '
+              f'(min {min(ms):.1f}, max {max(ms):.1f} ms over {args.rounds} rounds of '
+              f'{args.steps} steps)')
+    print(f'throughput ratio jax/torch: median {np.median(ratios):.3f} (min {ratios.min():.3f}, '
+          f'max {ratios.max():.3f} over {args.rounds} rounds; > 1: JAX is faster)')
+    for name, metrics in (('jax', jax_side.metrics), ('torch', torch_gan.metrics)):
+        print(f'last step\'s metrics, {name:5s}: ' + ', '.join(
+            f'{k} {float(v):.3f}' for k, v in sorted(metrics.items())))
+    if args.profile:
+        profile(config, jax_side, host[0], float(np.median(jax_ms)), float(np.median(torch_ms)),
+                max(args.rounds, 1), args.profile_reps)
+
+
+if __name__ == '__main__':
+    main()
