@@ -78,6 +78,8 @@ def apply_arg(config: ml_collections.ConfigDict, arg: str | None, path: str
             config.train.num_steps = 20
             config.train.log_every = 5
             config.train.checkpoint_every = 10
+            if config.train.figures_every:
+                config.train.figures_every = 10
         config.eval.iwae_k = min(config.eval.iwae_k, 8)
         config.eval.max_examples = 100
         config.eval.num_samples = 500

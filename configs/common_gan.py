@@ -35,5 +35,6 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
     config.disc_optimizer.b1 = 0.5
     config.train = common.train(batch_size=128, num_steps=10_000, log_every=200,
                                 checkpoint_every=2000, ema_rate=0.999)
+    config.train.figures_every = 1000
     config.eval = common.evaluation(use_ema=True)
     return config
