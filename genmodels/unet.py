@@ -10,9 +10,10 @@ Komodakis 2016):
   block -> attention -> block at the lowest resolution (Ho et al. always have that attention);
 - U-Net skip connections (Ronneberger et al. 2015) concatenated on the channel axis: the up path
   runs `num_res_blocks + 1` blocks per level, one per stored down-path activation;
-- GroupNorm (Wu & He 2018) throughout; the last conv of each residual branch, each attention output
-  projection and the output conv start at zero, so every block starts as the identity and the
-  untrained network predicts 0.
+- GroupNorm (Wu & He 2018) throughout, 32 groups where the width allows two channels a group (see
+  `num_groups`); the last conv of each residual branch, each attention output projection and the
+  output conv start at zero, so every block starts as the identity and the untrained network
+  predicts 0.
 
 Downsampling is a stride-2 3x3 conv. Upsampling is a nearest-neighbour resize followed by a 3x3 conv
 rather than a strided ConvTranspose: XLA:CPU runs the backward pass of a strided ConvTranspose about
