@@ -33,8 +33,9 @@ DCGAN (Radford et al. 2016): weights ~ N(0, 0.02) (model.init_std; the toy MLP G
 normal, init_std 0, and trains faster with it), batch norm in G (its running statistics in the
 state, used for sampling), LeakyReLU 0.2 in D. D has no batch norm: a gradient penalty or R1 of a
 batch-normalised critic is not a per-example penalty. G upsamples by sub-pixel convolution
-(conv to 4C channels, then depth-to-space; Shi et al. 2016) instead of a strided ConvTranspose,
-whose backward pass is 24x slower on XLA:CPU (DESIGN.md). G's weights are averaged (EMA) for
+(a 3x3 conv to 4C channels, then depth-to-space; Shi et al. 2016), which sees a 6x6 window of
+the output like a stride-2 4x4 ConvTranspose, whose backward pass is 24x slower on XLA:CPU
+(DESIGN.md); a 5x5 kernel measured 1.6x slower for the whole step. G's weights are averaged (EMA) for
 sampling and evaluation when eval.use_ema.
 """
 
@@ -152,7 +153,7 @@ class Generator(nn.Module):
                                   scale_init=_bn_scale_init(self.init_std), name=f'bn_{i}')
                 x = nn.relu(bn(x))
                 width = chans[i + 1] if i + 1 < len(chans) else c
-                x = nets.depth_to_space(nn.Conv(4 * width, (5, 5), kernel_init=init,
+                x = nets.depth_to_space(nn.Conv(4 * width, (3, 3), kernel_init=init,
                                                 name=f'up_{i}')(x))
         return jnp.tanh(x) if self.image else x
 
@@ -388,9 +389,13 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
         terms['d_grad_norm'] = optax.global_norm(grads)
         return ({**d_vars, **new_stats, 'params': params}, d_opt), terms
 
-    (d_vars, d_opt), d_terms = jax.lax.scan(d_step, (state['d'], state['d_opt']),
-                                           jnp.arange(config.loss.n_disc))
-    d_terms = jax.tree.map(lambda v: v[-1], d_terms)  # the last D step's values
+    # A Python loop, not lax.scan: XLA:CPU sends the convolutions of a loop body to a generic
+    # kernel (its canonicalisation pass only rewrites top-level ones), which measured 77x slower
+    # on the backward pass of D's second convolution (benchmarks/bench_dcgan_step.py --profile).
+    carry = (state['d'], state['d_opt'])
+    for i in range(config.loss.n_disc):
+        carry, d_terms = d_step(carry, i)  # d_terms: the last D step's values
+    d_vars, d_opt = carry
 
     # 2. GENERATOR: one step against the updated D.
     g_key = jax.random.fold_in(rng, config.loss.n_disc)
