@@ -2,20 +2,27 @@
 
     pip install -r benchmarks/requirements-torch.txt  # torch: this benchmark only, never genmodels
     python benchmarks/bench_dcgan_step.py [--batch_size 128] [--steps 20] [--rounds 5] [--profile]
+        [--torch_threads N]
 
 One step is one D update and then one G update (fresh z, against the updated D) of
 configs/dcgan_mnist.py on 28x28x1 MNIST: non-saturating loss, Adam 2e-4 with b1 0.5 for both
 players, EMA of G's weights. The JAX side is trainer.make_train_step on that config. The PyTorch
 side mirrors genmodels/families/gan.py layer for layer (NCHW; PixelShuffle for depth-to-space;
-BatchNorm momentum 0.1 for flax's 0.9; D's weights frozen during G's backward, as JAX takes no
-gradient in them) and is checked against flax's modules on the same weights before timing. Both
-read the same pre-fetched real batches; torch uses os.cpu_count() threads.
+kernel sizes read from the flax parameters; BatchNorm momentum 0.1 for flax's 0.9; D's weights
+frozen during G's backward, as JAX takes no gradient in them) and is checked against flax's
+modules on the same weights before timing. Both read the same pre-fetched real batches; torch
+uses os.cpu_count() threads unless --torch_threads says otherwise.
 
 After warm-up (JAX compilation included), rounds alternate: --steps JAX steps, then --steps torch
 steps, so load from other processes hits both sides; the throughput ratio JAX/torch is taken per
-round. --profile adds XLA's cost analysis of the compiled step and the time of each convolution
-(forward, and forward plus the backward passes the step needs) in both frameworks at the step's
-shapes, summed with the number of times one step uses each.
+round. Such load still biases it toward JAX (eager torch's OpenMP threads lose more to it, less
+with --torch_threads 1), so the cores other processes keep busy are printed.
+
+--profile adds XLA's cost analysis of the compiled step, the time of each HLO op in one step
+(jax.profiler's trace), and the time of each convolution alone (forward, and forward plus the
+backward passes the step needs) in both frameworks at the step's shapes, summed over the uses of
+one step; for the D step's uses also in JAX inside a length-1 lax.scan, where XLA:CPU runs them
+far slower (why gan.py loops over n_disc in Python).
 """
 
 import argparse
@@ -69,10 +76,18 @@ def check_mirrored(config) -> None:
 # ------------------------------------------------------------------------------------------------
 # The PyTorch mirror of gan.py's DCGAN
 
-class TorchGenerator(torch.nn.Module):
-    """Dense -> [BatchNorm, ReLU, Conv 5x5 to 4C, depth-to-space] per level -> tanh."""
+def same_padding(size: int, kernel: int, stride: int) -> int:
+    """torch's padding for 'SAME' (flax's default); refuses the cases that pad unevenly."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    if total % 2:
+        raise ValueError(f"'SAME' pads unevenly for size {size}, kernel {kernel}, stride {stride}.")
+    return total // 2
 
-    def __init__(self, latent_dim, channels, shape):
+
+class TorchGenerator(torch.nn.Module):
+    """Dense -> [BatchNorm, ReLU, Conv kxk 'SAME' to 4C, depth-to-space] per level -> tanh."""
+
+    def __init__(self, latent_dim, channels, shape, kernel):
         super().__init__()
         h, w, c = shape
         self.chans = tuple(channels)[::-1]
@@ -81,8 +96,9 @@ class TorchGenerator(torch.nn.Module):
         layers = []
         for i, ch in enumerate(self.chans):
             width = self.chans[i + 1] if i + 1 < len(self.chans) else c
-            layers += [torch.nn.BatchNorm2d(ch, eps=1e-5, momentum=0.1), torch.nn.ReLU(),
-                       torch.nn.Conv2d(ch, 4 * width, 5, padding=2), torch.nn.PixelShuffle(2)]
+            conv = torch.nn.Conv2d(ch, 4 * width, kernel, padding=same_padding(1, kernel, 1))
+            layers += [torch.nn.BatchNorm2d(ch, eps=1e-5, momentum=0.1), torch.nn.ReLU(), conv,
+                       torch.nn.PixelShuffle(2)]
         self.body = torch.nn.Sequential(*layers)
 
     def forward(self, z):
@@ -90,17 +106,19 @@ class TorchGenerator(torch.nn.Module):
 
 
 class TorchDiscriminator(torch.nn.Module):
-    """[Conv 4x4 stride 2 'SAME', LeakyReLU 0.2] per level -> Linear to one logit; no norm."""
+    """[Conv kxk stride 2 'SAME', LeakyReLU 0.2] per level -> Linear to one logit; no norm."""
 
-    def __init__(self, channels, shape):
+    def __init__(self, channels, shape, kernel):
         super().__init__()
         h, w, c = shape
         if h % 2 ** len(channels) or w % 2 ** len(channels):
-            raise ValueError("padding=1 equals 'SAME' for k=4, stride 2 on even sizes only.")
-        layers, cin = [], c
+            raise ValueError('each stride-2 level needs an even size.')
+        layers, cin, size = [], c, h
         for ch in channels:
-            layers += [torch.nn.Conv2d(cin, ch, 4, stride=2, padding=1), torch.nn.LeakyReLU(0.2)]
-            cin = ch
+            layers += [torch.nn.Conv2d(cin, ch, kernel, stride=2,
+                                       padding=same_padding(size, kernel, 2)),
+                       torch.nn.LeakyReLU(0.2)]
+            cin, size = ch, size // 2
         self.body = torch.nn.Sequential(*layers)
         self.logit = torch.nn.Linear(cin * (h // 2 ** len(channels)) * (w // 2 ** len(channels)),
                                      1)
@@ -128,11 +146,11 @@ class TorchDCGAN:
     """gan.train_step's order: D step on (real, G(z) detached), then G step with fresh z against
     the updated D, then the EMA of G's weights; the same metrics."""
 
-    def __init__(self, config, shape):
+    def __init__(self, config, shape, kernels):
         m = config.model
         self.latent_dim, self.rate = m.latent_dim, config.train.ema_rate
-        self.G = TorchGenerator(m.latent_dim, m.channels, shape)
-        self.D = TorchDiscriminator(m.channels, shape)
+        self.G = TorchGenerator(m.latent_dim, m.channels, shape, kernels['G'])
+        self.D = TorchDiscriminator(m.channels, shape, kernels['D'])
         dcgan_init_(self.G, m.init_std)
         dcgan_init_(self.D, m.init_std)
         self.G.train()
@@ -219,7 +237,9 @@ def mirror_check(config, torch_gan, g_vars, d_vars, images) -> str:
     with torch.no_grad():
         x_torch = G(torch.from_numpy(z)).permute(0, 2, 3, 1).numpy()
         l_torch = D(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
-    count = (lambda tree: sum(np.size(v) for v in jax.tree.leaves(tree)))
+    def count(tree):
+        return sum(np.size(v) for v in jax.tree.leaves(tree))
+
     return (f'params G {count(g_vars["params"]):,} (flax) / '
             f'{sum(p.numel() for p in G.parameters()):,} (torch), D {count(d_vars["params"]):,}'
             f' / {sum(p.numel() for p in D.parameters()):,}; same weights: max |G(z) diff| '
@@ -245,6 +265,22 @@ class JaxDCGAN:
             self.state, self.metrics = self.step_fn(self.state, self.batches[self.i % NUM_BATCHES])
             self.i += 1
         jax.block_until_ready((self.state, self.metrics))
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores kept busy (Linux /proc/stat) over `seconds` while this process sleeps; nan if
+    unknown."""
+    def sample():
+        with open('/proc/stat') as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # all but idle and iowait
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return float('nan')
+    return (busy1 - busy0) / max(total1 - total0, 1) * os.cpu_count()
 
 
 def timed(fn) -> float:
@@ -337,28 +373,30 @@ def trace_step(jax_side, hlo: str, top: int = 12) -> None:
           "those of a loop body, such as lax.scan's, keep other layouts.")
 
 
-def conv_layers(config, shape, batch_size):
+def conv_layers(config, shape, batch_size, kernels):
     """name -> (input NHWC shape, out channels, kernel, stride, torch padding) of each convolution
-    (gan.py's D: 4x4 stride 2; G: 5x5 stride 1, both 'SAME')."""
+    (gan.py's D: stride 2; G: stride 1; both 'SAME')."""
     h, w, c = shape
     layers, cin, size = {}, c, (h, w)
     for i, ch in enumerate(config.model.channels):
-        layers[f'D conv_{i}'] = ((batch_size, *size, cin), ch, 4, 2, 1)
+        k = kernels['D']
+        layers[f'D conv_{i}'] = ((batch_size, *size, cin), ch, k, 2, same_padding(size[0], k, 2))
         cin, size = ch, (size[0] // 2, size[1] // 2)
     chans = tuple(config.model.channels)[::-1]
     size = (h // 2 ** len(chans), w // 2 ** len(chans))
     for i, ch in enumerate(chans):
         width = chans[i + 1] if i + 1 < len(chans) else c
-        layers[f'G up_{i}'] = ((batch_size, *size, ch), 4 * width, 5, 1, 2)
+        k = kernels['G']
+        layers[f'G up_{i}'] = ((batch_size, *size, ch), 4 * width, k, 1, same_padding(1, k, 1))
         size = (size[0] * 2, size[1] * 2)
     return layers
 
 
-# How one step (n_disc 1) uses each convolution: (layer, pass) -> (times, in the D step's scan).
+# How one step (n_disc 1) uses each convolution: (layer, pass) -> (times, in the D step).
 # Passes: fwd, forward only; dw / dx / dxdw: forward, then the backward pass for the weights /
-# the input / both. D step (inside gan.py's lax.scan): G forward without gradient; D on real and
-# on fake, each needing dW, and dX past conv_0. G step: G forward and backward (dX and dW); D
-# forward and dX only. 22 convolutions, as many as XLA's compiled step holds.
+# the input / both. D step: G forward without gradient; D on real and on fake, each needing dW,
+# and dX past conv_0. G step: G forward and backward (dX and dW); D forward and dX only. 22
+# convolutions, as many as XLA's compiled step holds.
 USES = {('D conv_0', 'dw'): (2, True), ('D conv_1', 'dxdw'): (2, True),
         ('G up_0', 'fwd'): (1, True), ('G up_1', 'fwd'): (1, True),
         ('D conv_0', 'dx'): (1, False), ('D conv_1', 'dx'): (1, False),
@@ -368,8 +406,8 @@ PASS_NAMES = {'fwd': 'fwd', 'dw': 'fwd+dW', 'dx': 'fwd+dX', 'dxdw': 'fwd+dXdW'}
 
 
 def jax_conv_fn(in_shape, cout, k, stride, variant, in_scan):
-    """A jitted pass of flax's nn.Conv (as gan.py's); in_scan: inside a length-1 lax.scan, as
-    gan.py's D step runs."""
+    """A jitted pass of flax's nn.Conv (as gan.py's); in_scan: inside a length-1 lax.scan (as
+    gan.py's D step ran before it became a Python loop)."""
     conv = fnn.Conv(cout, (k, k), strides=(stride, stride))  # 'SAME'
     x = jnp.asarray(np.random.default_rng(0).standard_normal(in_shape, np.float32))
     params = conv.init(jax.random.key(0), x)['params']
@@ -411,13 +449,13 @@ def torch_conv_fn(in_shape, cout, k, stride, padding, variant):
     return run
 
 
-def time_convs(config, host_batch, jax_ms, torch_ms, rounds, reps) -> None:
-    layers = conv_layers(config, host_batch['image'].shape[1:], len(host_batch['image']))
+def time_convs(config, host_batch, kernels, d_in_scan, jax_ms, torch_ms, rounds, reps) -> None:
+    layers = conv_layers(config, host_batch['image'].shape[1:], len(host_batch['image']), kernels)
     fns = {}  # (layer, pass, framework) -> fn
-    for (name, v), (_, in_scan) in USES.items():
+    for (name, v), (_, d_step) in USES.items():
         in_shape, cout, k, stride, padding = layers[name]
         fns[name, v, 'jax'] = jax_conv_fn(in_shape, cout, k, stride, v, False)
-        if in_scan:
+        if d_step:
             fns[name, v, 'jax in scan'] = jax_conv_fn(in_shape, cout, k, stride, v, True)
         fns[name, v, 'torch'] = torch_conv_fn(in_shape, cout, k, stride, padding, v)
     for fn in fns.values():  # compilation, warm-up
@@ -429,24 +467,26 @@ def time_convs(config, host_batch, jax_ms, torch_ms, rounds, reps) -> None:
             times[key].append(timed(lambda: sync([fn() for _ in range(reps)])) / reps)
     ms = {key: 1e3 * float(np.median(t)) for key, t in times.items()}
     print(f'\n-- convolutions alone, median ms over {rounds} rounds of {reps} calls: JAX (NHWC, '
-          'jitted flax nn.Conv; also inside a\n   length-1 lax.scan where the D step uses it), '
-          'torch (NCHW, eager F.conv2d); fwd+dW etc.: forward, then that backward')
+          'jitted flax nn.Conv), torch (NCHW, eager\n   F.conv2d); fwd+dW etc.: forward, then '
+          "that backward. 'jax scan': the same inside a length-1 lax.scan, for\n   the D step's "
+          'uses (XLA:CPU canonicalises no convolution of a loop body); the step above runs its D '
+          f'step {"in" if d_in_scan else "outside"} one')
     print(f'{"layer":22s} {"input NHWC":>13s} {"pass":>8s} {"jax":>8s} {"jax scan":>9s} '
           f'{"torch":>8s} {"jax/torch":>9s}  uses/step')
     per_layer, convs = {}, 0
-    for (name, v), (uses, in_scan) in USES.items():
+    for (name, v), (uses, d_step) in USES.items():
         in_shape, cout, k, stride, _ = layers[name]
-        j = ms[name, v, 'jax in scan' if in_scan else 'jax']
+        j = ms[name, v, 'jax in scan' if d_step and d_in_scan else 'jax']
         t = ms[name, v, 'torch']
-        scan = f'{ms[name, v, "jax in scan"]:9.1f}' if in_scan else f'{"-":>9s}'
+        scan = f'{ms[name, v, "jax in scan"]:9.1f}' if d_step else f'{"-":>9s}'
         print(f'{name + f" {k}x{k}/{stride}->{cout}":22s} {"x".join(map(str, in_shape)):>13s} '
               f'{PASS_NAMES[v]:>8s} {ms[name, v, "jax"]:8.1f} {scan} {t:8.1f} {j / t:9.2f}  '
-              f'{uses} ({"D step, in scan" if in_scan else "G step"})')
+              f'{uses} ({"D" if d_step else "G"} step)')
         per_layer.setdefault(name, [0.0, 0.0])
         per_layer[name][0] += uses * j
         per_layer[name][1] += uses * t
         convs += uses * CONVS_PER_PASS[v]
-    print(f'per step ({convs} convolutions; JAX at the times its step uses, in scan or not):')
+    print(f'per step ({convs} convolutions; JAX at the times its step has, in a scan or not):')
     per_layer['all convs'] = [sum(v[0] for v in per_layer.values()),
                               sum(v[1] for v in per_layer.values())]
     for name, (j, t) in per_layer.items():
@@ -454,7 +494,7 @@ def time_convs(config, host_batch, jax_ms, torch_ms, rounds, reps) -> None:
               f'step)   torch {t:7.1f} ms ({100 * t / torch_ms:5.1f}% of {torch_ms:.0f} ms)')
 
 
-def profile(config, jax_side, host_batch, jax_ms, torch_ms, rounds, reps) -> None:
+def profile(config, jax_side, host_batch, kernels, jax_ms, torch_ms, rounds, reps) -> None:
     compiled = jax_side.step_fn.lower(jax_side.state, jax_side.batches[0]).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
@@ -467,13 +507,14 @@ def profile(config, jax_side, host_batch, jax_ms, torch_ms, rounds, reps) -> Non
           'multiply-adds on padding)')
     print(f'at the median step times: jax {flops / jax_ms / 1e6:.1f} GFLOP/s, torch (same '
           f'maths) {flops / torch_ms / 1e6:.1f} GFLOP/s')
+    d_in_scan = bool(re.search(r'op_name="[^"]*while/body[^"]*Discriminator', hlo))
     print(f'HLO: {ops.count("convolution")} convolutions, {hlo.count("__ynn_fusion")} '
-          'YNNPACK fusions')
+          f'YNNPACK fusions; D step in a while loop (lax.scan): {"yes" if d_in_scan else "no"}')
     try:
         trace_step(jax_side, hlo)
     except Exception as e:  # noqa: BLE001 - the profiler is optional here
         print(f'\n-- per-op trace not possible here: {type(e).__name__}: {e}')
-    time_convs(config, host_batch, jax_ms, torch_ms, rounds, reps)
+    time_convs(config, host_batch, kernels, d_in_scan, jax_ms, torch_ms, rounds, reps)
 
     # The one piece of the step that differs by design: per-example keyed noise (genmodels.noise).
     b = len(host_batch['image'])
@@ -498,13 +539,16 @@ def main() -> None:
     parser.add_argument('--batch_size', type=int, default=128)
     parser.add_argument('--steps', type=int, default=20, help='steps per framework per round')
     parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--torch_threads', type=int, default=os.cpu_count(),
+                        help='torch.set_num_threads (default: os.cpu_count()); 1 resists load '
+                             'from other processes far better')
     parser.add_argument('--profile', action='store_true',
                         help='add the compiled step\'s cost analysis and per-convolution times')
     parser.add_argument('--profile_reps', type=int, default=3,
                         help='calls per timing of one convolution in --profile')
     args = parser.parse_args()
 
-    threads = os.cpu_count()
+    threads = args.torch_threads
     torch.set_num_threads(threads)
     config = dcgan_mnist.get_config()
     config.train.batch_size = args.batch_size
@@ -518,7 +562,7 @@ def main() -> None:
     print(f'jax {jax.__version__} on {jax.device_count()} device(s) {jax.devices()}, XLA:CPU '
           f'threads: its default (one per core), XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
     print(f'torch {torch.__version__} eager on cpu, torch.set_num_threads({threads}) '
-          f'(os.cpu_count(); {len(os.sched_getaffinity(0))} usable), oneDNN '
+          f'(os.cpu_count() = {os.cpu_count()}, {len(os.sched_getaffinity(0))} usable), oneDNN '
           f'{torch.backends.mkldnn.is_available()}')
     print(f'configs/dcgan_mnist.py: batch {args.batch_size} of {"x".join(map(str, shape))}, '
           f'{config.objective}, latent {m.latent_dim}, channels {tuple(m.channels)}, n_disc '
@@ -527,7 +571,11 @@ def main() -> None:
           f' ({go.b1}, {go.b2}) D {do.learning_rate:g} ({do.b1}, {do.b2})')
 
     jax_side = JaxDCGAN(config, host)
-    torch_gan = TorchDCGAN(config, shape)
+    g_params, d_params = jax_side.state['g']['params'], jax_side.state['d']['params']
+    kernels = {'G': g_params['up_0']['kernel'].shape[0], 'D': d_params['conv_0']['kernel'].shape[0]}
+    print(f'kernels, as gan.py builds them (read from its parameters): G {kernels["G"]}x'
+          f'{kernels["G"]} stride 1, D {kernels["D"]}x{kernels["D"]} stride 2')
+    torch_gan = TorchDCGAN(config, shape, kernels)
     print('mirror check: ' + mirror_check(config, torch_gan, jax.device_get(jax_side.state['g']),
                                           jax.device_get(jax_side.state['d']),
                                           host[0]['image']))
@@ -543,6 +591,11 @@ def main() -> None:
     torch_steps(WARMUP_STEPS + 1)
     print(f'jax first step (compilation) {compile_s:.1f} s; {WARMUP_STEPS} warm-up steps each')
 
+    busy = busy_cores()
+    cores = os.cpu_count()
+    print(f'other processes kept {busy:.1f} of {cores} cores busy (1 s before timing)' + (
+        ': eager torch\'s OpenMP threads lose much more\n  to that than XLA\'s thread pool, so '
+        'the ratio below is biased toward JAX; time on an idle machine' if busy > 0.2 else ''))
     jax_ms, torch_ms = [], []
     for r in range(args.rounds):
         jax_ms.append(1e3 * timed(lambda: jax_side.steps(args.steps)) / args.steps)
@@ -557,12 +610,13 @@ def main() -> None:
               f'{args.steps} steps)')
     print(f'throughput ratio jax/torch: median {np.median(ratios):.3f} (min {ratios.min():.3f}, '
           f'max {ratios.max():.3f} over {args.rounds} rounds; > 1: JAX is faster)')
+    print(f'other processes kept {busy_cores():.1f} of {cores} cores busy (1 s after timing)')
     for name, metrics in (('jax', jax_side.metrics), ('torch', torch_gan.metrics)):
         print(f'last step\'s metrics, {name:5s}: ' + ', '.join(
             f'{k} {float(v):.3f}' for k, v in sorted(metrics.items())))
     if args.profile:
-        profile(config, jax_side, host[0], float(np.median(jax_ms)), float(np.median(torch_ms)),
-                max(args.rounds, 1), args.profile_reps)
+        profile(config, jax_side, host[0], kernels, float(np.median(jax_ms)),
+                float(np.median(torch_ms)), max(args.rounds, 1), args.profile_reps)
 
 
 if __name__ == '__main__':
