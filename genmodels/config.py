@@ -150,7 +150,11 @@ def full_schema(family: Any) -> dict[str, Any]:
     if is_fit(family):
         del shared['optimizer']
         shared['train'] = FIT_TRAIN_SCHEMA
-    return {**shared, **family.CONFIG_SCHEMA}
+    for section, schema in family.CONFIG_SCHEMA.items():  # a shared section gains the family's keys
+        extends = (isinstance(shared.get(section), dict) and isinstance(schema, dict)
+                   and schema is not OPTIMIZER_SCHEMA)
+        shared[section] = {**shared[section], **schema} if extends else schema
+    return shared
 
 
 def validate(config: ml_collections.ConfigDict, family: Any) -> None:

@@ -18,7 +18,7 @@ LAYERS = {
     'genmodels.data': 0, 'genmodels.nets': 0, 'genmodels.noise': 0, 'genmodels.parallel': 0,
     'genmodels.checkpoint': 0, 'genmodels.train_state': 0, 'genmodels.viz': 0,
     'genmodels.metric_writer': 0, 'genmodels.compare': 0, 'genmodels.classical': 0,
-    'genmodels.unet': 0,
+    'genmodels.unet': 0, 'genmodels.diffusion': 0,
     'genmodels.metrics': 1,
     'genmodels.families': 2,
     'genmodels.evaluation': 3,

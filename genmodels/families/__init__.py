@@ -8,7 +8,8 @@ Required of a deep family (trained step by step):
     CONFIG_SCHEMA
         {section: {key: type}}: its own config sections (`model`, `loss`, and any it adds, e.g.
         a GAN's `disc_optimizer`). A section whose schema is `config.OPTIMIZER_SCHEMA` is validated
-        as an optimizer; build it with `train_state.make_optimizer(section, num_updates)`.
+        as an optimizer; build it with `train_state.make_optimizer(section, num_updates)`. A
+        section the shared schema already has (e.g. `eval`) gains the family's keys.
     init(config, rng, example_batch) -> state
         A dict pytree with a scalar int32 'step' (0). `example_batch` is
         `train_state.example_batch(info)`: one all-zero example of the dataset.
@@ -68,6 +69,7 @@ PyTree = Any
 _MODULES = {
     'autoencoder': 'genmodels.families.autoencoder',
     'classifier': 'genmodels.families.classifier',
+    'ddpm': 'genmodels.families.ddpm',
     'gan': 'genmodels.families.gan',
     'gaussian': 'genmodels.families.gaussian_mle',
     'gmm': 'genmodels.families.gmm',

@@ -1,0 +1,60 @@
+"""The sections every DDPM config shares; each experiment file sets the rest."""
+
+import ml_collections
+
+from configs import common
+
+
+def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.family = 'ddpm'
+    config.objective = 'simple'     # 'simple' (L_simple, Ho Eq. 14) or 'vlb' (the whole bound)
+    config.seed = 0
+    config.data = common.data(dataset, scale=scale)
+    config.model = ml_collections.ConfigDict({
+        'architecture': 'unet',     # 'unet' (images) or 'mlp' (toy points)
+        'channels': 16,
+        'channel_mults': (1, 2, 4),
+        'num_res_blocks': 2,
+        'attention_resolutions': (7,),
+        'num_heads': 1,
+        'dropout': 0.0,
+        'hidden': (256, 256, 256),  # MLP denoiser only
+        'embed_dim': 128,           # MLP denoiser only
+        'conditional': False,
+        'schedule': 'linear',       # Ho et al.: beta from 1e-4 to 0.02 over T = 1000
+        'num_timesteps': 1000,
+        'beta_start': 1e-4,
+        'beta_end': 0.02,
+        'prediction': 'eps',
+    })
+    config.loss = ml_collections.ConfigDict({'label_dropout': 0.0})
+    config.sampler = ml_collections.ConfigDict({
+        'name': 'ddim',             # what `sample` uses: FID during training, figures
+        'num_steps': 50,
+        'eta': 0.0,
+        'variance': 'fixed_large',  # ancestral sampling and the likelihood bound
+        'guidance_scale': 1.0,
+        'clip_denoised': True,
+    })
+    # Ho et al. use Adam 2e-4 with 5,000 warm-up steps and gradient clipping at 1 for 800k steps; a
+    # run of a few thousand steps needs a larger rate, decayed.
+    config.optimizer = common.optimizer(1e-3, schedule='cosine', warmup_steps=200,
+                                        grad_clip_norm=1.0)
+    config.train = common.train(batch_size=128, num_steps=5000, log_every=100,
+                                checkpoint_every=1000, ema_rate=0.999)
+    config.train.figures_every = 1000
+    config.eval = common.evaluation(batch_size=250, num_samples=1000, use_ema=True)
+    config.eval.samplers = ('ancestral1000', 'ddim50', 'ddim10')
+    config.eval.nll_timesteps = 0   # all T terms of the bound
+    return config
+
+
+def smoke(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """The DDPM part of `:smoke`: short chains and a 4-term likelihood estimate."""
+    if arg == 'smoke':
+        config.sampler.num_steps = 4
+        config.eval.samplers = ('ddim4',)
+        config.eval.nll_timesteps = 4
+        config.eval.batch_size = 100
+    return config

@@ -1,0 +1,277 @@
+"""Gaussian diffusion (Ho et al. 2020; Nichol & Dhariwal 2021; Song et al. 2021), as pure functions.
+
+Timesteps are 0-indexed: t = 0 .. T-1 here is the paper's t = 1 .. T, and alpha-bar of "t = -1" (the
+data) is 1. With alpha_t = 1 - beta_t and ab_t = prod_{s <= t} alpha_s:
+
+    q(x_t | x_0)          = N(sqrt(ab_t) x_0, (1 - ab_t) I)                          (Ho Eq. 4)
+    q(x_s | x_t, x_0)     = N(c0 x_0 + ct x_t, var_small),  s < t, with b = 1 - ab_t / ab_s,
+        c0 = sqrt(ab_s) b / (1 - ab_t),  ct = sqrt(ab_t / ab_s) (1 - ab_s) / (1 - ab_t),
+        var_small = b (1 - ab_s) / (1 - ab_t)                                  (Ho Eqs. 6-7; s = t-1)
+
+The same formulas with s the previous kept timestep give the respaced chains of Nichol & Dhariwal
+(Sec. 4): a sampler of S steps keeps S timesteps and jumps between them. Reverse steps:
+
+    ancestral  x_s = c0 x0_hat + ct x_t + sigma z,  sigma^2 = var_small ('fixed_small') or
+               b ('fixed_large'; Ho Sec. 3.2: both are optimal for some data)
+    DDIM       x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s - sigma^2) eps_hat + sigma z,
+               sigma^2 = eta^2 var_small                                   (Song et al. Eq. 12, 16)
+
+DDIM with eta = 1 has ancestral's fixed_small mean and variance, so the two chains agree in
+distribution. The last step (to s = -1) returns x0_hat without noise.
+
+Prediction targets (the network's output): 'eps' (Ho), 'x0', and 'v' = sqrt(ab) eps - sqrt(1 - ab) x0
+(Salimans & Ho 2022); `predict` turns any of them into (eps_hat, x0_hat) for the current x_t.
+
+The variational bound (Ho Eq. 5), in nats per example, summed over dimensions:
+
+    -log p(x_0) <= KL(q(x_{T-1} | x_0) || N(0, I))                              prior
+                   + sum_{t >= 1} KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))   one term per t
+                   - log p(x_0 | x_t=0)                                         decoder
+
+with the decoder a Gaussian of variance var_small at t = 1 (the first nonzero posterior variance,
+as Nichol & Dhariwal clip it) over the data: discretised to the data's levels for images (Ho Eq. 13:
+the mass of the level's bin, the end bins stretched to infinity), or the density for continuous data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import log_ndtr
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schedules: name -> (num_timesteps, beta_start, beta_end) -> betas [T], float64
+
+def linear_betas(num_timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
+    """beta_t evenly from beta_start to beta_end (Ho et al.: 1e-4 .. 0.02 over T = 1000)."""
+    return np.linspace(beta_start, beta_end, num_timesteps, dtype=np.float64)
+
+
+def cosine_betas(num_timesteps: int, beta_start: float = 0.0, beta_end: float = 0.0,
+                 offset: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """ab(t) = f(t) / f(0), f(t) = cos((t / T + s) / (1 + s) * pi / 2)^2, s = 0.008, betas clipped at
+    0.999 (Nichol & Dhariwal Eq. 17). beta_start and beta_end are not used."""
+    del beta_start, beta_end
+    steps = np.arange(num_timesteps + 1, dtype=np.float64) / num_timesteps
+    f = np.cos((steps + offset) / (1.0 + offset) * math.pi / 2.0) ** 2
+    return np.minimum(1.0 - f[1:] / f[:-1], max_beta)
+
+
+SCHEDULES: dict[str, Callable[..., np.ndarray]] = {
+    'linear': linear_betas,
+    'cosine': cosine_betas,
+}
+PREDICTIONS = ('eps', 'x0', 'v')
+VARIANCES = ('fixed_small', 'fixed_large')
+
+
+class Schedule(NamedTuple):
+    """A noise schedule's tables, float64 numpy arrays [T]."""
+    betas: np.ndarray
+    alphas_cumprod: np.ndarray
+
+    @property
+    def num_timesteps(self) -> int:
+        return len(self.betas)
+
+
+def make_schedule(name: str, num_timesteps: int, beta_start: float, beta_end: float) -> Schedule:
+    if name not in SCHEDULES:
+        raise ValueError(f'unknown schedule {name!r}; known: {", ".join(SCHEDULES)}.')
+    betas = np.asarray(SCHEDULES[name](num_timesteps, beta_start, beta_end), np.float64)
+    if not (np.all(betas > 0) and np.all(betas < 1)):
+        raise ValueError(f'the {name} schedule has betas outside (0, 1): '
+                         f'[{betas.min()}, {betas.max()}].')
+    return Schedule(betas, np.cumprod(1.0 - betas))
+
+
+class Steps(NamedTuple):
+    """Per-step coefficients of a reverse chain over kept timesteps t_0 < ... < t_{S-1}, each step
+    going from t_i to s_i = t_{i-1} (s_0 = -1: the data): float32 arrays [S], from float64 tables."""
+    t: np.ndarray          # int32 timestep t_i
+    ab_t: np.ndarray
+    ab_s: np.ndarray
+    c0: np.ndarray         # posterior mean coefficient of x_0
+    ct: np.ndarray         # posterior mean coefficient of x_t
+    var_small: np.ndarray  # posterior variance (0 at the last step)
+    var_large: np.ndarray  # b = 1 - ab_t / ab_s
+
+
+def steps(sched: Schedule, timesteps: np.ndarray) -> Steps:
+    t = np.asarray(timesteps, np.int64)
+    if np.any(np.diff(t) <= 0) or t[0] < 0 or t[-1] >= sched.num_timesteps:
+        raise ValueError(f'timesteps must increase within [0, {sched.num_timesteps}), got {t}.')
+    ab_t = sched.alphas_cumprod[t]
+    ab_s = np.concatenate([[1.0], ab_t[:-1]])
+    b = 1.0 - ab_t / ab_s
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    return Steps(t=t.astype(np.int32), ab_t=f32(ab_t), ab_s=f32(ab_s),
+                 c0=f32(np.sqrt(ab_s) * b / (1.0 - ab_t)),
+                 ct=f32(np.sqrt(ab_t / ab_s) * (1.0 - ab_s) / (1.0 - ab_t)),
+                 var_small=f32(b * (1.0 - ab_s) / (1.0 - ab_t)), var_large=f32(b))
+
+
+def respaced(num_timesteps: int, num_steps: int) -> np.ndarray:
+    """num_steps timesteps evenly spaced over [0, T-1], both ends kept (all T when equal)."""
+    if not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f'a sampler needs 1 to {num_timesteps} steps, got {num_steps}.')
+    return np.unique(np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(np.int64))
+
+
+def _col(a: jax.Array, ndim: int) -> jax.Array:
+    """[B] (or scalar) -> broadcastable against [B, ...] of rank ndim."""
+    a = jnp.asarray(a)
+    return a.reshape(a.shape + (1,) * (ndim - a.ndim))
+
+
+# ------------------------------------------------------------------------------------------------
+# Forward process and parameterisations
+
+def q_sample(x0: jax.Array, ab_t: jax.Array, eps: jax.Array) -> jax.Array:
+    """x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps; ab_t [B] or scalar."""
+    ab = _col(ab_t, x0.ndim)
+    return jnp.sqrt(ab) * x0 + jnp.sqrt(1.0 - ab) * eps
+
+
+def target(prediction: str, x0: jax.Array, eps: jax.Array, ab_t: jax.Array) -> jax.Array:
+    """What a network with this prediction target should output for (x_0, eps)."""
+    if prediction == 'eps':
+        return eps
+    if prediction == 'x0':
+        return x0
+    if prediction == 'v':
+        ab = _col(ab_t, x0.ndim)
+        return jnp.sqrt(ab) * eps - jnp.sqrt(1.0 - ab) * x0
+    raise ValueError(f'unknown prediction {prediction!r}; known: {PREDICTIONS}.')
+
+
+def predict(prediction: str, out: jax.Array, x_t: jax.Array, ab_t: jax.Array
+            ) -> tuple[jax.Array, jax.Array]:
+    """(eps_hat, x0_hat) from the network output `out` at x_t (inverts `target`)."""
+    ab = _col(ab_t, x_t.ndim)
+    a, s = jnp.sqrt(ab), jnp.sqrt(1.0 - ab)
+    if prediction == 'eps':
+        return out, (x_t - s * out) / a
+    if prediction == 'x0':
+        return (x_t - a * out) / s, out
+    if prediction == 'v':
+        return s * x_t + a * out, a * x_t - s * out
+    raise ValueError(f'unknown prediction {prediction!r}; known: {PREDICTIONS}.')
+
+
+def eps_from_x0(x_t: jax.Array, x0: jax.Array, ab_t: jax.Array) -> jax.Array:
+    ab = _col(ab_t, x_t.ndim)
+    return (x_t - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reverse chains. `denoise(x_t, t [B]) -> (eps_hat, x0_hat)` is the model (with any guidance and
+# clipping already applied); the chain is one lax.scan over the kept timesteps, last to first.
+
+def reverse_step(kind: str, x_t: jax.Array, eps: jax.Array, x0: jax.Array, step: Steps,
+                 z: jax.Array, *, variance: str = 'fixed_small', eta: float = 0.0) -> jax.Array:
+    """One step t -> s of a chain; `step` holds one step's scalars; z ~ N(0, I) like x_t."""
+    if kind == 'ancestral':
+        mean = step.c0 * x0 + step.ct * x_t
+        var = step.var_small if variance == 'fixed_small' else step.var_large
+    elif kind == 'ddim':
+        var = eta ** 2 * step.var_small
+        mean = jnp.sqrt(step.ab_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - step.ab_s - var, 0.0)) * eps
+    else:
+        raise ValueError(f"unknown sampler {kind!r}; use 'ancestral' or 'ddim'.")
+    last = step.ab_s >= 1.0  # s = -1: return x0_hat, no noise
+    return mean + jnp.where(last, 0.0, jnp.sqrt(var)) * z
+
+
+def run_chain(kind: str, denoise: Callable, x_T: jax.Array, chain: Steps, rng: jax.Array, *,
+              variance: str = 'fixed_small', eta: float = 0.0, keep: int = 0
+              ) -> tuple[jax.Array, jax.Array | None]:
+    """x_0 from x_T by the reverse chain over `chain` (from `steps`); with keep > 0 also the
+    intermediate x_t at `keep` evenly spaced steps [keep, B, ...] (x_T first), for figures."""
+    num = len(chain.t)
+    idx = np.arange(num)[::-1]
+    xs = jax.tree.map(lambda a: jnp.asarray(a)[idx], chain)
+    kept = np.zeros(num, bool)
+    if keep:
+        kept[np.round(np.linspace(0, num - 1, keep)).astype(int)] = True
+
+    def body(x, inputs):
+        i, step, save = inputs
+        t = jnp.full(x.shape[:1], step.t, jnp.int32)
+        eps, x0 = denoise(x, t)
+        z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
+        return reverse_step(kind, x, eps, x0, step, z, variance=variance, eta=eta), (
+            jnp.where(save, x, 0.0) if keep else None)
+
+    x0, trace = jax.lax.scan(body, x_T, (jnp.arange(num), xs, jnp.asarray(kept[::-1])))
+    if keep:
+        trace = trace[jnp.asarray(np.flatnonzero(kept[::-1]))]
+    return x0, trace
+
+
+# ------------------------------------------------------------------------------------------------
+# The variational bound
+
+def normal_kl(mean1, var1, mean2, var2) -> jax.Array:
+    """KL(N(mean1, var1) || N(mean2, var2)), elementwise."""
+    return 0.5 * (jnp.log(var2) - jnp.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
+
+
+def _log_ndtr_diff(hi: jax.Array, lo: jax.Array) -> jax.Array:
+    """log(Phi(hi) - Phi(lo)) for hi > lo, computed in whichever tail keeps precision."""
+    flip = (hi + lo) > 0  # both mostly in the upper tail: Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi)
+    a = jnp.where(flip, -lo, hi)
+    b = jnp.where(flip, -hi, lo)
+    la, lb = log_ndtr(a), log_ndtr(b)
+    return la + jnp.log1p(-jnp.exp(jnp.minimum(lb - la, -1e-12)))
+
+
+def discretized_gaussian_log_likelihood(x: jax.Array, mean: jax.Array, var: jax.Array,
+                                        half_bin: float, low: float, high: float) -> jax.Array:
+    """log P(x) of data on levels spaced 2 * half_bin apart in [low, high] under N(mean, var)
+    integrated over the level's bin; the bins at low and high extend to -inf and +inf (Ho Eq. 13).
+    Elementwise; x exactly on the levels."""
+    inv = jax.lax.rsqrt(var)
+    upper = (x + half_bin - mean) * inv
+    lower = (x - half_bin - mean) * inv
+    bottom = x <= low + half_bin / 2
+    top = x >= high - half_bin / 2
+    mid = _log_ndtr_diff(upper, lower)
+    return jnp.where(bottom, log_ndtr(upper), jnp.where(top, log_ndtr(-lower), mid))
+
+
+def gaussian_log_density(x, mean, var) -> jax.Array:
+    return -0.5 * (LOG_2PI + jnp.log(var) + (x - mean) ** 2 / var)
+
+
+def prior_kl(x0: jax.Array, ab_last: float) -> jax.Array:
+    """KL(q(x_{T-1} | x_0) || N(0, I)) summed over dimensions [B]."""
+    axes = tuple(range(1, x0.ndim))
+    return jnp.sum(normal_kl(math.sqrt(ab_last) * x0, 1.0 - ab_last, 0.0, 1.0), axes)
+
+
+def vlb_term(x0: jax.Array, x_t: jax.Array, x0_hat: jax.Array, step: Steps, decoder_var: float,
+             *, variance: str, decoder: Callable) -> jax.Array:
+    """The bound's term at step t (t - 1 -> t; [B] nats summed over dims): the KL between q's
+    posterior and the model's step for t >= 1; -log p(x_0 | x_t) for t = 0, by
+    decoder(x0, mean, var) -> elementwise log-likelihood. `step` holds scalars or [B] arrays."""
+    nd = x0.ndim
+    col = lambda a: _col(a, nd)  # noqa: E731
+    q_mean = col(step.c0) * x0 + col(step.ct) * x_t
+    p_mean = col(step.c0) * x0_hat + col(step.ct) * x_t
+    p_var = col(step.var_small if variance == 'fixed_small' else step.var_large)
+    q_var = col(step.var_small)
+    axes = tuple(range(1, nd))
+    first = col(step.ab_s) >= 1.0
+    safe_q = jnp.where(first, 1.0, q_var)
+    safe_p = jnp.where(first, 1.0, p_var)
+    kl = jnp.sum(normal_kl(q_mean, safe_q, p_mean, safe_p), axes)
+    nll = -jnp.sum(decoder(x0, x0_hat, jnp.full_like(x0_hat, decoder_var)), axes)
+    return jnp.where(first[(...,) + (0,) * (nd - 1)], nll, kl)

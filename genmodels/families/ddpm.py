@@ -1,0 +1,482 @@
+"""Denoising diffusion probabilistic models (Ho et al. 2020), with the improvements researchers use:
+a cosine schedule and respaced sampling (Nichol & Dhariwal 2021), DDIM (Song et al. 2021), x_0 and v
+targets (Salimans & Ho 2022), and classifier-free guidance (Ho & Salimans 2022). The maths is in
+genmodels/diffusion.py; this module is the family contract around it.
+
+Training (objective 'simple', Ho Eq. 14): t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x_0, t, eps),
+loss = mean over pixels of (target - net(x_t, t))^2 with target eps, x_0 or v (model.prediction).
+Objective 'vlb' instead minimises T times the bound's term at t (plus the prior term), the full
+variational bound in nats per dimension, with the fixed variance of sampler.variance.
+
+Conditional models (model.conditional) see the label through a class embedding; during training the
+label is replaced by "no label" with probability loss.label_dropout, so one network gives both the
+conditional and the unconditional prediction. Sampling combines them in eps space:
+
+    eps = eps_uncond + s (eps_cond - eps_uncond),   s = sampler.guidance_scale
+
+s = 0 is the unconditional model, s = 1 the conditional one, s > 1 guided (Ho & Salimans Eq. 6 with
+w = s - 1). The sampler settings (sampler.*) may change on an existing workdir:
+`python eval.py --workdir W --set sampler.guidance_scale=3`.
+
+Images must not be dequantised: the bound's decoder at t = 0 is discretised to the data's levels
+(Ho Eq. 13), so `nll_bits_per_dim` is the NLL of the discrete data, like the VAE's and the classical
+rows'. On continuous toy data the decoder is a Gaussian density, and eval.json's `kl_estimate_nats` is
+the bound minus the true NLL: an upper bound on KL(p || q) up to Monte Carlo error.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genmodels import config as config_lib, data as data_lib, diffusion, noise, train_state, unet
+from genmodels import viz
+from genmodels.config import ConfigError
+from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
+
+PyTree = Any
+Batch = dict[str, jax.Array]
+
+CONFIG_SCHEMA = {
+    'model': {
+        'architecture': str,            # 'unet' (images) or 'mlp' (toy points)
+        'channels': int,                # U-Net base width
+        'channel_mults': tuple,         # U-Net width multiplier per resolution level
+        'num_res_blocks': int,
+        'attention_resolutions': tuple,  # level heights with self-attention, e.g. (7,)
+        'num_heads': int,
+        'dropout': float,
+        'hidden': tuple,                # MLP denoiser widths
+        'embed_dim': int,               # MLP denoiser's time (and class) embedding width
+        'conditional': bool,            # class embedding + label dropout (classifier-free guidance)
+        'schedule': str,                # 'linear' or 'cosine'
+        'num_timesteps': int,           # T
+        'beta_start': float,            # linear schedule only
+        'beta_end': float,
+        'prediction': str,              # 'eps', 'x0' or 'v'
+    },
+    'loss': {
+        'label_dropout': float,         # P(label -> "no label") in training, conditional models
+    },
+    'sampler': {
+        'name': str,                    # 'ancestral' or 'ddim': what `sample` (FID, figures) uses
+        'num_steps': int,               # S kept timesteps (T: the full chain)
+        'eta': float,                   # DDIM's noise (0: deterministic; 1: ancestral's)
+        'variance': str,                # 'fixed_small' or 'fixed_large' (ancestral and the bound)
+        'guidance_scale': float,        # classifier-free guidance s (conditional models)
+        'clip_denoised': bool,          # clip x0_hat to the data range at every step (images)
+    },
+    'eval': {                           # added to the shared eval section
+        'samplers': tuple,              # e.g. ('ancestral1000', 'ddim50'): FID of each, with timing
+        'nll_timesteps': int,           # bound terms evaluated: 0 = all T (exact sum); K < T: an
+                                        # unbiased stratified estimate from K of them
+    },
+}
+RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
+    'eval.samplers', 'eval.nll_timesteps')
+SAMPLER_SPEC = re.compile(r'^(ancestral|ddim)(\d+)$')
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    m, s = config.model, config.sampler
+    toy = data_lib.is_toy(config.data.name)
+    if m.architecture not in ('unet', 'mlp'):
+        raise ConfigError(f"model.architecture must be 'unet' or 'mlp', got {m.architecture!r}.")
+    if toy and m.architecture != 'mlp':
+        raise ConfigError("toy data are points, not images: use model.architecture='mlp'.")
+    if m.schedule not in diffusion.SCHEDULES:
+        raise ConfigError(f'model.schedule must be one of {tuple(diffusion.SCHEDULES)}, got '
+                          f'{m.schedule!r}.')
+    if m.prediction not in diffusion.PREDICTIONS:
+        raise ConfigError(f'model.prediction must be one of {diffusion.PREDICTIONS}, got '
+                          f'{m.prediction!r}.')
+    if m.num_timesteps < 2:
+        raise ConfigError(f'model.num_timesteps must be at least 2, got {m.num_timesteps}.')
+    if m.schedule == 'linear' and not 0 < m.beta_start <= m.beta_end < 1:
+        raise ConfigError('the linear schedule needs 0 < model.beta_start <= model.beta_end < 1.')
+    if not 0.0 <= config.loss.label_dropout < 1.0:
+        raise ConfigError(f'loss.label_dropout must be in [0, 1), got {config.loss.label_dropout}.')
+    if s.name not in ('ancestral', 'ddim'):
+        raise ConfigError(f"sampler.name must be 'ancestral' or 'ddim', got {s.name!r}.")
+    if s.variance not in diffusion.VARIANCES:
+        raise ConfigError(f'sampler.variance must be one of {diffusion.VARIANCES}, got '
+                          f'{s.variance!r}.')
+    if not 1 <= s.num_steps <= m.num_timesteps:
+        raise ConfigError(f'sampler.num_steps must be in [1, model.num_timesteps = '
+                          f'{m.num_timesteps}], got {s.num_steps}.')
+    if s.eta < 0 or s.guidance_scale < 0:
+        raise ConfigError('sampler.eta and sampler.guidance_scale must be >= 0.')
+    if s.guidance_scale != 1.0 and not m.conditional:
+        raise ConfigError('sampler.guidance_scale other than 1 needs a conditional model '
+                          '(model.conditional=True).')
+    if s.clip_denoised and toy:
+        raise ConfigError('toy data are unbounded: set sampler.clip_denoised=False.')
+    for spec in config.eval.samplers:
+        parsed = SAMPLER_SPEC.match(str(spec))
+        if not parsed or not 1 <= int(parsed.group(2)) <= m.num_timesteps:
+            raise ConfigError(f'eval.samplers entry {spec!r} must be ancestral<S> or ddim<S> with '
+                              f'1 <= S <= {m.num_timesteps}, e.g. ddim50.')
+    if not 0 <= config.eval.nll_timesteps <= m.num_timesteps:
+        raise ConfigError(f'eval.nll_timesteps must be in [0, {m.num_timesteps}] (0: all), got '
+                          f'{config.eval.nll_timesteps}.')
+    if not toy:
+        if config.data.dequantize or config.data.binarize:
+            raise ConfigError('DDPM models the discrete pixel levels (discretised decoder, Ho et '
+                              'al. Eq. 13): set data.dequantize=False and data.binarize=False.')
+        if config.data.scale != '-11':
+            raise ConfigError("DDPM's prior N(0, I) matches data in [-1, 1]: set "
+                              "data.scale='-11'.")
+
+
+# ------------------------------------------------------------------------------------------------
+# The network and its predictions
+
+def _num_classes(config) -> int:
+    return data_lib.dataset_info(config.data).num_classes if config.model.conditional else 0
+
+
+def network(config, num_classes: int):
+    m = config.model
+    if m.architecture == 'mlp':
+        return unet.MLPDenoiser(tuple(m.hidden), m.embed_dim, num_classes)
+    return unet.UNet(m.channels, tuple(m.channel_mults), m.num_res_blocks,
+                     tuple(m.attention_resolutions), m.dropout, num_classes,
+                     num_heads=m.num_heads)
+
+
+def schedule(config) -> diffusion.Schedule:
+    m = config.model
+    return diffusion.make_schedule(m.schedule, m.num_timesteps, m.beta_start, m.beta_end)
+
+
+def _alphas_cumprod(config) -> jax.Array:
+    return jnp.asarray(schedule(config).alphas_cumprod, jnp.float32)
+
+
+def make_denoiser(config, params, labels: jax.Array | None,
+                  guidance_scale: float | None = None) -> Callable:
+    """denoise(x_t, t [B]) -> (eps_hat, x0_hat), with classifier-free guidance at
+    `guidance_scale` (default sampler.guidance_scale) and x0_hat clipped to the data range when
+    sampler.clip_denoised. `labels` [B]: a conditional model's labels (None: no label)."""
+    net = network(config, _num_classes(config))
+    ab = _alphas_cumprod(config)
+    scale = config.sampler.guidance_scale if guidance_scale is None else guidance_scale
+    pred = config.model.prediction
+
+    def eps_of(x, t, y):
+        return diffusion.predict(pred, net.apply({'params': params}, x, t, y), x, ab[t])[0]
+
+    def denoise(x, t):
+        if not config.model.conditional or labels is None or scale == 0.0:
+            eps = eps_of(x, t, None)
+        elif scale == 1.0:
+            eps = eps_of(x, t, labels)
+        else:  # one pass over [conditional; unconditional]
+            none = jnp.full_like(labels, _num_classes(config))
+            both = eps_of(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+                          jnp.concatenate([labels, none]))
+            cond, uncond = jnp.split(both, 2)
+            eps = uncond + scale * (cond - uncond)
+        _, x0 = diffusion.predict('eps', eps, x, ab[t])
+        if config.sampler.clip_denoised:
+            x0 = jnp.clip(x0, *data_lib.value_range(config.data))
+            eps = diffusion.eps_from_x0(x, x0, ab[t])
+        return eps, x0
+
+    return denoise
+
+
+# ------------------------------------------------------------------------------------------------
+# Objectives: (config, params, batch, rng, dropout_rng) -> (loss [B], metrics of the batch [B])
+
+def _noised(config, batch: Batch, rng: jax.Array):
+    """(t [B], eps, x_t, labels or None): each example's draw keyed by its index."""
+    x0, index = batch['image'], batch['index']
+    k_t, k_eps, k_drop = jax.random.split(rng, 3)
+    t = noise.randint(k_t, index, 0, config.model.num_timesteps)
+    eps = noise.normal(k_eps, index, x0.shape[1:])
+    x_t = diffusion.q_sample(x0, _alphas_cumprod(config)[t], eps)
+    labels = None
+    if config.model.conditional:
+        drop = noise.uniform(k_drop, index, ()) < config.loss.label_dropout
+        labels = jnp.where(drop, _num_classes(config), batch['label'])
+    return t, eps, x_t, labels
+
+
+def _apply(config, params, x_t, t, labels, dropout_rng):
+    net = network(config, _num_classes(config))
+    return net.apply({'params': params}, x_t, t, labels, train=True,
+                     rngs={'dropout': dropout_rng})
+
+
+def simple_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
+    """L_simple (Ho Eq. 14) for the configured target: mean over pixels of the squared error."""
+    t, eps, x_t, labels = _noised(config, batch, rng)
+    out = _apply(config, params, x_t, t, labels, dropout_rng)
+    goal = diffusion.target(config.model.prediction, batch['image'], eps,
+                            _alphas_cumprod(config)[t])
+    loss = jnp.mean((out - goal) ** 2, axis=tuple(range(1, out.ndim)))
+    return loss, t
+
+
+def vlb_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
+    """T times the bound's term at a uniform t, plus the prior term: an unbiased estimate of the
+    whole variational bound, in nats per dimension."""
+    t, eps, x_t, labels = _noised(config, batch, rng)
+    out = _apply(config, params, x_t, t, labels, dropout_rng)
+    x0 = batch['image']
+    ab = _alphas_cumprod(config)
+    _, x0_hat = diffusion.predict(config.model.prediction, out, x_t, ab[t])
+    chain = _full_chain(config)
+    step = jax.tree.map(lambda a: jnp.asarray(a)[t], chain)
+    term = diffusion.vlb_term(x0, x_t, x0_hat, step, float(chain.var_small[1]),
+                              variance=config.sampler.variance, decoder=_decoder(config))
+    dims = int(np.prod(x0.shape[1:]))
+    prior = diffusion.prior_kl(x0, float(schedule(config).alphas_cumprod[-1]))
+    return (config.model.num_timesteps * term + prior) / dims, t
+
+
+OBJECTIVES: dict[str, Callable] = {
+    'simple': simple_objective,
+    'vlb': vlb_objective,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# The family contract
+
+def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
+    x = jnp.asarray(example_batch['image'][:1])
+    net = network(config, _num_classes(config))
+    labels = jnp.zeros((1,), jnp.int32) if config.model.conditional else None
+    params = net.init(rng, x, jnp.zeros((1,), jnp.int32), labels)['params']
+    return train_state.create(config, params)
+
+
+def train_step(config, state, batch: Batch, rng: jax.Array):
+    objective = config_lib.objective(OBJECTIVES, config.objective)
+    k_obj, k_drop = jax.random.split(rng)
+
+    def loss_fn(params):
+        loss, t = objective(config, params, batch, k_obj, k_drop)
+        return jnp.mean(loss), (loss, t)
+
+    (loss, (per_example, t)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    new_state, grad_norm = train_state.apply_gradients(config, state, grads)
+    metrics = {'loss': loss, 'grad_norm': grad_norm}
+    # The loss by quarter of the timesteps (q0: the least noise), as Nichol & Dhariwal log it.
+    quarter = (4 * t) // config.model.num_timesteps
+    for q in range(4):
+        mask = quarter == q
+        metrics[f'loss_q{q}'] = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
+    return new_state, metrics
+
+
+def _full_chain(config) -> diffusion.Steps:
+    return diffusion.steps(schedule(config), np.arange(config.model.num_timesteps))
+
+
+def _decoder(config) -> Callable:
+    """decoder(x0, mean, var) -> elementwise log p(x0 | x_1): discretised to the data's levels for
+    images, a density for continuous toy data."""
+    if data_lib.is_toy(config.data.name):
+        return diffusion.gaussian_log_density
+    low, high = data_lib.value_range(config.data)
+    half_bin = (high - low) / (2 * data_lib.dataset_info(config.data).max_value)
+    return lambda x, mean, var: diffusion.discretized_gaussian_log_likelihood(
+        x, mean, var, half_bin, low, high)
+
+
+def log_likelihood(config, params, batch: Batch, rng: jax.Array,
+                   num_timesteps: int | None = None) -> jax.Array:
+    """The variational bound on log p(x) per example [B], nats: all T terms (num_timesteps 0, the
+    default eval.nll_timesteps), or an unbiased stratified estimate from K of them (one uniform t
+    in each of K equal strata, weighted by the stratum's size). Each term draws its own x_t. A
+    conditional model is evaluated without labels (its unconditional half, trained by label
+    dropout), so its bound is on log p(x) and compares with every other model's."""
+    k = config.eval.nll_timesteps if num_timesteps is None else num_timesteps
+    big_t = config.model.num_timesteps
+    x0, index = batch['image'], batch['index']
+    chain = _full_chain(config)
+    table = jax.tree.map(jnp.asarray, chain)
+    net = network(config, _num_classes(config))
+    ab = _alphas_cumprod(config)
+    decoder = _decoder(config)
+    decoder_var = float(chain.var_small[1])
+    if k == 0 or k == big_t:
+        bounds, weights = np.arange(big_t + 1), np.ones(big_t)
+    else:
+        bounds = np.round(np.linspace(0, big_t, k + 1)).astype(np.int64)
+        weights = np.diff(bounds).astype(np.float64)
+
+    def body(total, i):
+        key = jax.random.fold_in(rng, i)
+        k_t, k_eps = jax.random.split(key)
+        lo, hi = jnp.asarray(bounds)[i], jnp.asarray(bounds)[i + 1]
+        t = jnp.full(x0.shape[:1], lo, jnp.int32)
+        if k not in (0, big_t):  # uniform in the stratum [lo, hi)
+            offset = jnp.floor(noise.uniform(k_t, index, ()) * (hi - lo)).astype(jnp.int32)
+            t = t + jnp.minimum(offset, hi - lo - 1)
+        eps = noise.normal(k_eps, index, x0.shape[1:])
+        x_t = diffusion.q_sample(x0, ab[t], eps)
+        out = net.apply({'params': params}, x_t, t, None)
+        _, x0_hat = diffusion.predict(config.model.prediction, out, x_t, ab[t])
+        step = jax.tree.map(lambda a: a[t], table)
+        term = diffusion.vlb_term(x0, x_t, x0_hat, step, decoder_var,
+                                  variance=config.sampler.variance, decoder=decoder)
+        return total + jnp.asarray(weights, jnp.float32)[i] * term, None
+
+    total, _ = jax.lax.scan(body, jnp.zeros(x0.shape[:1]), jnp.arange(len(weights)))
+    return -(total + diffusion.prior_kl(x0, float(schedule(config).alphas_cumprod[-1])))
+
+
+def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: str | None = None,
+           num_steps: int | None = None, guidance_scale: float | None = None, keep: int = 0):
+    """x_0 [num, H, W, C] by the reverse chain (default: the config's sampler), in the data's value
+    range; a conditional model draws class-balanced labels (i mod K) when `labels` is None. With
+    keep > 0 returns (x_0, the chain at `keep` points [keep, num, ...], x_T first)."""
+    s = config.sampler
+    kind = s.name if sampler is None else sampler
+    steps = s.num_steps if num_steps is None else num_steps
+    shape = data_lib.dataset_info(config.data).shape
+    if config.model.conditional and labels is None:
+        labels = jnp.arange(num) % _num_classes(config)
+    k_x, k_chain = jax.random.split(rng)
+    x_T = jax.random.normal(k_x, (num,) + tuple(shape))
+    chain = diffusion.steps(schedule(config), diffusion.respaced(config.model.num_timesteps, steps))
+    x0, trace = diffusion.run_chain(kind, make_denoiser(config, params, labels, guidance_scale),
+                                    x_T, chain, k_chain, variance=s.variance, eta=s.eta, keep=keep)
+    if config.sampler.clip_denoised:
+        x0 = jnp.clip(x0, *data_lib.value_range(config.data))
+    return (x0, trace) if keep else x0
+
+
+def parse_sampler(spec: str) -> tuple[str, int]:
+    """'ddim50' -> ('ddim', 50)."""
+    kind, steps = SAMPLER_SPEC.match(spec).groups()
+    return kind, int(steps)
+
+
+def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
+    """For each eval.samplers entry: the sample metrics of eval.num_samples images, suffixed with the
+    sampler's name (fid_mnist_classifier_ddim50, ...), and sample_seconds_per_image_<name>."""
+    out = {}
+    b = config.eval.batch_size
+    for i, spec in enumerate(config.eval.samplers):
+        kind, steps = parse_sampler(spec)
+        fn = jax.jit(lambda key, kind=kind, steps=steps: sample(config, params, key, b,
+                                                                sampler=kind, num_steps=steps))
+        jax.block_until_ready(fn(rng))  # compile outside the timing
+        seconds = []
+
+        def timed(key):
+            start = time.perf_counter()
+            images = jax.block_until_ready(fn(key))
+            seconds.append(time.perf_counter() - start)
+            return images
+
+        result = sample_quality.evaluate_samples(config, timed, jax.random.fold_in(rng, i),
+                                                 cache_dir=None)
+        if 'sample_metrics_note' in result:
+            return result
+        for key in ('feature_extractor', 'feature_extractor_sha256', 'num_samples',
+                    'fid_data_floor', 'fid_data_floor_num_images'):
+            result.pop(key)
+        out |= {f'{k}_{spec}': v for k, v in result.items()}
+        out[f'sample_seconds_per_image_{spec}'] = float(np.sum(seconds) / (len(seconds) * b))
+    return out
+
+
+def _toy_modes(config, params, rng: jax.Array) -> dict[str, float]:
+    toy = data_lib.toy_distribution(config.data.name)
+    if toy.modes is None:
+        return {}
+    points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
+    return modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
+
+
+def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
+    """The test NLL bound (nll_nats, nll_bits_per_dim: all T terms unless eval.nll_timesteps);
+    toys: mode coverage; a conditional model on MNIST digits: label_accuracy of its samples at
+    the sampler's guidance scale; each eval.samplers entry: its sample metrics and time."""
+    k_nll, k_modes, k_labels, k_samplers = jax.random.split(rng, 4)
+    fn = jax.jit(lambda p, b: log_likelihood(config, p, b, k_nll))
+    ll = data_lib.map_batches(lambda b: {'ll': fn(params, b)}, data, config.eval.batch_size)['ll']
+    dims = int(np.prod(data['image'].shape[1:]))
+    if data_lib.is_toy(config.data.name):
+        prep = data_lib.preprocessing(config.data)
+    else:
+        low, high = data_lib.value_range(config.data)
+        levels = data_lib.dataset_info(config.data).max_value + 1
+        prep = data_lib.Preprocessing('discrete', num_levels=levels, low=low, high=high)
+    out = {**units.likelihood_record(-float(np.mean(ll)), dims, prep),
+           'nll_timesteps': config.eval.nll_timesteps or config.model.num_timesteps}
+    if data_lib.is_toy(config.data.name):
+        return out | _toy_modes(config, params, k_modes)
+    if config.model.conditional and config.data.name in sample_quality.MNIST_DATASETS:
+        out['label_accuracy'] = _label_accuracy(config, params, k_labels)
+    return out | _sampler_metrics(config, params, k_samplers)
+
+
+LABEL_SAMPLES = 1000  # generated digits read by the MNIST classifier for label_accuracy
+
+
+def _label_accuracy(config, params, rng: jax.Array, guidance_scale: float | None = None
+                    ) -> float:
+    classify = sample_quality.mnist_extractor().fn
+    b = config.eval.batch_size
+    k = _num_classes(config)
+
+    @jax.jit
+    def chunk(key, asked):
+        images = sample(config, params, key, b, labels=asked, guidance_scale=guidance_scale)
+        return jnp.argmax(classify(sample_quality.to_unit(config, images))[1], -1)
+
+    asked = np.arange(-(-LABEL_SAMPLES // b) * b) % k
+    read = [np.asarray(chunk(jax.random.fold_in(rng, i), jnp.asarray(asked[i * b:(i + 1) * b])))
+            for i in range(len(asked) // b)]
+    return labels_lib.label_accuracy(np.concatenate(read), asked)
+
+
+STRIP_POINTS = 10  # columns of the denoising strip: x_T, ..., x_0
+
+
+def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
+    """Samples (2D toys: over the true log-density); the denoising strip, one row per sample from
+    x_T (left) to x_0 (right) at evenly spaced steps of the sampler; a conditional model's rows of
+    one class each (same x_T down each column)."""
+    if data_lib.is_toy(config.data.name):
+        toy = data_lib.toy_distribution(config.data.name)
+        points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
+        truth = data['image'].reshape(len(data['image']), -1)
+        if toy.dim != 2:
+            return []
+        return [viz.save_log_density_2d(
+            truth, {f'DDPM samples ({config.sampler.name}, {config.sampler.num_steps} steps) over '
+                    'the true log-density': lambda x: np.asarray(toy.log_prob(x))},
+            f'{out_dir}/samples.png', samples=points)]
+    lo, hi = data_lib.value_range(config.data)
+    s = config.sampler
+    title = f'DDPM samples ({s.name}, {s.num_steps} steps)'
+    paths = [viz.save_grid(np.asarray(sample(config, params, rng, 64)), f'{out_dir}/samples.png',
+                           title, lo, hi)]
+    x0, trace = sample(config, params, jax.random.fold_in(rng, 1), 8, keep=STRIP_POINTS - 1)
+    strip = np.concatenate([np.asarray(trace), np.asarray(x0)[None]])   # [points, 8, H, W, C]
+    rows = [np.clip(strip[:, i], lo, hi) for i in range(strip.shape[1])]
+    paths.append(viz.save_rows(rows, f'{out_dir}/denoising.png',
+                               ['x_T -> x_0'] * len(rows), lo, hi))
+    if config.model.conditional:
+        k, cols = _num_classes(config), 10
+        key = jax.random.fold_in(rng, 2)
+        rows = [np.asarray(sample(config, params, key, cols, labels=jnp.full(cols, c)))
+                for c in range(k)]
+        paths.append(viz.save_rows(rows, f'{out_dir}/classes.png',
+                                   [f'label {c}, guidance {s.guidance_scale:g}' for c in range(k)],
+                                   lo, hi))
+    return paths
