@@ -28,8 +28,7 @@ The variational bound (Ho Eq. 5), in nats per example, summed over dimensions:
                    + sum_{t >= 1} KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))   one term per t
                    - log p(x_0 | x_t=0)                                         decoder
 
-with the decoder a Gaussian of variance var_small at t = 1 (the first nonzero posterior variance,
-as Nichol & Dhariwal clip it) over the data: discretised to the data's levels for images (Ho Eq. 13:
+with the decoder a Gaussian (variance: `decoder_variance`) over the data: discretised to the data's levels for images (Ho Eq. 13:
 the mass of the level's bin, the end bins stretched to infinity), or the density for continuous data.
 """
 
@@ -42,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
+
+from genmodels import noise
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -251,6 +252,13 @@ def gaussian_log_density(x, mean, var) -> jax.Array:
     return -0.5 * (LOG_2PI + jnp.log(var) + (x - mean) ** 2 / var)
 
 
+def decoder_variance(chain: Steps, variance: str) -> float:
+    """The decoder's variance at t = 0: beta_0 for 'fixed_large' (Ho et al.'s code), and for
+    'fixed_small', whose posterior variance is 0 there, the one at t = 1 (Ho et al. and Nichol &
+    Dhariwal clip it so). The chain is the full one (`steps(sched, arange(T))`)."""
+    return float(chain.var_large[0] if variance == 'fixed_large' else chain.var_small[1])
+
+
 def prior_kl(x0: jax.Array, ab_last: float) -> jax.Array:
     """KL(q(x_{T-1} | x_0) || N(0, I)) summed over dimensions [B]."""
     axes = tuple(range(1, x0.ndim))
@@ -275,3 +283,38 @@ def vlb_term(x0: jax.Array, x_t: jax.Array, x0_hat: jax.Array, step: Steps, deco
     kl = jnp.sum(normal_kl(q_mean, safe_q, p_mean, safe_p), axes)
     nll = -jnp.sum(decoder(x0, x0_hat, jnp.full_like(x0_hat, decoder_var)), axes)
     return jnp.where(first[(...,) + (0,) * (nd - 1)], nll, kl)
+
+
+def variational_bound(sched: Schedule, predict_x0: Callable, x0: jax.Array, index: jax.Array,
+                      rng: jax.Array, *, decoder: Callable, variance: str, num_terms: int = 0
+                      ) -> jax.Array:
+    """The bound on -log p(x_0) per example [B], nats: the prior term plus all T terms
+    (num_terms 0 or T; each term draws its own x_t ~ q(x_t | x_0)), or an unbiased stratified
+    estimate from num_terms = K of them (one uniform t in each of K near-equal strata, weighted by
+    the stratum's size). predict_x0(x_t, t [B]) -> x0_hat is the model; decoder(x0, mean, var)
+    -> elementwise log p(x_0 | x_t=0). Noise is keyed per example by `index`, one lax.scan over
+    the terms."""
+    big_t = sched.num_timesteps
+    chain = steps(sched, np.arange(big_t))
+    table = jax.tree.map(jnp.asarray, chain)
+    ab = jnp.asarray(sched.alphas_cumprod, jnp.float32)
+    exact = num_terms in (0, big_t)
+    bounds = np.arange(big_t + 1) if exact else np.round(
+        np.linspace(0, big_t, num_terms + 1)).astype(np.int64)
+    weights = jnp.asarray(np.diff(bounds), jnp.float32)
+    lows, sizes = jnp.asarray(bounds[:-1]), jnp.asarray(np.diff(bounds))
+
+    def body(total, i):
+        k_t, k_eps = jax.random.split(jax.random.fold_in(rng, i))
+        t = jnp.full(x0.shape[:1], lows[i], jnp.int32)
+        if not exact:  # uniform in the stratum [lo, lo + size)
+            offset = jnp.floor(noise.uniform(k_t, index, ()) * sizes[i]).astype(jnp.int32)
+            t = t + jnp.minimum(offset, sizes[i] - 1)
+        x_t = q_sample(x0, ab[t], noise.normal(k_eps, index, x0.shape[1:]))
+        step = jax.tree.map(lambda a: a[t], table)
+        term = vlb_term(x0, x_t, predict_x0(x_t, t), step, decoder_variance(chain, variance),
+                        variance=variance, decoder=decoder)
+        return total + weights[i] * term, None
+
+    total, _ = jax.lax.scan(body, jnp.zeros(x0.shape[:1]), jnp.arange(len(bounds) - 1))
+    return total + prior_kl(x0, float(sched.alphas_cumprod[-1]))

@@ -235,7 +235,8 @@ def vlb_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax
     _, x0_hat = diffusion.predict(config.model.prediction, out, x_t, ab[t])
     chain = _full_chain(config)
     step = jax.tree.map(lambda a: jnp.asarray(a)[t], chain)
-    term = diffusion.vlb_term(x0, x_t, x0_hat, step, float(chain.var_small[1]),
+    term = diffusion.vlb_term(x0, x_t, x0_hat, step,
+                              diffusion.decoder_variance(chain, config.sampler.variance),
                               variance=config.sampler.variance, decoder=_decoder(config))
     dims = int(np.prod(x0.shape[1:]))
     prior = diffusion.prior_kl(x0, float(schedule(config).alphas_cumprod[-1]))
@@ -295,45 +296,22 @@ def _decoder(config) -> Callable:
 
 def log_likelihood(config, params, batch: Batch, rng: jax.Array,
                    num_timesteps: int | None = None) -> jax.Array:
-    """The variational bound on log p(x) per example [B], nats: all T terms (num_timesteps 0, the
-    default eval.nll_timesteps), or an unbiased stratified estimate from K of them (one uniform t
-    in each of K equal strata, weighted by the stratum's size). Each term draws its own x_t. A
-    conditional model is evaluated without labels (its unconditional half, trained by label
-    dropout), so its bound is on log p(x) and compares with every other model's."""
+    """The variational bound on log p(x) per example [B], nats (`diffusion.variational_bound`):
+    all T terms, or an unbiased stratified estimate from `num_timesteps` (default
+    eval.nll_timesteps; 0: all) of them. A conditional model is evaluated without labels (its
+    unconditional half, trained by label dropout), so its bound is on log p(x) and compares with
+    every other model's."""
     k = config.eval.nll_timesteps if num_timesteps is None else num_timesteps
-    big_t = config.model.num_timesteps
-    x0, index = batch['image'], batch['index']
-    chain = _full_chain(config)
-    table = jax.tree.map(jnp.asarray, chain)
     net = network(config, _num_classes(config))
     ab = _alphas_cumprod(config)
-    decoder = _decoder(config)
-    decoder_var = float(chain.var_small[1])
-    if k == 0 or k == big_t:
-        bounds, weights = np.arange(big_t + 1), np.ones(big_t)
-    else:
-        bounds = np.round(np.linspace(0, big_t, k + 1)).astype(np.int64)
-        weights = np.diff(bounds).astype(np.float64)
 
-    def body(total, i):
-        key = jax.random.fold_in(rng, i)
-        k_t, k_eps = jax.random.split(key)
-        lo, hi = jnp.asarray(bounds)[i], jnp.asarray(bounds)[i + 1]
-        t = jnp.full(x0.shape[:1], lo, jnp.int32)
-        if k not in (0, big_t):  # uniform in the stratum [lo, hi)
-            offset = jnp.floor(noise.uniform(k_t, index, ()) * (hi - lo)).astype(jnp.int32)
-            t = t + jnp.minimum(offset, hi - lo - 1)
-        eps = noise.normal(k_eps, index, x0.shape[1:])
-        x_t = diffusion.q_sample(x0, ab[t], eps)
+    def predict_x0(x_t, t):
         out = net.apply({'params': params}, x_t, t, None)
-        _, x0_hat = diffusion.predict(config.model.prediction, out, x_t, ab[t])
-        step = jax.tree.map(lambda a: a[t], table)
-        term = diffusion.vlb_term(x0, x_t, x0_hat, step, decoder_var,
-                                  variance=config.sampler.variance, decoder=decoder)
-        return total + jnp.asarray(weights, jnp.float32)[i] * term, None
+        return diffusion.predict(config.model.prediction, out, x_t, ab[t])[1]
 
-    total, _ = jax.lax.scan(body, jnp.zeros(x0.shape[:1]), jnp.arange(len(weights)))
-    return -(total + diffusion.prior_kl(x0, float(schedule(config).alphas_cumprod[-1])))
+    return -diffusion.variational_bound(schedule(config), predict_x0, batch['image'],
+                                        batch['index'], rng, decoder=_decoder(config),
+                                        variance=config.sampler.variance, num_terms=k)
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: str | None = None,
