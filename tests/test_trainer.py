@@ -135,7 +135,8 @@ def test_kill_and_resume_equals_uninterrupted_bit_for_bit(tmp_path, data_dir):
 # The multi-device tests train these families in each launched process: (module, config
 # function, logged metrics compared).
 MULTI_DEVICE_RUNS = {'vae': ('tests.test_trainer', 'tiny_vae', ('loss',)),
-                     'gan': ('tests.test_gan', 'tiny_gan', ('d_loss', 'g_loss'))}
+                     'gan': ('tests.test_gan', 'tiny_gan', ('d_loss', 'g_loss')),
+                     'ddpm': ('tests.test_ddpm', 'tiny_toy', ('loss', 'loss_q0'))}
 
 
 def _multi_device_script(data_dir: str) -> str:
