@@ -1,14 +1,16 @@
 """Evaluates a trained workdir, or compares several.
 
     python eval.py --workdir W [--num_samples N] [--inception_weights PATH]  ->  W/eval.json
+    python eval.py --workdir W --set sampler.guidance_scale=3 --set sampler.num_steps=100
     python eval.py --compare W1 W2 ... [--out DIR]  ->  DIR/comparison.md and DIR/comparison.png
 """
 
+import ast
 import sys
 
 from absl import app, flags, logging
 
-from genmodels import compare, evaluation, parallel
+from genmodels import compare, evaluation, families, parallel, trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A workdir written by train.py.')
@@ -22,6 +24,9 @@ flags.DEFINE_string('inception_weights', None, "Path of pytorch-fid's InceptionV
                     'than MNIST digits need it.')
 flags.DEFINE_string('stats_cache', None, 'Directory caching the real data\'s reference '
                     'statistics (default: <workdir>/reference_stats).')
+flags.DEFINE_multi_string('set', [], 'section.key=value: change a setting that does not change '
+                          'the trained model (a sampler\'s steps or guidance scale, eval.*); '
+                          'repeat for several.')
 flags.DEFINE_bool('compare', False, 'Compare the eval.json of the workdirs given as arguments.')
 flags.DEFINE_string('out', '.', 'Output directory of --compare.')
 
@@ -41,7 +46,10 @@ def main(argv):
     if FLAGS.workdir is None:
         raise app.UsageError('--workdir is required (or --compare W1 W2 ...).')
     parallel.maybe_initialize_distributed()
-    overrides = {}
+    try:
+        overrides = parse_settings(FLAGS.set, FLAGS.workdir)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f'error: {e}')
     if FLAGS.iwae_k:
         overrides['eval.iwae_k'] = FLAGS.iwae_k
     if FLAGS.num_samples is not None:
@@ -54,6 +62,36 @@ def main(argv):
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
                    for k, v in metrics.items()))
+
+
+def parse_settings(settings: list[str], workdir: str) -> dict:
+    """['sampler.guidance_scale=3', ...] -> {'sampler.guidance_scale': 3.0, ...}, each key one that
+    may change on a trained workdir (the trainer's and the family's resumable keys), each value
+    a Python literal of the saved value's type (a bare word is a string)."""
+    config = evaluation.load_config(workdir)
+    allowed = set(trainer.RESUMABLE_KEYS) | set(families.resumable_keys(families.get(
+        config.family)))
+    out = {}
+    for setting in settings:
+        key, sep, text = setting.partition('=')
+        if not sep or key not in allowed:
+            raise ValueError(f'--set {setting!r}: use --set section.key=value with a key of '
+                             f'{sorted(k for k in allowed if not k.startswith("train."))}.')
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        section, name = key.split('.')
+        old = config[section][name]
+        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(old, (tuple, list)) and isinstance(value, (str, list, tuple)):
+            value = type(old)([value] if isinstance(value, str) else value)
+        if old is not None and type(value) is not type(old):
+            raise ValueError(f'--set {setting!r}: {key} is a {type(old).__name__}, got '
+                             f'{type(value).__name__} {value!r}.')
+        out[key] = value
+    return out
 
 
 if __name__ == '__main__':

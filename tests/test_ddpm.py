@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ddpm_cifar10, ddpm_grid25, ddpm_mnist
-from genmodels import diffusion, families, trainer
+from genmodels import diffusion, evaluation, families, trainer
 from genmodels.families import ddpm
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
@@ -187,7 +187,7 @@ def test_guidance_scale_zero_is_the_unconditional_prediction(data_dir):
                                uncond + 2.5 * (cond - uncond), atol=1e-5)
 
 
-def test_toy_run_resumes_bit_for_bit_and_lowers_the_bound(tmp_path, data_dir):
+def test_toy_run_resumes_bit_for_bit_and_eval_settings_change(tmp_path, data_dir):
     config = tiny_toy(data_dir)
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     result = trainer.train_and_evaluate(config, straight)
@@ -203,6 +203,17 @@ def test_toy_run_resumes_bit_for_bit_and_lowers_the_bound(tmp_path, data_dir):
     assert {'loss', 'grad_norm', 'loss_q0', 'loss_q3'} <= set(logs[-1])
     assert {'modes_covered', 'high_quality_fraction', 'kl_estimate_nats'} <= set(result)
     assert result['nll_timesteps'] == 10 and np.isfinite(result['nll_nats'])
+    # eval.py --set changes a sampler or evaluation setting on the trained workdir, nothing else.
+    import eval as eval_py
+    overrides = eval_py.parse_settings(['sampler.name=ddim', 'sampler.num_steps=5',
+                                        'eval.nll_timesteps=5'], straight)
+    assert overrides == {'sampler.name': 'ddim', 'sampler.num_steps': 5, 'eval.nll_timesteps': 5}
+    again = evaluation.evaluate(straight, overrides=overrides)
+    assert again['nll_timesteps'] == 5 and again['nll_nats'] != result['nll_nats']
+    for bad, message in [('model.hidden=(4,)', 'use --set section.key=value'),
+                         ('sampler.eta=fast', 'sampler.eta is a float')]:
+        with pytest.raises(ValueError, match=message):
+            eval_py.parse_settings([bad], straight)
 
 
 def test_cifar10_recipe_runs_on_mock_data(tmp_path):
