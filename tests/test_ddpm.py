@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ddpm_cifar10, ddpm_grid25, ddpm_mnist
-from genmodels import diffusion, evaluation, families, trainer
+from genmodels import data, diffusion, evaluation, families, trainer
 from genmodels.families import ddpm
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
@@ -217,7 +217,12 @@ def test_toy_run_resumes_bit_for_bit_and_eval_settings_change(tmp_path, data_dir
 
 
 def test_cifar10_recipe_runs_on_mock_data(tmp_path):
+    """Ho et al.'s recipe through the trainer, made class-conditional with guidance so the
+    guided chain (conditional and unconditional halves in one pass) and classes.png run too."""
     config = ddpm_cifar10.get_config('smoke')
+    config.model.conditional = True
+    config.loss.label_dropout = 0.2
+    config.sampler.guidance_scale = 3.0
     config.model.channels = 8
     config.model.channel_mults = (1, 2)
     config.model.num_res_blocks = 1
@@ -236,9 +241,35 @@ def test_cifar10_recipe_runs_on_mock_data(tmp_path):
     assert result['data_num_levels'] == 256 and np.isfinite(result['nll_bits_per_dim'])
     # No Inception weights were given: the sample metrics are skipped with a note, not faked.
     assert 'sample_metrics_note' in result and 'fid_data_floor' not in result
-    for name in ('samples', 'denoising'):
+    for name in ('samples', 'denoising', 'classes'):
         assert os.path.getsize(os.path.join(workdir, 'figures', f'{name}.png')) > 1000
     assert json.load(open(os.path.join(workdir, 'eval.json')))['step'] == 2
+
+
+def test_conditional_mnist_evaluation_reads_the_labels(monkeypatch, data_dir):
+    config = ddpm_mnist.get_config('smoke')
+    config.data.data_dir = data_dir
+    config.model.conditional = True
+    config.model.channels = 4
+    config.model.channel_mults = (1,)
+    config.model.attention_resolutions = ()
+    config.sampler.num_steps = 2
+    config.eval.samplers = ()
+    config.eval.nll_timesteps = 2
+    config.eval.batch_size = 20
+    monkeypatch.setattr(ddpm, 'LABEL_SAMPLES', 40)
+    example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    params = ddpm.init(config, jax.random.key(0), example)['params']
+    test = {k: v[:20] for k, v in data.load_split(config.data, 'test', 20).items()}
+    result = ddpm.evaluate(config, params, test, jax.random.key(1))
+    assert sorted(result) == sorted(['nll_nats', 'nll_bits_per_dim', 'nll_timesteps',
+                                     'label_accuracy', 'data_binarized', 'data_dequantized',
+                                     'data_num_levels', 'data_scale_min', 'data_scale_max'])
+    assert 0.0 <= result['label_accuracy'] <= 1.0 and result['data_num_levels'] == 256
+    # An untrained network predicts eps = 0: the bound is large but finite, in bits per dimension
+    # of the 256-level data.
+    assert 1.0 < result['nll_bits_per_dim'] < 100.0
 
 
 def test_bad_ddpm_configs_are_one_line_errors():

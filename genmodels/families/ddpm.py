@@ -315,10 +315,12 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array,
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: str | None = None,
-           num_steps: int | None = None, guidance_scale: float | None = None, keep: int = 0):
-    """x_0 [num, H, W, C] by the reverse chain (default: the config's sampler), in the data's value
-    range; a conditional model draws class-balanced labels (i mod K) when `labels` is None. With
-    keep > 0 returns (x_0, the chain at `keep` points [keep, num, ...], x_T first)."""
+           num_steps: int | None = None, guidance_scale: float | None = None, keep: int = 0,
+           x_T: jax.Array | None = None):
+    """x_0 [num, H, W, C] by the reverse chain (default: the config's sampler) from x_T (default:
+    drawn from N(0, I)), in the data's value range; a conditional model draws class-balanced labels
+    (i mod K) when `labels` is None. With keep > 0 returns (x_0, the chain at `keep` points
+    [keep, num, ...], x_T first)."""
     s = config.sampler
     kind = s.name if sampler is None else sampler
     steps = s.num_steps if num_steps is None else num_steps
@@ -326,7 +328,8 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: st
     if config.model.conditional and labels is None:
         labels = jnp.arange(num) % _num_classes(config)
     k_x, k_chain = jax.random.split(rng)
-    x_T = jax.random.normal(k_x, (num,) + tuple(shape))
+    if x_T is None:
+        x_T = jax.random.normal(k_x, (num,) + tuple(shape))
     chain = diffusion.steps(schedule(config), diffusion.respaced(config.model.num_timesteps, steps))
     x0, trace = diffusion.run_chain(kind, make_denoiser(config, params, labels, guidance_scale),
                                     x_T, chain, k_chain, variance=s.variance, eta=s.eta, keep=keep)
@@ -451,9 +454,10 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
                                ['x_T -> x_0'] * len(rows), lo, hi))
     if config.model.conditional:
         k, cols = _num_classes(config), 10
-        key = jax.random.fold_in(rng, 2)
-        rows = [np.asarray(sample(config, params, key, cols, labels=jnp.full(cols, c)))
-                for c in range(k)]
+        x_T = jax.random.normal(jax.random.fold_in(rng, 2), (cols,) + x0.shape[1:])
+        grid = sample(config, params, jax.random.fold_in(rng, 3), k * cols,
+                      labels=jnp.repeat(jnp.arange(k), cols), x_T=jnp.tile(x_T, (k, 1, 1, 1)))
+        rows = list(np.asarray(grid).reshape((k, cols) + x0.shape[1:]))
         paths.append(viz.save_rows(rows, f'{out_dir}/classes.png',
                                    [f'label {c}, guidance {s.guidance_scale:g}' for c in range(k)],
                                    lo, hi))
