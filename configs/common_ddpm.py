@@ -15,7 +15,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'architecture': 'unet',     # 'unet' (images) or 'mlp' (toy points)
         'channels': 16,
         'channel_mults': (1, 2, 4),
-        'num_res_blocks': 2,
+        'num_res_blocks': 1,
         'attention_resolutions': (7,),
         'num_heads': 1,
         'dropout': 0.0,
