@@ -41,9 +41,11 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
     # run of a few thousand steps needs a larger rate, decayed.
     config.optimizer = common.optimizer(1e-3, schedule='cosine', warmup_steps=200,
                                         grad_clip_norm=1.0)
-    config.train = common.train(batch_size=128, num_steps=5000, log_every=100,
-                                checkpoint_every=1000, ema_rate=0.999)
-    config.train.figures_every = 1000
+    # 3,000 steps of batch 128 (85 passes over mnist_bundled's 4,500 training digits): about an
+    # hour on 2 CPU cores at 1.1 s per step.
+    config.train = common.train(batch_size=128, num_steps=3000, log_every=100,
+                                checkpoint_every=500, ema_rate=0.999)
+    config.train.figures_every = 500
     config.eval = common.evaluation(batch_size=250, num_samples=1000, use_ema=True)
     config.eval.samplers = ('ancestral1000', 'ddim50', 'ddim10')
     config.eval.nll_timesteps = 0   # all T terms of the bound
