@@ -10,7 +10,9 @@ import sys
 
 from absl import app, flags, logging
 
-from genmodels import compare, evaluation, families, parallel, trainer
+from genmodels import compare, evaluation, families, parallel, trainer, xla_cpu
+
+xla_cpu.configure()  # before the first JAX computation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A workdir written by train.py.')

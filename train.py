@@ -6,7 +6,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genmodels import parallel, trainer
+from genmodels import parallel, trainer, xla_cpu
+
+xla_cpu.configure()  # before the first JAX computation
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file in configs/.',

@@ -36,6 +36,9 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from genmodels import xla_cpu  # noqa: E402
+
+xla_cpu.configure()  # train.py's XLA:CPU settings, before JAX starts
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Shared with the DCGAN benchmark (which also exits if torch is missing): the JAX side (the

@@ -2,7 +2,9 @@
 
 import pytest
 
-from genmodels import bundled
+from genmodels import bundled, xla_cpu
+
+xla_cpu.configure()  # the XLA:CPU settings train.py runs with; subprocesses inherit them
 
 
 @pytest.fixture(scope='session')

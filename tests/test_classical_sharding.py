@@ -46,7 +46,8 @@ SCRIPT = textwrap.dedent('''
 
 def test_eight_devices_equal_one_device():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+    flags = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+    env = dict(os.environ, XLA_FLAGS=flags,
                JAX_PLATFORMS='cpu', PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH', ''))
     result = subprocess.run([sys.executable, '-c', SCRIPT], env=env, cwd=root, capture_output=True,
                             text=True, timeout=300)

@@ -18,6 +18,7 @@ from configs import ae_mnist, vae_mnist
 from genmodels import checkpoint, config as config_lib, families, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+XLA_FLAGS = os.environ.get('XLA_FLAGS', '')  # conftest's xla_cpu settings, kept in subprocesses
 
 
 def tiny_vae(data_dir: str | None, num_steps: int = 12):
@@ -164,7 +165,7 @@ def test_eight_devices_give_the_same_loss_curves_as_one(tmp_path, data_dir):
     curves = {}
     for n in (1, 8):
         workdir = str(tmp_path / f'dev{n}')
-        env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
+        env = dict(os.environ, XLA_FLAGS=f'{XLA_FLAGS} --xla_force_host_platform_device_count={n}',
                    JAX_PLATFORMS='cpu')
         out = subprocess.run([sys.executable, '-c', _multi_device_script(data_dir), workdir],
                              env=env, capture_output=True, text=True, timeout=600)
@@ -186,7 +187,8 @@ def test_batch_size_not_dividing_devices_is_a_clear_error(tmp_path, data_dir):
         config.train.batch_size = 12
         trainer.train_and_evaluate(config, sys.argv[1])
     """)
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+    env = dict(os.environ, XLA_FLAGS=f'{XLA_FLAGS} --xla_force_host_platform_device_count=8',
+               JAX_PLATFORMS='cpu')
     workdir = str(tmp_path / 'w')
     out = subprocess.run([sys.executable, '-c', script, workdir], env=env, capture_output=True,
                          text=True, timeout=300)
