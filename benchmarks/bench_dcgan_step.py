@@ -537,6 +537,34 @@ def profile(config, jax_side, host_batch, kernels, jax_ms, torch_ms, rounds, rep
 
 # ------------------------------------------------------------------------------------------------
 
+
+def alternate_rounds(jax_steps, torch_steps, args, why: str = '') -> tuple[list, list]:
+    """args.rounds rounds of args.steps JAX steps, then args.steps torch steps (so load from other
+    processes hits both sides), printing each round, the medians and the throughput ratio, and
+    the cores other processes keep busy before and after; -> (jax ms per step, torch ms per
+    step), one entry a round. `why` says why load biases the ratio."""
+    busy = busy_cores()
+    cores = os.cpu_count()
+    print(f'other processes kept {busy:.1f} of {cores} cores busy (1 s before timing)' + (
+        f': {why}the ratio below is biased toward JAX; time on an idle machine' if busy > 0.2
+        else ''))
+    jax_ms, torch_ms = [], []
+    for r in range(args.rounds):
+        jax_ms.append(1e3 * timed(lambda: jax_steps(args.steps)) / args.steps)
+        torch_ms.append(1e3 * timed(lambda: torch_steps(args.steps)) / args.steps)
+        print(f'round {r + 1}: jax {jax_ms[-1]:7.1f} ms/step, torch {torch_ms[-1]:7.1f} ms/step, '
+              f'ratio jax/torch {torch_ms[-1] / jax_ms[-1]:.3f}')
+    ratios = np.asarray(torch_ms) / np.asarray(jax_ms)  # throughput ratio = inverse time ratio
+    for name, ms in (('jax', jax_ms), ('torch', torch_ms)):
+        med = np.median(ms)
+        print(f'{name:5s} median {med:7.1f} ms/step, {args.batch_size * 1e3 / med:7.1f} images/s '
+              f'(min {min(ms):.1f}, max {max(ms):.1f} ms over {args.rounds} rounds of '
+              f'{args.steps} steps)')
+    print(f'throughput ratio jax/torch: median {np.median(ratios):.3f} (min {ratios.min():.3f}, '
+          f'max {ratios.max():.3f} over {args.rounds} rounds; > 1: JAX is faster)')
+    print(f'other processes kept {busy_cores():.1f} of {cores} cores busy (1 s after timing)')
+    return jax_ms, torch_ms
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--batch_size', type=int, default=128)
@@ -594,26 +622,9 @@ def main() -> None:
     torch_steps(WARMUP_STEPS + 1)
     print(f'jax first step (compilation) {compile_s:.1f} s; {WARMUP_STEPS} warm-up steps each')
 
-    busy = busy_cores()
-    cores = os.cpu_count()
-    print(f'other processes kept {busy:.1f} of {cores} cores busy (1 s before timing)' + (
-        ': eager torch\'s OpenMP threads lose much more\n  to that than XLA\'s thread pool, so '
-        'the ratio below is biased toward JAX; time on an idle machine' if busy > 0.2 else ''))
-    jax_ms, torch_ms = [], []
-    for r in range(args.rounds):
-        jax_ms.append(1e3 * timed(lambda: jax_side.steps(args.steps)) / args.steps)
-        torch_ms.append(1e3 * timed(lambda: torch_steps(args.steps)) / args.steps)
-        print(f'round {r + 1}: jax {jax_ms[-1]:7.1f} ms/step, torch {torch_ms[-1]:7.1f} ms/step, '
-              f'ratio jax/torch {torch_ms[-1] / jax_ms[-1]:.3f}')
-    ratios = np.asarray(torch_ms) / np.asarray(jax_ms)  # throughput ratio = inverse time ratio
-    for name, ms in (('jax', jax_ms), ('torch', torch_ms)):
-        med = np.median(ms)
-        print(f'{name:5s} median {med:7.1f} ms/step, {args.batch_size * 1e3 / med:7.1f} images/s '
-              f'(min {min(ms):.1f}, max {max(ms):.1f} ms over {args.rounds} rounds of '
-              f'{args.steps} steps)')
-    print(f'throughput ratio jax/torch: median {np.median(ratios):.3f} (min {ratios.min():.3f}, '
-          f'max {ratios.max():.3f} over {args.rounds} rounds; > 1: JAX is faster)')
-    print(f'other processes kept {busy_cores():.1f} of {cores} cores busy (1 s after timing)')
+    jax_ms, torch_ms = alternate_rounds(lambda n: jax_side.steps(n), torch_steps, args,
+                                        'eager torch\'s OpenMP threads lose much more\n  to that '
+                                        'than XLA\'s thread pool, so ')
     for name, metrics in (('jax', jax_side.metrics), ('torch', torch_gan.metrics)):
         print(f'last step\'s metrics, {name:5s}: ' + ', '.join(
             f'{k} {float(v):.3f}' for k, v in sorted(metrics.items())))

@@ -42,9 +42,9 @@ xla_cpu.configure()  # train.py's XLA:CPU settings, before JAX starts
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Shared with the DCGAN benchmark (which also exits if torch is missing): the JAX side (the
-# trainer's step, any family), the load probe, the timer and the HLO-op trace.
+# trainer's step, any family), the alternating timed rounds, the timer and the HLO-op trace.
 from bench_dcgan_step import (NUM_BATCHES, WARMUP_STEPS, JaxDCGAN as JaxStep,  # noqa: E402
-                              busy_cores, global_norm, timed, trace_step)
+                              alternate_rounds, global_norm, timed, trace_step)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -445,25 +445,7 @@ def main() -> None:
     torch_steps(WARMUP_STEPS + 1)
     print(f'jax first step (compilation) {compile_s:.1f} s; {WARMUP_STEPS} warm-up steps each')
 
-    busy = busy_cores()
-    cores = os.cpu_count()
-    print(f'other processes kept {busy:.1f} of {cores} cores busy (1 s before timing)' + (
-        ': the ratio below is biased toward JAX; time on an idle machine' if busy > 0.2 else ''))
-    jax_ms, torch_ms = [], []
-    for r in range(args.rounds):
-        jax_ms.append(1e3 * timed(lambda: jax_side.steps(args.steps)) / args.steps)
-        torch_ms.append(1e3 * timed(lambda: torch_steps(args.steps)) / args.steps)
-        print(f'round {r + 1}: jax {jax_ms[-1]:7.1f} ms/step, torch {torch_ms[-1]:7.1f} ms/step, '
-              f'ratio jax/torch {torch_ms[-1] / jax_ms[-1]:.3f}')
-    ratios = np.asarray(torch_ms) / np.asarray(jax_ms)  # throughput ratio = inverse time ratio
-    for name, ms in (('jax', jax_ms), ('torch', torch_ms)):
-        med = np.median(ms)
-        print(f'{name:5s} median {med:7.1f} ms/step, {args.batch_size * 1e3 / med:7.1f} images/s '
-              f'(min {min(ms):.1f}, max {max(ms):.1f} ms over {args.rounds} rounds of '
-              f'{args.steps} steps)')
-    print(f'throughput ratio jax/torch: median {np.median(ratios):.3f} (min {ratios.min():.3f}, '
-          f'max {ratios.max():.3f} over {args.rounds} rounds; > 1: JAX is faster)')
-    print(f'other processes kept {busy_cores():.1f} of {cores} cores busy (1 s after timing)')
+    jax_ms, torch_ms = alternate_rounds(lambda n: jax_side.steps(n), torch_steps, args)
     for name, metrics in (('jax', jax_side.metrics), ('torch', torch_side.metrics)):
         print(f'last step\'s metrics, {name:5s}: ' + ', '.join(
             f'{k} {float(v):.4f}' for k, v in sorted(metrics.items())))
