@@ -95,6 +95,14 @@ class ConfigError(ValueError):
     """A config key is unknown or missing, or a value has the wrong type."""
 
 
+def check_choice(config: ml_collections.ConfigDict, key: str, choices) -> None:
+    """Raises ConfigError unless config's `key` ('section.name') is one of `choices`."""
+    section, name = key.split('.')
+    value = config[section][name]
+    if value not in choices:
+        raise ConfigError(f'{key} must be one of {tuple(choices)}, got {value!r}.')
+
+
 def _type_name(t: Any) -> str:
     ts = t if isinstance(t, tuple) else (t,)
     return ' or '.join('None' if x is NoneType else x.__name__ for x in ts)
@@ -204,10 +212,9 @@ def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
 
 
 def _check_optimizer(opt: ml_collections.ConfigDict, section: str) -> None:
-    if opt.name not in OPTIMIZER_NAMES:
-        raise ConfigError(f'{section}.name must be one of {OPTIMIZER_NAMES}, got {opt.name!r}.')
-    if opt.schedule not in SCHEDULES:
-        raise ConfigError(f'{section}.schedule must be one of {SCHEDULES}, got {opt.schedule!r}.')
+    for key, choices in (('name', OPTIMIZER_NAMES), ('schedule', SCHEDULES)):
+        if opt[key] not in choices:
+            raise ConfigError(f'{section}.{key} must be one of {choices}, got {opt[key]!r}.')
     if opt.learning_rate <= 0:
         raise ConfigError(f'{section}.learning_rate must be positive, got {opt.learning_rate}.')
     if not (0.0 <= opt.b1 < 1.0 and 0.0 <= opt.b2 < 1.0):

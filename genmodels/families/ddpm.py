@@ -90,12 +90,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"model.architecture must be 'unet' or 'mlp', got {m.architecture!r}.")
     if toy and m.architecture != 'mlp':
         raise ConfigError("toy data are points, not images: use model.architecture='mlp'.")
-    if m.schedule not in diffusion.SCHEDULES:
-        raise ConfigError(f'model.schedule must be one of {tuple(diffusion.SCHEDULES)}, got '
-                          f'{m.schedule!r}.')
-    if m.prediction not in diffusion.PREDICTIONS:
-        raise ConfigError(f'model.prediction must be one of {diffusion.PREDICTIONS}, got '
-                          f'{m.prediction!r}.')
+    config_lib.check_choice(config, 'model.schedule', diffusion.SCHEDULES)
+    config_lib.check_choice(config, 'model.prediction', diffusion.PREDICTIONS)
     if m.num_timesteps < 2:
         raise ConfigError(f'model.num_timesteps must be at least 2, got {m.num_timesteps}.')
     if m.schedule == 'linear' and not 0 < m.beta_start <= m.beta_end < 1:
@@ -104,9 +100,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f'loss.label_dropout must be in [0, 1), got {config.loss.label_dropout}.')
     if s.name not in ('ancestral', 'ddim'):
         raise ConfigError(f"sampler.name must be 'ancestral' or 'ddim', got {s.name!r}.")
-    if s.variance not in diffusion.VARIANCES:
-        raise ConfigError(f'sampler.variance must be one of {diffusion.VARIANCES}, got '
-                          f'{s.variance!r}.')
+    config_lib.check_choice(config, 'sampler.variance', diffusion.VARIANCES)
     if not 1 <= s.num_steps <= m.num_timesteps:
         raise ConfigError(f'sampler.num_steps must be in [1, model.num_timesteps = '
                           f'{m.num_timesteps}], got {s.num_steps}.')

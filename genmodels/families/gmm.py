@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from genmodels import data as data_lib, viz
+from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.classical import em, gmm
 from genmodels.config import ConfigError
 from genmodels.families import density
@@ -36,12 +36,8 @@ CONFIG_SCHEMA = {
 def check_config(config) -> None:
     density.check_config(config)
     m = config.model
-    if m.covariance_type not in gmm.COVARIANCE_TYPES:
-        raise ConfigError(f'model.covariance_type must be one of {gmm.COVARIANCE_TYPES}, got '
-                          f'{m.covariance_type!r}.')
-    if m.init_params not in em.INIT_METHODS:
-        raise ConfigError(f'model.init_params must be one of {em.INIT_METHODS}, got '
-                          f'{m.init_params!r}.')
+    config_lib.check_choice(config, 'model.covariance_type', gmm.COVARIANCE_TYPES)
+    config_lib.check_choice(config, 'model.init_params', em.INIT_METHODS)
     if min(m.n_components, m.max_iter, m.n_init) < 1 or min(m.tol, m.reg_covar) < 0:
         raise ConfigError('model.n_components, max_iter and n_init must be >= 1, tol and '
                           f'reg_covar >= 0; got {m.to_dict()}.')
