@@ -404,19 +404,13 @@ LABEL_SAMPLES = 1000  # generated digits read by the MNIST classifier for label_
 
 def _label_accuracy(config, params, rng: jax.Array, guidance_scale: float | None = None
                     ) -> float:
-    classify = sample_quality.mnist_extractor().fn
-    b = config.eval.batch_size
-    k = _num_classes(config)
+    def generate(key, asked):
+        return sample(config, params, key, config.eval.batch_size, labels=asked,
+                      guidance_scale=guidance_scale)
 
-    @jax.jit
-    def chunk(key, asked):
-        images = sample(config, params, key, b, labels=asked, guidance_scale=guidance_scale)
-        return jnp.argmax(classify(sample_quality.to_unit(config, images))[1], -1)
-
-    asked = np.arange(-(-LABEL_SAMPLES // b) * b) % k
-    read = [np.asarray(chunk(jax.random.fold_in(rng, i), jnp.asarray(asked[i * b:(i + 1) * b])))
-            for i in range(len(asked) // b)]
-    return labels_lib.label_accuracy(np.concatenate(read), asked)
+    asked, read = sample_quality.read_digits(config, generate, rng, LABEL_SAMPLES,
+                                             _num_classes(config))
+    return labels_lib.label_accuracy(read, asked)
 
 
 STRIP_POINTS = 10  # columns of the denoising strip: x_T, ..., x_0

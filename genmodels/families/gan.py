@@ -476,25 +476,18 @@ def _digits_read(config, params, rng: jax.Array, classes: int, as_code: bool
     """(asked [N], read [N]): N = CLASS_SAMPLES generated digits asked for class i mod `classes`
     (as the label of a conditional G, or as InfoGAN's categorical code) and the shipped MNIST
     classifier's reading of each."""
-    classify = sample_quality.mnist_extractor().fn
     b = config.eval.batch_size
 
-    @jax.jit
-    def chunk(key, asked):
+    def generate(key, asked):
         k_sample, k_cont = jax.random.split(key)
         if as_code:
             cont = jax.random.uniform(k_cont, (b, config.model.info_continuous), minval=-1.0,
                                       maxval=1.0)
-            images = sample(config, params, k_sample, b,
-                            codes={'categorical': asked, 'continuous': cont})
-        else:
-            images = sample(config, params, k_sample, b, labels=asked)
-        return jnp.argmax(classify(sample_quality.to_unit(config, images))[1], -1)
+            return sample(config, params, k_sample, b,
+                          codes={'categorical': asked, 'continuous': cont})
+        return sample(config, params, k_sample, b, labels=asked)
 
-    asked = np.arange(-(-CLASS_SAMPLES // b) * b) % classes
-    read = [np.asarray(chunk(jax.random.fold_in(rng, i), jnp.asarray(asked[i * b:(i + 1) * b])))
-            for i in range(len(asked) // b)]
-    return asked[:CLASS_SAMPLES], np.concatenate(read)[:CLASS_SAMPLES]
+    return sample_quality.read_digits(config, generate, rng, CLASS_SAMPLES, classes)
 
 
 def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:

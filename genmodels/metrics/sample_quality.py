@@ -210,3 +210,22 @@ def evaluate_samples(config: ml_collections.ConfigDict,
         'feature_extractor': extractor.name,
         'feature_extractor_sha256': extractor.sha256,
     }
+
+
+def read_digits(config: ml_collections.ConfigDict, generate: Callable, rng: jax.Array, num: int,
+                classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(asked [num], read [num]): `num` generated digits asked for class i mod `classes`, made in
+    chunks of eval.batch_size by generate(key, asked [B]) -> images (in the data's value range),
+    and the shipped MNIST classifier's reading of each: for label metrics
+    (genmodels.metrics.labels)."""
+    classify = mnist_extractor().fn
+    b = config.eval.batch_size
+
+    @jax.jit
+    def chunk(key, asked):
+        return jnp.argmax(classify(to_unit(config, generate(key, asked)))[1], -1)
+
+    asked = np.arange(-(-num // b) * b) % classes
+    read = [np.asarray(chunk(jax.random.fold_in(rng, i), jnp.asarray(asked[i * b:(i + 1) * b])))
+            for i in range(len(asked) // b)]
+    return asked[:num], np.concatenate(read)[:num]
