@@ -156,9 +156,44 @@ def test_torch_reader_on_files_written_by_torch(tmp_path, blob):
     np.testing.assert_array_equal(sd['d'], np.ones((2, 2), np.float32))
 
 
-def test_torch_reader_refuses_other_pickles(tmp_path):
+class _Payload:
+    """Pickles as a call of os.system: loading it with plain pickle creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.system, (f'touch {self.marker}',)
+
+
+def _evil_files(tmp_path):
+    """A crafted file in every place the reader unpickles: the first pickle of a legacy file, the
+    object after a valid legacy header, its storage-key list, and a zip file's data.pkl."""
+    import io
     import pickle
+    import zipfile
+    marker = tmp_path / 'ran'
+    evil = pickle.dumps(_Payload(marker), protocol=2)
+    header = b''.join(pickle.dumps(x, protocol=2) for x in (
+        torch_pickle._LEGACY_MAGIC, torch_pickle._LEGACY_PROTOCOL, {'little_endian': True}))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w') as z:
+        z.writestr('archive/data.pkl', evil)
+    return marker, {'legacy_header': evil, 'legacy_object': header + evil,
+                    'legacy_keys': header + pickle.dumps({}, protocol=2) + evil,
+                    'zip': buf.getvalue()}
+
+
+@pytest.mark.parametrize('where', ['legacy_header', 'legacy_object', 'legacy_keys', 'zip'])
+def test_torch_reader_refuses_code_in_the_file_without_running_it(tmp_path, where):
+    marker, files = _evil_files(tmp_path)
     path = tmp_path / 'evil.pth'
-    path.write_bytes(pickle.dumps(hashlib.sha256))
-    with pytest.raises(ValueError, match='not a readable torch state_dict'):
+    path.write_bytes(files[where])
+    with pytest.raises(ValueError, match=r'not a readable torch state_dict .*(posix|os)\.system '
+                                         r'is not allowed'):
         torch_pickle.load_torch_file(path)
+    assert not marker.exists()
+    import pickle
+    pickle.loads(files['legacy_header'])  # the payload is live: plain pickle runs it
+    assert marker.exists()

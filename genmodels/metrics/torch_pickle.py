@@ -6,7 +6,9 @@ Both of torch.save's formats are read:
   of storage keys, then per key an int64 element count followed by the raw little-endian bytes.
 Tensors are pickled as torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...), with
 storages as persistent ids ('storage', <torch.XStorage>, key, location, numel[, view_metadata]).
-Only those few globals are allowed, so a file cannot run code on load (as torch.load(weights_only=True)).
+Every pickle in the file, the legacy header included, goes through a restricted unpickler: only
+those few globals resolve (anything else is an error naming the class, raised before anything is
+called), so a file cannot run code on load (as torch.load(weights_only=True)).
 """
 import collections
 import dataclasses
@@ -56,7 +58,21 @@ def _rebuild_parameter(data, *unused):
     return data
 
 
-class _Unpickler(pickle.Unpickler):
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain data only (numbers, strings, lists, dicts): the legacy header and storage keys."""
+    _GLOBALS: dict = {}
+
+    def find_class(self, module, name):
+        if (module, name) in self._GLOBALS:
+            return self._GLOBALS[(module, name)]
+        raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a state_dict file')
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(f'unexpected persistent id {pid!r}')
+
+
+class _Unpickler(_PlainUnpickler):
+    """The state_dict itself: tensors, storages and OrderedDicts."""
     _GLOBALS = {('collections', 'OrderedDict'): collections.OrderedDict,
                 ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
                 ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
@@ -69,9 +85,7 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if module == 'torch' and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
-        if (module, name) in self._GLOBALS:
-            return self._GLOBALS[(module, name)]
-        raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a state_dict file')
+        return super().find_class(module, name)
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid[0] in ('storage', b'storage')):
@@ -120,15 +134,22 @@ def _load_zip(data: bytes):
 
 def _load_legacy(data: bytes):
     f = io.BytesIO(data)
-    if pickle.load(f) != _LEGACY_MAGIC or pickle.load(f) != _LEGACY_PROTOCOL:
+
+    def plain():
+        return _PlainUnpickler(f).load()
+
+    if plain() != _LEGACY_MAGIC or plain() != _LEGACY_PROTOCOL:
         raise ValueError('not a torch.save file (bad magic number or protocol version)')
-    if not pickle.load(f).get('little_endian', True):
+    sys_info = plain()
+    if not isinstance(sys_info, dict):
+        raise ValueError('not a torch.save file (no sys_info after the protocol version)')
+    if not sys_info.get('little_endian', True):
         raise ValueError('big-endian torch files are not supported')
     unpickler = _Unpickler(f)
     obj = unpickler.load()
     dtypes = {r.key: np.dtype(r.dtype) for r in unpickler.storages_seen}
     storages = {}
-    for key in pickle.load(f):
+    for key in plain():
         (numel,) = struct.unpack('<q', f.read(8))
         nbytes = numel * dtypes[str(key)].itemsize
         storages[str(key)] = np.frombuffer(f.read(nbytes), np.uint8)
