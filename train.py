@@ -6,7 +6,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genmodels import parallel, trainer, xla_cpu
+from genmodels import parallel, preemption, trainer, xla_cpu
 
 xla_cpu.configure()  # before the first JAX computation
 
@@ -45,6 +45,9 @@ def main(argv):
                  f'path such as configs/vae_mnist.py.')
     try:
         metrics = trainer.train_and_evaluate(config, FLAGS.workdir)
+    except preemption.Preempted as e:
+        print(f'stopped: {e}', file=sys.stderr)
+        sys.exit(preemption.EXIT_CODE)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'

@@ -1,6 +1,11 @@
 """Orbax checkpoints of the training state: periodic and final saves, keep N, restore the latest.
 
 A state is saved only if every array in it is finite, so the latest checkpoint is always usable.
+Each checkpoint records the sha256 of every array's bytes in its step metadata (written with the
+checkpoint, so a checkpoint and its digests appear together or not at all), and restore verifies
+them: Orbax itself does not notice bytes overwritten in place, which can restore as NaNs.
+`restore_newest_good` resumes from the newest checkpoint that reads and verifies, moving newer ones
+that do not aside (renamed into checkpoints_unreadable/, never deleted).
 A deep family's state is restored onto the tree its `init` would build; a fitted state, whose shapes
 depend on the data (a KDE keeps its training points, EM's trace has one entry per iteration), onto
 the tree recorded in the checkpoint's own metadata (`restore_as_saved`).
@@ -8,18 +13,28 @@ the tree recorded in the checkpoint's own metadata (`restore_as_saved`).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 
 PyTree = Any
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or would hold non-finite values."""
+    """A checkpoint cannot be read or would hold non-finite values. `reason`: the short form,
+    without advice."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def manager(workdir: str, keep: int | None = None, read_only: bool = False
@@ -40,23 +55,103 @@ def all_finite(tree: PyTree) -> bool:
     return bool(jax.device_get(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))))
 
 
+def digests(tree: PyTree) -> dict[str, str]:
+    """sha256 of each leaf's dtype, shape and bytes, keyed by its path in the tree."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+        x = np.ascontiguousarray(leaf)
+        h = hashlib.sha256(f'{x.dtype.str}{x.shape}'.encode())
+        h.update(x.tobytes())
+        out[jax.tree_util.keystr(path)] = h.hexdigest()
+    return out
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state: PyTree) -> None:
     if not all_finite(state):
         raise CheckpointError(f'refusing to save a non-finite state at step {step}.')
-    mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+    mngr.save(step, args=ocp.args.StandardSave(state), force=True,
+              custom_metadata={'sha256': digests(state)})
 
 
 def restore(mngr: ocp.CheckpointManager, abstract_state: PyTree, step: int | None = None
             ) -> tuple[PyTree, int] | tuple[None, None]:
-    """Restores `step` (default: the latest) onto the shardings of `abstract_state`."""
+    """Restores `step` (default: the latest) onto the shardings of `abstract_state` and verifies
+    its digests (checkpoints saved before digests were recorded are restored unverified)."""
     step = mngr.latest_step() if step is None else step
     if step is None:
         return None, None
     try:
         state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        expected = (mngr.metadata(step).custom_metadata or {}).get('sha256')
     except Exception as e:  # Orbax raises many types for unreadable or mismatched files.
+        _ignore_abandoned_reads()
         raise _unreadable(mngr, step, e) from e
+    if expected is not None:
+        actual = digests(state)
+        wrong = sorted(k for k in expected.keys() | actual.keys()
+                       if expected.get(k) != actual.get(k))
+        if wrong:
+            raise _unreadable(mngr, step, f'{len(wrong)} arrays fail their sha256 (first: '
+                              f'{wrong[0]}); its bytes changed after it was written')
     return state, step
+
+
+def restore_newest_good(mngr: ocp.CheckpointManager, abstract_state: PyTree
+                        ) -> tuple[PyTree, int] | tuple[None, None]:
+    """Restores the newest checkpoint that reads and verifies. Newer ones that do not are moved
+    into checkpoints_unreadable/ beside checkpoints/, each reported in one line. Raises
+    CheckpointError, moving nothing, if there are checkpoints and none of them is good."""
+    failures = []
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            state, _ = restore(mngr, abstract_state, step)
+        except CheckpointError as e:
+            failures.append((step, e))
+            continue
+        for bad, error in failures:
+            logging.warning('%s; moved it to %s and resumed from step %d.', error.reason,
+                            _move_aside(mngr, bad), step)
+        mngr.reload()
+        return state, step
+    if failures:
+        step, error = failures[0]
+        raise CheckpointError(
+            f'no checkpoint in {mngr.directory} can be restored ({error.reason}); move that '
+            f'directory aside to start the run over, or train in a new --workdir.')
+    return None, None
+
+
+def _ignore_abandoned_reads() -> None:
+    """A failed restore abandons its other pending TensorStore reads; each one, completing after
+    Orbax's event loop has closed, reports 'Event loop is closed' as an unraisable exception (dozens
+    of tracebacks after the real error). Those reports, and only those, are dropped from now on."""
+    hook = sys.unraisablehook
+    if getattr(hook, 'drops_closed_loop_reports', False):
+        return
+
+    def filtered(report):
+        if not (isinstance(report.exc_value, RuntimeError)
+                and str(report.exc_value) == 'Event loop is closed'):
+            hook(report)
+
+    filtered.drops_closed_loop_reports = True
+    sys.unraisablehook = filtered
+
+
+def _move_aside(mngr: ocp.CheckpointManager, step: int) -> str:
+    """Renames checkpoints/<step> to checkpoints_unreadable/<step>[.N] (process 0; all wait)."""
+    source = os.path.join(str(mngr.directory), str(step))
+    parent = os.path.join(os.path.dirname(str(mngr.directory)), 'checkpoints_unreadable')
+    dest, n = os.path.join(parent, str(step)), 0
+    while os.path.exists(dest):
+        n += 1
+        dest = os.path.join(parent, f'{step}.{n}')
+    if jax.process_index() == 0:
+        os.makedirs(parent, exist_ok=True)
+        os.replace(source, dest)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f'genmodels_move_aside_{step}')
+    return dest
 
 
 def restore_as_saved(mngr: ocp.CheckpointManager, sharding: jax.sharding.Sharding,
@@ -73,12 +168,13 @@ def restore_as_saved(mngr: ocp.CheckpointManager, sharding: jax.sharding.Shardin
     return restore(mngr, abstract(saved, sharding), step)
 
 
-def _unreadable(mngr: ocp.CheckpointManager, step: int, e: Exception) -> CheckpointError:
+def _unreadable(mngr: ocp.CheckpointManager, step: int, e: Exception | str) -> CheckpointError:
     path = os.path.join(str(mngr.directory), str(step))
     first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     return CheckpointError(
         f'checkpoint at step {step} ({path}) cannot be restored: {first_line}. If it is '
-        f'corrupt, move that directory aside to resume from the previous checkpoint.')
+        f'corrupt, move that directory aside to resume from the previous checkpoint.',
+        reason=f'checkpoint at step {step} cannot be restored ({first_line})')
 
 
 def abstract(tree: PyTree, sharding: jax.sharding.Sharding) -> PyTree:

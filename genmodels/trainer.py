@@ -22,7 +22,7 @@ import numpy as np
 import tqdm
 
 from genmodels import checkpoint, config as config_lib, data, evaluation, families, parallel
-from genmodels import metric_writer, train_state
+from genmodels import metric_writer, preemption, train_state
 
 PyTree = Any
 
@@ -149,7 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state_sharding = parallel.replicated(mesh)
     example = train_state.example_batch(info)
     mngr = checkpoint.manager(workdir, config.train.keep_checkpoints)
-    state, start = checkpoint.restore(
+    state, start = checkpoint.restore_newest_good(
         mngr, train_state.abstract_state(config, family, mesh, example))
     if state is None:
         state, start = train_state.init_state(config, family, mesh, example), 0
@@ -171,31 +171,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     bar = tqdm.tqdm(total=num_steps, initial=start, disable=jax.process_index() != 0,
                     dynamic_ncols=True, desc=f'{config.family}/{config.objective}')
     try:
-        for step in range(start + 1, num_steps + 1):
-            state, metrics = step_fn(state, parallel.shard_batch(mesh, next(batches)))
-            pending.append(metrics)
-            if step % config.train.log_every == 0 or step == num_steps:
-                history = jax.device_get(pending)
-                _check_finite(history, last_logged, mngr)
-                now = time.perf_counter()
-                summary = summarize(config, history)
-                summary['steps_per_sec'] = (step - last_logged) / (now - t_last)
-                writer.write(step, summary)
-                bar.set_postfix({k: f'{summary[k]:.3f}' for k in shown if k in summary})
-                bar.update(step - last_logged)
-                pending, last_logged, t_last = [], step, now
-            if config.train.fid_every and step % config.train.fid_every == 0:
-                fid = evaluation.training_fid(config, workdir, sampler, state, step)
-                if fid:  # Empty when the dataset has no feature extractor (a warning says so).
-                    writer.write(step, fid)
-            if (progress is not None and step % config.train.figures_every == 0
-                    and jax.process_index() == 0):
-                path = evaluation.progress_figure(config, workdir, progress, state, step)
-                writer.write_image(step, 'samples', path)
-            if step % config.train.checkpoint_every == 0 or step == num_steps:
-                if pending:  # Never checkpoint past an unchecked metric.
-                    _check_finite(jax.device_get(pending), last_logged, mngr)
-                checkpoint.save(mngr, step, state)
+        with preemption.StopRequests() as stops:
+            for step in range(start + 1, num_steps + 1):
+                state, metrics = step_fn(state, parallel.shard_batch(mesh, next(batches)))
+                pending.append(metrics)
+                stop = stops.should_stop(step)
+                if step % config.train.log_every == 0 or step == num_steps or stop:
+                    history = jax.device_get(pending)
+                    _check_finite(history, last_logged, mngr)
+                    now = time.perf_counter()
+                    summary = summarize(config, history)
+                    summary['steps_per_sec'] = (step - last_logged) / (now - t_last)
+                    writer.write(step, summary)
+                    bar.set_postfix({k: f'{summary[k]:.3f}' for k in shown if k in summary})
+                    bar.update(step - last_logged)
+                    pending, last_logged, t_last = [], step, now
+                if config.train.fid_every and step % config.train.fid_every == 0:
+                    fid = evaluation.training_fid(config, workdir, sampler, state, step)
+                    if fid:  # Empty when the dataset has no feature extractor (a warning says so).
+                        writer.write(step, fid)
+                if (progress is not None and step % config.train.figures_every == 0
+                        and jax.process_index() == 0):
+                    path = evaluation.progress_figure(config, workdir, progress, state, step)
+                    writer.write_image(step, 'samples', path)
+                if step % config.train.checkpoint_every == 0 or step == num_steps or stop:
+                    if pending:  # Never checkpoint past an unchecked metric.
+                        _check_finite(jax.device_get(pending), last_logged, mngr)
+                    checkpoint.save(mngr, step, state)
+                if stop:
+                    mngr.wait_until_finished()
+                    raise preemption.Preempted(stops.signal_name, step, str(mngr.directory))
     finally:
         bar.close()
         mngr.wait_until_finished()

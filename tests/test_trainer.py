@@ -3,6 +3,8 @@
 import glob
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ae_mnist, vae_mnist
-from genmodels import checkpoint, config as config_lib, families, trainer
+from genmodels import checkpoint, config as config_lib, families, preemption, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XLA_FLAGS = os.environ.get('XLA_FLAGS', '')  # conftest's xla_cpu settings, kept in subprocesses
@@ -131,6 +133,42 @@ def test_kill_and_resume_equals_uninterrupted_bit_for_bit(tmp_path, data_dir):
     assert json.load(open(f'{straight}/eval.json')) == json.load(open(f'{resumed}/eval.json'))
     losses = [[m['loss'] for m in read_metrics(w)] for w in (straight, resumed)]
     assert losses[0] == losses[1] and len(losses[0]) == 6
+
+
+def signal_after(n: int, signum: int):
+    """Sends `signum` to this process while the loop fetches the batch of step n + 1."""
+    def hook(batches):
+        for i, batch in enumerate(batches):
+            if i == n:
+                os.kill(os.getpid(), signum)
+            yield batch
+    return hook
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
+def test_signal_saves_the_current_step_and_resume_equals_uninterrupted(
+        tmp_path, data_dir, monkeypatch, signum):
+    config = tiny_vae(data_dir, num_steps=12)
+    straight, stopped = str(tmp_path / 'straight'), str(tmp_path / 'stopped')
+    trainer.train_and_evaluate(config, straight)
+    save = checkpoint.save
+
+    def save_interrupted_by_another_signal(mngr, step, state):
+        save(mngr, step, state)  # returns while Orbax still writes in the background
+        if step == 7:  # a second signal while the stop's checkpoint is being written
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(checkpoint, 'save', save_interrupted_by_another_signal)
+    with pytest.raises(preemption.Preempted, match=f'{signal.Signals(signum).name} received: '
+                                                   'saved a checkpoint of step 7'):
+        trainer.train_and_evaluate(config, stopped, _iterator_hook=signal_after(6, signum))
+    assert signal.getsignal(signum) is not None and 'StopRequests' not in repr(
+        signal.getsignal(signum))  # the previous handlers are back
+    assert sorted(os.listdir(f'{stopped}/checkpoints'), key=int) == ['4', '7']
+    monkeypatch.setattr(checkpoint, 'save', save)
+    trainer.train_and_evaluate(config, stopped)
+    assert_same_params(straight, stopped, 12)
+    assert json.load(open(f'{straight}/eval.json')) == json.load(open(f'{stopped}/eval.json'))
 
 
 # The multi-device tests train these families in each launched process: (module, config
@@ -274,19 +312,69 @@ def test_resume_with_a_different_config_is_refused(tmp_path, data_dir):
     assert trainer.train_and_evaluate(config, workdir)['step'] == 8
 
 
-def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path, data_dir):
-    config = tiny_vae(data_dir, num_steps=4)
-    workdir = str(tmp_path / 'w')
-    trainer.train_and_evaluate(config, workdir)
-    files = [f for f in glob.glob(f'{workdir}/checkpoints/4/**/*', recursive=True)
-             if os.path.isfile(f) and os.path.getsize(f) > 100 and 'metadata' not in f]
+def overwrite_in_place(workdir: str, step: int) -> None:
+    """Overwrites the start of every array-data file of checkpoint `step` (sizes unchanged)."""
+    files = [f for f in glob.glob(f'{workdir}/checkpoints/{step}/**/*', recursive=True)
+             if os.path.isfile(f) and os.path.getsize(f) > 100 and 'metadata' not in f.lower()]
+    assert files
     for f in files:
         with open(f, 'r+b') as fh:
             fh.write(b'\0garbage' * 16)
-    config.train.num_steps = 8
-    with pytest.raises(checkpoint.CheckpointError, match='checkpoint at step 4 .* cannot be restored'):
+
+
+def assert_same_params(workdir_a: str, workdir_b: str, step: int) -> None:
+    a, b = restore_params(workdir_a, step), restore_params(workdir_b, step)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_corrupt_latest_checkpoint_is_moved_aside_and_the_previous_one_used(
+        tmp_path, data_dir, caplog):
+    config = tiny_vae(data_dir, num_steps=12)
+    workdir, straight = str(tmp_path / 'w'), str(tmp_path / 'straight')
+    with pytest.raises(Killed):  # dies computing step 9, after the checkpoint of step 8
+        trainer.train_and_evaluate(config, workdir, _iterator_hook=kill_after(8))
+    overwrite_in_place(workdir, 8)
+    trainer.train_and_evaluate(config, workdir)  # resumes from step 4
+    assert os.path.isdir(f'{workdir}/checkpoints_unreadable/8')
+    warnings = [r.getMessage() for r in caplog.records if 'moved it to' in r.getMessage()]
+    assert len(warnings) == 1 and 'checkpoint at step 8 cannot be restored' in warnings[0]
+    assert 'resumed from step 4' in warnings[0]
+    trainer.train_and_evaluate(config, straight)
+    assert_same_params(straight, workdir, 12)
+
+
+def test_no_good_checkpoint_is_a_clear_error_and_moves_nothing(tmp_path, data_dir):
+    config = tiny_vae(data_dir, num_steps=8)
+    workdir = str(tmp_path / 'w')
+    trainer.train_and_evaluate(config, workdir)
+    for step in (4, 8):
+        overwrite_in_place(workdir, step)
+    config.train.num_steps = 12
+    with pytest.raises(checkpoint.CheckpointError,
+                       match='no checkpoint in .* can be restored .*step 8.* new --workdir'):
         trainer.train_and_evaluate(config, workdir)
-    assert os.path.isdir(f'{workdir}/checkpoints/4')
+    assert sorted(os.listdir(f'{workdir}/checkpoints')) == ['4', '8']
+    assert not os.path.exists(f'{workdir}/checkpoints_unreadable')
+
+
+def test_changed_bytes_that_still_decode_fail_the_checksum(tmp_path):
+    """Orbax restores such a checkpoint without complaint; the recorded sha256 catches it."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    states = [{'w': jax.numpy.full((64,), v), 'step': jax.numpy.asarray(1)} for v in (1.0, 2.0)]
+    for name, state in zip('ab', states):
+        mngr = checkpoint.manager(str(tmp_path / name))
+        checkpoint.save(mngr, 1, state)
+        mngr.wait_until_finished()
+    # a's metadata (with a's digests) over b's array bytes: a readable checkpoint of other values.
+    shutil.rmtree(tmp_path / 'a/checkpoints/1/default')
+    shutil.copytree(tmp_path / 'b/checkpoints/1/default', tmp_path / 'a/checkpoints/1/default')
+    mngr = checkpoint.manager(str(tmp_path / 'a'), read_only=True)
+    restored = mngr.restore(1, args=ocp.args.StandardRestore())
+    assert float(restored['w'][0]) == 2.0  # Orbax alone does not notice
+    with pytest.raises(checkpoint.CheckpointError, match=r"fail their sha256 \(first: \['w'\]\)"):
+        checkpoint.restore_as_saved(mngr, sharding)
 
 
 def test_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
