@@ -209,6 +209,14 @@ def map_batches(fn: Callable[[dict[str, np.ndarray]], Any], arrays: dict[str, np
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
+def check_batch_fits(data_config: ml_collections.ConfigDict, global_batch_size: int,
+                     num_examples: int) -> None:
+    if global_batch_size > num_examples:
+        raise ValueError(f'train.batch_size={global_batch_size} exceeds the {num_examples} '
+                         f'examples of {data_config.name}:{data_config.train_split}; use a '
+                         f'smaller batch.')
+
+
 def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int, seed: int,
                    start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Endless host-local training batches, starting at step `start_step`.
@@ -225,10 +233,7 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     if global_batch_size <= 0 or global_batch_size % num_processes:
         raise ValueError(f'global_batch_size={global_batch_size} must be a positive multiple of '
                          f'the number of processes ({num_processes}).')
-    if global_batch_size > num_examples:
-        raise ValueError(f'global_batch_size={global_batch_size} exceeds the {num_examples} '
-                         f'examples of {data_config.name}:{data_config.train_split}; use a '
-                         f'smaller batch.')
+    check_batch_fits(data_config, global_batch_size, num_examples)
     if start_step < 0:
         raise ValueError(f'start_step must be >= 0, got {start_step}.')
     local_batch = global_batch_size // num_processes

@@ -13,6 +13,7 @@ import time
 
 import matplotlib.image
 import tensorboardX
+from absl import logging
 
 
 class MetricWriter:
@@ -49,11 +50,25 @@ class MetricWriter:
 
 
 def _truncate_after(path: str, step: int) -> None:
+    """Keeps the lines of steps <= `step`. A torn last line (a crash mid-write) is dropped with a
+    warning; an unreadable line elsewhere is an error naming the file and line."""
     if not os.path.exists(path):
         return
     with open(path) as f:
-        lines = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+        lines = [line for line in f if line.strip()]
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                logging.warning('%s: dropped its torn last line (a crash while writing it).', path)
+                break
+            raise ValueError(f'{path}, line {i + 1}, is not JSON; fix or remove that line, '
+                             f'then rerun to resume.') from None
+        if record['step'] <= step:
+            kept.append(line if line.endswith('\n') else line + '\n')
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
-        f.writelines(lines)
+        f.writelines(kept)
     os.replace(tmp, path)

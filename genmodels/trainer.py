@@ -32,7 +32,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class WorkdirError(ValueError):
-    """The workdir holds a run with a different config."""
+    """The workdir holds a run with a different config, or cannot be written."""
 
 
 # Keys that may change when a run is resumed: extending a run or changing how often it reports.
@@ -61,10 +61,15 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> None:
     """Raises WorkdirError if `workdir` holds a run whose config differs beyond the resumable
     keys (the trainer's and the family's)."""
+    check_writable(workdir)
     path = os.path.join(workdir, 'config.json')
     if os.path.exists(path):
-        with open(path) as f:
-            old = _flatten(json.load(f))
+        try:
+            with open(path) as f:
+                old = _flatten(json.load(f))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise WorkdirError(f'{path} is not readable JSON ({e}); use a new --workdir, or '
+                               f'restore that file.') from None
         new = _flatten(json.loads(config_lib.to_json(config)))
         resumable = set(RESUMABLE_KEYS) | set(families.resumable_keys(family))
         changed = sorted(k for k in set(old) | set(new)
@@ -73,6 +78,21 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> No
             raise WorkdirError(
                 f'{workdir} holds a run with a different config ({", ".join(changed[:5])}); '
                 f'use a new --workdir, or the same config to resume.')
+
+
+def check_writable(workdir: str) -> None:
+    """Raises WorkdirError unless `workdir` is, or can be made as, a writable directory."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
+    existing = os.path.abspath(workdir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise WorkdirError(f'--workdir {workdir} lies under {existing}, which is a file; give a '
+                           f'path under a directory.')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WorkdirError(f'--workdir {workdir}: {existing} is not writable; give a path you '
+                           f'can write to.')
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -142,6 +162,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if families.is_fit(family):
         return fit_and_evaluate(config, workdir, family)
     parallel.check_batch_size(config.train.batch_size)
+    data.check_batch_fits(config.data, config.train.batch_size,
+                          info.num_examples[config.data.train_split])
     prepare_workdir(config, workdir, family)
 
     # 2. State: restored from the latest checkpoint, else initialised.

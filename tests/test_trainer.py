@@ -17,7 +17,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ae_mnist, vae_mnist
-from genmodels import checkpoint, config as config_lib, families, preemption, trainer
+from genmodels import checkpoint, config as config_lib, families, metric_writer, preemption
+from genmodels import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XLA_FLAGS = os.environ.get('XLA_FLAGS', '')  # conftest's xla_cpu settings, kept in subprocesses
@@ -171,6 +172,24 @@ def test_signal_saves_the_current_step_and_resume_equals_uninterrupted(
     assert json.load(open(f'{straight}/eval.json')) == json.load(open(f'{stopped}/eval.json'))
 
 
+def test_metrics_log_with_a_torn_last_line_resumes_with_a_warning(tmp_path, caplog):
+    workdir = str(tmp_path)
+    path = os.path.join(workdir, 'metrics.jsonl')
+    writer = metric_writer.MetricWriter(workdir)
+    for step in (2, 4, 6):
+        writer.write(step, {'loss': float(step)})
+    writer.close()
+    with open(path, 'a') as f:
+        f.write('{"step": 8, "time": 17')  # killed mid-write
+    metric_writer.MetricWriter(workdir, start_step=4).close()
+    assert [m['step'] for m in read_metrics(workdir)] == [2, 4]
+    assert any(f'{path}: dropped its torn last line' in r.getMessage() for r in caplog.records)
+    with open(path, 'a') as f:
+        f.write('{"step": 5, "ti\n{"step": 6, "time": 1.0}\n')  # damage before the last line
+    with pytest.raises(ValueError, match=f'{path}, line 3, is not JSON'):
+        metric_writer.MetricWriter(workdir, start_step=6)
+
+
 # The multi-device tests train these families in each launched process: (module, config
 # function, logged metrics compared).
 MULTI_DEVICE_RUNS = {'vae': ('tests.test_trainer', 'tiny_vae', ('loss',)),
@@ -249,6 +268,8 @@ def replace(config, section, **values):
     (lambda c: c.data.__setattr__('name', 'mnsit'), "unknown dataset 'mnsit'"),
     (lambda c: c.data.__setattr__('binarize', False), 'Bernoulli likelihood needs binary data'),
     (lambda c: c.train.__setattr__('ema_rate', 1.5), 'train.ema_rate must be in [0, 1)'),
+    (lambda c: c.train.__setattr__('batch_size', 8192), 'train.batch_size=8192 exceeds the 4500 '
+                                                       'examples of mnist_bundled:train'),
 ])
 def test_bad_config_fails_before_touching_the_workdir(tmp_path, data_dir, mutate, message):
     config = tiny_vae(data_dir)
@@ -259,6 +280,27 @@ def test_bad_config_fails_before_touching_the_workdir(tmp_path, data_dir, mutate
     assert message.lower() in str(e.value).lower()
     assert '\n' not in str(e.value)
     assert not os.path.exists(workdir)
+
+
+@pytest.mark.parametrize('where', ['file', 'under_a_file'])
+def test_workdir_that_cannot_be_a_directory_is_a_one_line_error(tmp_path, data_dir, where):
+    path = tmp_path / 'f'
+    path.write_text('not a directory')
+    workdir = str(path) if where == 'file' else str(path / 'w')
+    with pytest.raises(trainer.WorkdirError, match='is a file|which is a file') as e:
+        trainer.train_and_evaluate(tiny_vae(data_dir), workdir)
+    assert '\n' not in str(e.value) and path.read_text() == 'not a directory'
+
+
+def test_corrupt_config_json_is_a_one_line_error_and_is_kept(tmp_path, data_dir):
+    workdir = tmp_path / 'w'
+    workdir.mkdir()
+    (workdir / 'config.json').write_text('{"family": "va')
+    with pytest.raises(trainer.WorkdirError, match='config.json is not readable JSON') as e:
+        trainer.train_and_evaluate(tiny_vae(data_dir), str(workdir))
+    assert '\n' not in str(e.value)
+    assert os.listdir(workdir) == ['config.json']
+    assert (workdir / 'config.json').read_text() == '{"family": "va'
 
 
 def test_unknown_dataset_lists_known_names(tmp_path):
