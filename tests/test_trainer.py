@@ -3,11 +3,13 @@
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import ml_collections
@@ -188,6 +190,87 @@ def test_metrics_log_with_a_torn_last_line_resumes_with_a_warning(tmp_path, capl
         f.write('{"step": 5, "ti\n{"step": 6, "time": 1.0}\n')  # damage before the last line
     with pytest.raises(ValueError, match=f'{path}, line 3, is not JSON'):
         metric_writer.MetricWriter(workdir, start_step=6)
+
+
+def _cli_tiny_vae(data_dir: str, workdir: str, num_steps: int) -> list[str]:
+    """train.py on tiny_vae's settings with a checkpoint every 2 steps."""
+    sets = {'data.data_dir': data_dir, 'model.hidden': '(32,)', 'model.latent_dim': 4,
+            'loss.kl_warmup_steps': 4, 'optimizer.warmup_steps': 2, 'train.batch_size': 16,
+            'train.num_steps': num_steps, 'train.log_every': 2, 'train.checkpoint_every': 2,
+            'train.figures': False, 'eval.iwae_k': 4, 'eval.max_examples': 32,
+            'eval.batch_size': 16, 'eval.num_samples': 64}
+    return [sys.executable, 'train.py', '--config', 'configs/vae_mnist.py', '--workdir', workdir,
+            *(f'--config.{k}={v}' for k, v in sets.items())]
+
+
+def _cli_config(data_dir: str, num_steps: int) -> ml_collections.ConfigDict:
+    config = tiny_vae(data_dir, num_steps)
+    config.train.checkpoint_every = 2
+    return config
+
+
+def _wait_for(predicate, timeout: float = 240.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, 'the run made no progress'
+        time.sleep(0.002)
+
+
+def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
+        tmp_path, data_dir):
+    """The CLI under a scheduler: SIGTERM saves and exits 75 with one line; then 10 SIGKILLs at
+    random moments, half of them as soon as a checkpoint is being written; every rerun resumes,
+    and the last one ends with the parameters of an uninterrupted run, bit for bit."""
+    num_steps, rng = 60, np.random.default_rng(0)
+    workdir = str(tmp_path / 'killed')
+    ckpts = os.path.join(workdir, 'checkpoints')
+
+    def logged_steps():
+        try:
+            with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+                return [json.loads(line)['step'] for line in f if line.endswith('\n')]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return []
+
+    def start():
+        return subprocess.Popen(_cli_tiny_vae(data_dir, workdir, num_steps), cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, 'XLA_FLAGS': XLA_FLAGS})
+
+    run = start()
+    _wait_for(lambda: len(logged_steps()) >= 2)
+    run.send_signal(signal.SIGTERM)
+    stderr = run.communicate(timeout=240)[1]
+    assert run.returncode == preemption.EXIT_CODE, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r'stopped: SIGTERM received: saved a checkpoint of step (\d+) in .*; '
+                        r'rerun the same command to resume from it\.', last), last
+    assert 'Traceback' not in stderr
+
+    kills, mid_save = 0, 0
+    while kills < 10:
+        seen = max(logged_steps(), default=0)
+        run = start()
+        if kills % 2:  # a random moment after the run got going
+            _wait_for(lambda: max(logged_steps(), default=0) > seen or run.poll() is not None)
+            time.sleep(rng.uniform(0, 0.2))
+        else:  # as soon as a checkpoint is being written (Orbax's temporary directory)
+            _wait_for(lambda: run.poll() is not None or (os.path.isdir(ckpts) and any(
+                'tmp' in name for name in os.listdir(ckpts))))
+        if run.poll() is not None:
+            break
+        run.kill()
+        run.wait()
+        kills += 1
+        mid_save += os.path.isdir(ckpts) and any('tmp' in name for name in os.listdir(ckpts))
+    assert kills == 10 and mid_save >= 1, (kills, mid_save)
+    final = subprocess.run(_cli_tiny_vae(data_dir, workdir, num_steps), cwd=ROOT,
+                           capture_output=True, text=True, timeout=300,
+                           env={**os.environ, 'XLA_FLAGS': XLA_FLAGS})
+    assert final.returncode == 0, final.stderr[-2000:]
+    straight = str(tmp_path / 'straight')
+    trainer.train_and_evaluate(_cli_config(data_dir, num_steps), straight)
+    assert_same_params(straight, workdir, num_steps)
 
 
 # The multi-device tests train these families in each launched process: (module, config
