@@ -56,14 +56,22 @@ def all_finite(tree: PyTree) -> bool:
 
 
 def digests(tree: PyTree) -> dict[str, str]:
-    """sha256 of each leaf's dtype, shape and bytes, keyed by its path in the tree."""
+    """sha256 of each leaf's dtype, shape and bytes, keyed by its path in the tree ('a/0/count':
+    the same whether the tree holds optax's named tuples or, restored as saved, dicts and lists)."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
         x = np.ascontiguousarray(leaf)
         h = hashlib.sha256(f'{x.dtype.str}{x.shape}'.encode())
         h.update(x.tobytes())
-        out[jax.tree_util.keystr(path)] = h.hexdigest()
+        out['/'.join(str(_key_name(k)) for k in path)] = h.hexdigest()
     return out
+
+
+def _key_name(key) -> str | int:
+    for attr in ('key', 'name', 'idx'):  # DictKey / FlattenedIndexKey, GetAttrKey, SequenceKey
+        if hasattr(key, attr):
+            return getattr(key, attr)
+    return str(key)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: PyTree) -> None:

@@ -20,15 +20,24 @@ PyTree = Any
 
 
 def maybe_initialize_distributed() -> None:
-    """Joins a multi-process job when the standard coordinator variables are set.
+    """Joins a multi-process job, if this process is part of one.
 
-    Set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (or run under a cluster that
-    jax.distributed auto-detects, such as SLURM or Cloud TPU); a single process needs nothing.
+    - JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set: those are used.
+    - Under SLURM with more than one task (SLURM_NTASKS > 1), or with GENMODELS_DISTRIBUTED=1 (a
+      Cloud TPU pod slice, Kubernetes, Open MPI): `jax.distributed.initialize()` detects the
+      coordinator, process count and index from the cluster itself.
+    A single process needs nothing.
     """
-    if 'JAX_COORDINATOR_ADDRESS' not in os.environ:
+    explicit = 'JAX_COORDINATOR_ADDRESS' in os.environ
+    detected = (int(os.environ.get('SLURM_NTASKS', '1')) > 1
+                or os.environ.get('GENMODELS_DISTRIBUTED') == '1')
+    if not (explicit or detected):
         return
     if os.environ.get('JAX_PLATFORMS', '') == 'cpu':
         jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    if not explicit:
+        jax.distributed.initialize()
+        return
     jax.distributed.initialize(
         coordinator_address=os.environ['JAX_COORDINATOR_ADDRESS'],
         num_processes=int(os.environ['JAX_NUM_PROCESSES']),
