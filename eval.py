@@ -10,10 +10,11 @@ import sys
 
 from absl import app, flags, logging
 
-from genmodels import compare, evaluation, families, parallel, trainer, xla_cpu
+from genmodels import cli, compare, evaluation, families, parallel, trainer, xla_cpu
 
 xla_cpu.configure()  # before the first JAX computation
 
+USAGE = 'python eval.py --workdir W [--set section.key=value] (or --compare W1 W2 ...)'
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'A workdir written by train.py.')
 flags.DEFINE_integer('max_examples', None, 'Evaluate on the first N test examples only.')
@@ -43,10 +44,9 @@ def main(argv):
             sys.exit(f'error: {e}')
         print(' '.join(paths))
         return
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    cli.no_positional_arguments(argv, USAGE)
     if FLAGS.workdir is None:
-        raise app.UsageError('--workdir is required (or --compare W1 W2 ...).')
+        sys.exit(f'error: --workdir is required; usage: {USAGE}')
     parallel.maybe_initialize_distributed()
     try:
         overrides = parse_settings(FLAGS.set, FLAGS.workdir)
@@ -97,4 +97,4 @@ def parse_settings(settings: list[str], workdir: str) -> dict:
 
 
 if __name__ == '__main__':
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -1,15 +1,15 @@
 """Trains any config:  python train.py --config configs/X.py[:arg] --workdir W [--config.key=value]."""
 
-import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genmodels import parallel, preemption, trainer, xla_cpu
+from genmodels import cli, parallel, preemption, trainer, xla_cpu
 
 xla_cpu.configure()  # before the first JAX computation
 
+USAGE = 'python train.py --config configs/X.py[:arg] --workdir W [--config.key=value]'
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file in configs/.',
                                 lock_config=True)
@@ -18,22 +18,8 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and figure
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def parse_flags(argv):
-    """absl's parser, with one-line errors for a bad config file or override."""
-    try:
-        return FLAGS(argv)
-    except (AttributeError, KeyError) as e:
-        guess = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', str(e))
-        hint = f'{guess[2]}; did you mean {guess[1]}?' if guess else ' '.join(str(e).split())
-        sys.exit(f'error: unknown config key in an override: {hint}')
-    except Exception as e:  # noqa: BLE001 - config files can raise anything; report its last line.
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        sys.exit(f'error: {lines[-1] if lines else type(e).__name__} (while parsing flags)')
-
-
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    cli.no_positional_arguments(argv, USAGE)
     if not FLAGS['verbosity'].present:
         logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every file at INFO.
     parallel.maybe_initialize_distributed()
@@ -55,4 +41,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

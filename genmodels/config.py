@@ -298,3 +298,19 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 def from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(text))
+
+
+def read_saved(workdir: str) -> dict | None:
+    """The run config saved in `workdir`/config.json as a dict; None if there is none. Raises
+    ValueError (one line) for a workdir that is a file or a config.json that is not JSON."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
+    path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f'{path} is not readable JSON ({e}); use a new --workdir, or restore '
+                         f'that file.') from None

@@ -336,6 +336,16 @@ def _open(data_config: ml_collections.ConfigDict, split: str
                              f'{builder.info.file_format.value}, which has no random access. '
                              f'Delete {builder.data_dir}. {_prepare_instructions(name, root)}'
                              ) from None
+        splits = builder.info.splits
+        try:
+            empty = splits[split].num_examples == 0
+        except (KeyError, ValueError):  # an unknown split name or malformed slice
+            raise ValueError(f'{name} has no split {split!r}; its splits are '
+                             f'{", ".join(sorted(splits))} (slices such as train[:90%] work).'
+                             ) from None
+        if empty:
+            raise ValueError(f'split {split!r} of {name} has no examples; give a split or '
+                             f'slice that holds some.') from None
         raise
     return source, source.dataset_info
 

@@ -177,11 +177,11 @@ def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, st
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'{path} not found: --workdir must be a directory made by train.py.')
-    with open(path) as f:
-        cfg = config_lib.from_json(f.read())
+    saved = config_lib.read_saved(workdir)
+    if saved is None:
+        what = 'has no config.json' if os.path.isdir(workdir) else 'does not exist'
+        raise FileNotFoundError(f'--workdir {workdir} {what}: give a directory made by train.py.')
+    cfg = ml_collections.ConfigDict(saved)
     families.validated(cfg)
     return cfg
 

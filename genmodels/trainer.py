@@ -59,17 +59,15 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> 
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> None:
-    """Raises WorkdirError if `workdir` holds a run whose config differs beyond the resumable
-    keys (the trainer's and the family's)."""
+    """Raises WorkdirError if `workdir` cannot be written, or holds a run whose config differs
+    beyond the resumable keys (the trainer's and the family's)."""
+    try:
+        saved = config_lib.read_saved(workdir)
+    except ValueError as e:
+        raise WorkdirError(str(e)) from None
     check_writable(workdir)
-    path = os.path.join(workdir, 'config.json')
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                old = _flatten(json.load(f))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise WorkdirError(f'{path} is not readable JSON ({e}); use a new --workdir, or '
-                               f'restore that file.') from None
+    if saved is not None:
+        old = _flatten(saved)
         new = _flatten(json.loads(config_lib.to_json(config)))
         resumable = set(RESUMABLE_KEYS) | set(families.resumable_keys(family))
         changed = sorted(k for k in set(old) | set(new)
@@ -82,8 +80,6 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> No
 
 def check_writable(workdir: str) -> None:
     """Raises WorkdirError unless `workdir` is, or can be made as, a writable directory."""
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise WorkdirError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
     existing = os.path.abspath(workdir)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
