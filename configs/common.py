@@ -39,6 +39,7 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
         'batch_size': batch_size,   # global batch, split over all devices
         'num_steps': num_steps,
         'num_seeds': 1,             # models trained side by side in one program, seeds seed..seed+N-1
+        'grad_accum_steps': 1,      # micro-batches per step, gradients summed inside the step
         'log_every': log_every,
         'checkpoint_every': checkpoint_every,
         'keep_checkpoints': 3,

@@ -66,6 +66,7 @@ SCHEMA: dict[str, Any] = {
         'batch_size': int,
         'num_steps': int,
         'num_seeds': int,
+        'grad_accum_steps': int,
         'log_every': int,
         'checkpoint_every': int,
         'keep_checkpoints': int,
@@ -192,8 +193,8 @@ def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
 def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
     """The optimizers and the training loop's settings (families with `train_step`)."""
     t = config.train
-    for key in ('batch_size', 'num_steps', 'num_seeds', 'log_every', 'checkpoint_every',
-                'keep_checkpoints'):
+    for key in ('batch_size', 'num_steps', 'num_seeds', 'grad_accum_steps', 'log_every',
+                'checkpoint_every', 'keep_checkpoints'):
         if t[key] <= 0:
             raise ConfigError(f'config key train.{key} must be positive, got {t[key]}.')
     if not 0.0 <= t.ema_rate < 1.0:
@@ -300,9 +301,15 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(text))
 
 
+# Keys added to the shared schema after runs were saved without them, with the value that
+# reproduces those runs: read_saved fills them in, so older workdirs resume and evaluate.
+ADDED_KEYS = {('train', 'grad_accum_steps'): 1}
+
+
 def read_saved(workdir: str) -> dict | None:
-    """The run config saved in `workdir`/config.json as a dict; None if there is none. Raises
-    ValueError (one line) for a workdir that is a file or a config.json that is not JSON."""
+    """The run config saved in `workdir`/config.json as a dict (keys added since filled in from
+    ADDED_KEYS); None if there is none. Raises ValueError (one line) for a workdir that is a file
+    or a config.json that is not JSON."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
     path = os.path.join(workdir, 'config.json')
@@ -310,7 +317,11 @@ def read_saved(workdir: str) -> dict | None:
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            saved = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f'{path} is not readable JSON ({e}); use a new --workdir, or restore '
                          f'that file.') from None
+    for (section, key), value in ADDED_KEYS.items():
+        if isinstance(saved.get(section), dict) and 'num_steps' in saved[section]:
+            saved[section].setdefault(key, value)  # a training loop's section only
+    return saved

@@ -106,6 +106,47 @@ def apply_gradients(config: ml_collections.ConfigDict, state: dict[str, PyTree],
     return new_state, optax.global_norm(grads)
 
 
+def value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params: PyTree,
+                   batch: dict[str, jax.Array]) -> tuple[tuple[jax.Array, tuple], PyTree]:
+    """`jax.value_and_grad(loss_fn, has_aux=True)(params, batch)` with gradient accumulation.
+
+    loss_fn(params, batch) -> (loss, (means, per_example, last)): `loss` is a mean over the
+    examples of `batch` (a dict of [B, ...] arrays); `means` a pytree of such means (metrics);
+    `per_example` a pytree of [B, ...] arrays; `last` anything else (e.g. updated batch-norm or
+    spectral-norm statistics).
+
+    With train.grad_accum_steps = k > 1 the batch is cut into k micro-batches (rows j, j + k,
+    j + 2k, ... form micro-batch j, so each device keeps its own rows) and one lax.scan adds
+    their gradients: loss, means and gradients are the micro-batch averages, which equal the
+    large-batch step's up to float rounding when the loss's randomness is keyed per example
+    (genmodels.noise), and only B/k examples' activations are live at a time. `per_example` comes
+    back in batch order; `last` is the last micro-batch's (batch-norm statistics are then those of
+    B/k examples, as with any accumulation).
+    """
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    k = config.train.grad_accum_steps
+    if k == 1:
+        return grad_fn(params, batch)
+
+    def split(x):  # [B, ...] -> [k, B/k, ...], micro-batch j = rows j::k
+        return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+    def join(x):  # the inverse of split
+        return jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:])
+
+    def body(grads, micro):
+        (loss, (means, per_example, last)), g = grad_fn(params, micro)
+        return jax.tree.map(jnp.add, grads, g), (loss, means, per_example, last)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    grads, (loss, means, per_example, last) = jax.lax.scan(
+        body, zeros, jax.tree.map(split, batch))
+    average = lambda tree: jax.tree.map(lambda x: jnp.mean(x, axis=0), tree)  # noqa: E731
+    return ((jnp.mean(loss), (average(means), jax.tree.map(join, per_example),
+                              jax.tree.map(lambda x: x[-1], last))),
+            jax.tree.map(lambda g: g / k, grads))
+
+
 # ------------------------------------------------------------------------------------------------
 # Keys and seed lanes
 

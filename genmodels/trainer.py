@@ -157,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     info = data.dataset_info(config.data)
     if families.is_fit(family):
         return fit_and_evaluate(config, workdir, family)
-    parallel.check_batch_size(config.train.batch_size)
+    parallel.check_batch_size(config.train.batch_size, config.train.grad_accum_steps)
     data.check_batch_fits(config.data, config.train.batch_size,
                           info.num_examples[config.data.train_split])
     prepare_workdir(config, workdir, family)

@@ -65,11 +65,11 @@ def init(config, rng: jax.Array, example_batch) -> dict:
 
 
 def train_step(config, state, batch, rng):
-    def loss_fn(params):
+    def loss_fn(params, batch):
         objective = config_lib.objective(OBJECTIVES, config.objective)
-        return jnp.mean(objective(config, params, batch['image']))
+        return jnp.mean(objective(config, params, batch['image'])), ({}, {}, None)
 
-    loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+    (loss, _), grads = train_state.value_and_grad(config, loss_fn, state['params'], batch)
     new_state, grad_norm = train_state.apply_gradients(config, state, grads)
     return new_state, {'loss': loss, 'mse': loss, 'grad_norm': grad_norm}
 

@@ -64,15 +64,16 @@ def init(config, rng: jax.Array, example_batch) -> dict:
 
 
 def train_step(config, state, batch, rng):
-    def loss_fn(params):
+    def loss_fn(params, batch):
         objective = config_lib.objective(OBJECTIVES, config.objective)
         nll, logits = objective(config, params, batch, rng)
-        return jnp.mean(nll), logits
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
+        return jnp.mean(nll), ({'accuracy': accuracy}, {}, None)
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    (loss, (means, _, _)), grads = train_state.value_and_grad(config, loss_fn, state['params'],
+                                                             batch)
     new_state, grad_norm = train_state.apply_gradients(config, state, grads)
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    return new_state, {'loss': loss, 'accuracy': accuracy, 'grad_norm': grad_norm}
+    return new_state, {'loss': loss, **means, 'grad_norm': grad_norm}
 
 
 def predict(config, params, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -258,11 +258,12 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     objective = config_lib.objective(OBJECTIVES, config.objective)
     k_obj, k_drop = jax.random.split(rng)
 
-    def loss_fn(params):
+    def loss_fn(params, batch):
         loss, t = objective(config, params, batch, k_obj, k_drop)
-        return jnp.mean(loss), (loss, t)
+        return jnp.mean(loss), ({}, (loss, t), None)
 
-    (loss, (per_example, t)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    (loss, (_, (per_example, t), _)), grads = train_state.value_and_grad(
+        config, loss_fn, state['params'], batch)
     new_state, grad_norm = train_state.apply_gradients(config, state, grads)
     metrics = {'loss': loss, 'grad_norm': grad_norm}
     # The loss by quarter of the timesteps (q0: the least noise), as Nichol & Dhariwal log it.

@@ -349,10 +349,12 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     g, d = networks(config, real.shape[1:])
     info = _has_info(config)
 
-    def critic_fn(params, stats):
+    def critic_fn(params, stats, labels):
         return lambda x: d.apply({'params': params, **stats}, x, labels)[0]
 
-    # 1. DISCRIMINATOR: n_disc steps, each with fresh z (same real batch).
+    # 1. DISCRIMINATOR: n_disc steps, each with fresh z (same real batch). Gradients go through
+    # train_state.value_and_grad (micro-batches when train.grad_accum_steps > 1), so the loss
+    # functions see a batch dict of per-example arrays.
     def d_step(carry, i):
         d_vars, d_opt = carry
         key = jax.random.fold_in(rng, i)
@@ -361,30 +363,33 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
         fake = jax.lax.stop_gradient(fake)
         stats = {k: v for k, v in d_vars.items() if k != 'params'}
 
-        def loss_fn(params):
-            critic = critic_fn(params, stats)
-            d_loss, _ = objective(config, critic, real, fake, noise.keys(key, index))
+        def loss_fn(params, mb):
+            critic = critic_fn(params, stats, mb['labels'])
+            d_loss, _ = objective(config, critic, mb['real'], mb['fake'],
+                                  noise.keys(key, mb['index']))
             terms = {'d_loss': jnp.mean(d_loss)}
             total = terms['d_loss']
             if config.loss.r1_weight > 0:
-                terms['r1'] = jnp.mean(r1_penalty(critic, real))
+                terms['r1'] = jnp.mean(r1_penalty(critic, mb['real']))
                 total += 0.5 * config.loss.r1_weight * terms['r1']
             if info:
-                _, q = d.apply({'params': params, **stats}, fake, labels)
-                terms['info_bound'] = jnp.mean(info_lower_bound(config, q, codes))
+                _, q = d.apply({'params': params, **stats}, mb['fake'], mb['labels'])
+                terms['info_bound'] = jnp.mean(info_lower_bound(config, q, mb['codes']))
                 total -= config.loss.info_weight * terms['info_bound']
             # Accuracy of D's decision l > 0 (real) on both sets; one power iteration of SN.
             if stats:
-                (l_real, _), new_stats = d.apply({'params': params, **stats}, real, labels,
-                                                 update_stats=True, mutable=list(stats))
+                (l_real, _), new_stats = d.apply({'params': params, **stats}, mb['real'],
+                                                 mb['labels'], update_stats=True,
+                                                 mutable=list(stats))
             else:
-                (l_real, _), new_stats = d.apply({'params': params}, real, labels), {}
+                (l_real, _), new_stats = d.apply({'params': params}, mb['real'], mb['labels']), {}
             terms['d_real_accuracy'] = jnp.mean(l_real > 0)
-            terms['d_fake_accuracy'] = jnp.mean(critic(fake) < 0)
-            return total, (terms, new_stats)
+            terms['d_fake_accuracy'] = jnp.mean(critic(mb['fake']) < 0)
+            return total, (terms, {}, new_stats)
 
-        (_, (terms, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            d_vars['params'])
+        micro = {'real': real, 'fake': fake, 'index': index, 'labels': labels, 'codes': codes}
+        (_, (terms, _, new_stats)), grads = train_state.value_and_grad(
+            config, loss_fn, d_vars['params'], micro)
         params, d_opt = train_state.apply_updates(tx_d, d_vars['params'], d_opt, grads)
         terms['d_grad_norm'] = optax.global_norm(grads)
         return ({**d_vars, **new_stats, 'params': params}, d_opt), terms
@@ -402,20 +407,21 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     g_in, codes = latents(config, g_key, index)
     d_stats = {k: v for k, v in d_vars.items() if k != 'params'}
 
-    def g_loss_fn(g_params):
-        fake, new_g = _generate(config, g, {**state['g'], 'params': g_params}, g_in, labels,
-                                train=True)
-        _, g_loss = objective(config, critic_fn(d_vars['params'], d_stats), real, fake,
-                              noise.keys(g_key, index))
+    def g_loss_fn(g_params, mb):
+        fake, new_g = _generate(config, g, {**state['g'], 'params': g_params}, mb['g_in'],
+                                mb['labels'], train=True)
+        _, g_loss = objective(config, critic_fn(d_vars['params'], d_stats, mb['labels']),
+                              mb['real'], fake, noise.keys(g_key, mb['index']))
         total = jnp.mean(g_loss)
         aux = {'g_loss': total}
         if info:
-            _, q = d.apply(d_vars, fake, labels)
-            total -= config.loss.info_weight * jnp.mean(info_lower_bound(config, q, codes))
-        return total, (aux, new_g)
+            _, q = d.apply(d_vars, fake, mb['labels'])
+            total -= config.loss.info_weight * jnp.mean(info_lower_bound(config, q, mb['codes']))
+        return total, (aux, {}, new_g)
 
-    (_, (g_terms, new_g)), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        state['g']['params'])
+    micro = {'g_in': g_in, 'real': real, 'index': index, 'labels': labels, 'codes': codes}
+    (_, (g_terms, _, new_g)), grads = train_state.value_and_grad(
+        config, g_loss_fn, state['g']['params'], micro)
     g_params, g_opt = train_state.apply_updates(tx_g, state['g']['params'], state['g_opt'],
                                                 grads)
     new_state = {

@@ -191,16 +191,17 @@ def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
 def train_step(config, state, batch: Batch, rng: jax.Array):
     objective = config_lib.objective(OBJECTIVES, config.objective)
 
-    def loss_fn(params):
+    def loss_fn(params, batch):
         terms = objective(config, params, batch, rng, state['step'])
-        return jnp.mean(terms.loss), terms
+        means = {'elbo_nats': jnp.mean(terms.elbo)}
+        if config.objective == 'elbo':
+            means |= {'recon_nats': jnp.mean(terms.recon), 'kl_nats': jnp.mean(terms.kl)}
+        return jnp.mean(terms.loss), (means, {}, None)
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+    (loss, (means, _, _)), grads = train_state.value_and_grad(config, loss_fn, state['params'],
+                                                             batch)
     new_state, grad_norm = train_state.apply_gradients(config, state, grads)
-    metrics = {'loss': loss, 'elbo_nats': jnp.mean(terms.elbo), 'grad_norm': grad_norm}
-    if config.objective == 'elbo':
-        metrics |= {'recon_nats': jnp.mean(terms.recon), 'kl_nats': jnp.mean(terms.kl)}
-    return new_state, metrics
+    return new_state, {'loss': loss, **means, 'grad_norm': grad_norm}
 
 
 def log_likelihood(config, params, batch: Batch, rng: jax.Array, k: int | None = None,
