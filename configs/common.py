@@ -40,6 +40,7 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
         'num_steps': num_steps,
         'num_seeds': 1,             # models trained side by side in one program, seeds seed..seed+N-1
         'grad_accum_steps': 1,      # micro-batches per step, gradients summed inside the step
+        'compute_dtype': 'float32',  # or 'bfloat16': activations and matmuls; weights stay float32
         'log_every': log_every,
         'checkpoint_every': checkpoint_every,
         'keep_checkpoints': 3,

@@ -67,6 +67,7 @@ SCHEMA: dict[str, Any] = {
         'num_steps': int,
         'num_seeds': int,
         'grad_accum_steps': int,
+        'compute_dtype': str,
         'log_every': int,
         'checkpoint_every': int,
         'keep_checkpoints': int,
@@ -199,6 +200,7 @@ def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
             raise ConfigError(f'config key train.{key} must be positive, got {t[key]}.')
     if not 0.0 <= t.ema_rate < 1.0:
         raise ConfigError(f'config key train.ema_rate must be in [0, 1), got {t.ema_rate}.')
+    check_choice(config, 'train.compute_dtype', ('float32', 'bfloat16'))
     for section, schema in full_schema(family).items():
         if schema is OPTIMIZER_SCHEMA:
             _check_optimizer(config[section], section)
@@ -303,7 +305,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 # Keys added to the shared schema after runs were saved without them, with the value that
 # reproduces those runs: read_saved fills them in, so older workdirs resume and evaluate.
-ADDED_KEYS = {('train', 'grad_accum_steps'): 1}
+ADDED_KEYS = {('train', 'grad_accum_steps'): 1, ('train', 'compute_dtype'): 'float32'}
 
 
 def read_saved(workdir: str) -> dict | None:

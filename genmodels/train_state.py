@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -106,9 +107,32 @@ def apply_gradients(config: ml_collections.ConfigDict, state: dict[str, PyTree],
     return new_state, optax.global_norm(grads)
 
 
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+# The layers whose float inputs a low compute dtype casts: where the FLOPs are.
+LOW_PRECISION_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.ConvTranspose, nn.Einsum)
+
+
+def _cast_floats(tree: PyTree, dtype) -> PyTree:
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x,
+        tree)
+
+
+def _layers_in(dtype) -> Callable:
+    """A flax method interceptor casting the float inputs of LOW_PRECISION_LAYERS to `dtype`."""
+    def interceptor(next_fun, args, kwargs, context):
+        if context.method_name == '__call__' and isinstance(context.module, LOW_PRECISION_LAYERS):
+            args = _cast_floats(args, dtype)
+        return next_fun(*args, **kwargs)
+    return interceptor
+
+
 def value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params: PyTree,
                    batch: dict[str, jax.Array]) -> tuple[tuple[jax.Array, tuple], PyTree]:
-    """`jax.value_and_grad(loss_fn, has_aux=True)(params, batch)` with gradient accumulation.
+    """`jax.value_and_grad(loss_fn, has_aux=True)(params, batch)` with mixed precision and
+    gradient accumulation.
 
     loss_fn(params, batch) -> (loss, (means, per_example, last)): `loss` is a mean over the
     examples of `batch` (a dict of [B, ...] arrays); `means` a pytree of such means (metrics);
@@ -122,7 +146,24 @@ def value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params:
     (genmodels.noise), and only B/k examples' activations are live at a time. `per_example` comes
     back in batch order; `last` is the last micro-batch's (batch-norm statistics are then those of
     B/k examples, as with any accumulation).
+
+    With train.compute_dtype = 'bfloat16', loss_fn sees the parameters in bfloat16 and every
+    Dense/Conv layer (LOW_PRECISION_LAYERS) gets its inputs cast to bfloat16 (a flax method
+    interceptor, so no family code changes): the matmuls and convolutions, where the FLOPs are, run
+    in bfloat16 and emit bfloat16 activations, while inputs, noise and the loss's own arithmetic
+    stay float32. The gradient flows back through the cast to the float32 parameters, so master
+    weights and optimizer state stay float32 (Micikevicius et al. 2018; bfloat16 has float32's
+    exponent range, so no loss scaling is needed). Aux outputs come back in float32.
     """
+    dtype = COMPUTE_DTYPES[config.train.compute_dtype]
+    if dtype != jnp.float32:
+        low_precision_fn = loss_fn
+
+        def loss_fn(params, batch):
+            with nn.intercept_methods(_layers_in(dtype)):
+                loss, aux = low_precision_fn(_cast_floats(params, dtype), batch)
+            return loss.astype(jnp.float32), _cast_floats(aux, jnp.float32)
+
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     k = config.train.grad_accum_steps
     if k == 1:

@@ -81,8 +81,10 @@ class Conditioning(nn.Module):
     num_classes: int = 0
 
     @nn.compact
-    def __call__(self, t: jax.Array, labels: jax.Array | None) -> jax.Array:
-        emb = timestep_embedding(t, self.sinusoid_dim)
+    def __call__(self, t: jax.Array, labels: jax.Array | None, dtype=jnp.float32) -> jax.Array:
+        """`dtype`: the denoiser input's, so a bfloat16 input keeps the whole network in bfloat16
+        (the sinusoid itself is computed in float32: t * f needs its precision)."""
+        emb = timestep_embedding(t, self.sinusoid_dim).astype(dtype)
         emb = nn.Dense(self.features, name='time_dense_0')(emb)
         emb = nn.Dense(self.features, name='time_dense_1')(nn.silu(emb))
         if labels is not None and not self.num_classes:
@@ -208,7 +210,7 @@ class UNet(nn.Module):
                              'some of those.')
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
         emb = Conditioning(4 * self.channels, self.channels, self.num_classes,
-                           name='conditioning')(t, labels)                   # [B, 4 * channels]
+                           name='conditioning')(t, labels, x.dtype)          # [B, 4 * channels]
 
         def res(name: str, h: jax.Array, c: int) -> jax.Array:
             return ResBlock(c, self.dropout, name=name)(h, emb, deterministic=not train)
@@ -266,7 +268,7 @@ class MLPDenoiser(nn.Module):
         b, d, w, c = x.shape
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
         emb = Conditioning(self.embed_dim, self.embed_dim, self.num_classes,
-                           name='conditioning')(t, labels)
+                           name='conditioning')(t, labels, x.dtype)
         h = jnp.concatenate([x.reshape(b, -1), emb], axis=-1)
         for i, width in enumerate(self.hidden):
             h = nn.silu(nn.Dense(width, name=f'dense_{i}')(h))

@@ -387,6 +387,20 @@ def test_workdir_that_cannot_be_a_directory_is_a_one_line_error(tmp_path, data_d
     assert '\n' not in str(e.value) and path.read_text() == 'not a directory'
 
 
+def test_workdir_saved_before_a_key_was_added_resumes(tmp_path, data_dir):
+    """config.json written before train.grad_accum_steps existed: resumed with its default."""
+    config = tiny_vae(data_dir, num_steps=4)
+    workdir = str(tmp_path / 'w')
+    trainer.train_and_evaluate(config, workdir)
+    path = os.path.join(workdir, 'config.json')
+    saved = json.load(open(path))
+    del saved['train']['grad_accum_steps']
+    with open(path, 'w') as f:
+        json.dump(saved, f)
+    config.train.num_steps = 8
+    assert trainer.train_and_evaluate(config, workdir)['step'] == 8
+
+
 def test_corrupt_config_json_is_a_one_line_error_and_is_kept(tmp_path, data_dir):
     workdir = tmp_path / 'w'
     workdir.mkdir()
