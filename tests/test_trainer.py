@@ -277,15 +277,17 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
 
 # The multi-device tests train these families in each launched process: (module, config
 # function, logged metrics compared).
-def tiny_vae_accum(data_dir: str | None, num_steps: int = 12):
-    """tiny_vae with each batch of 16 taken as 2 micro-batches of 8 (train.grad_accum_steps)."""
+def tiny_vae_accum_bf16(data_dir: str | None, num_steps: int = 12):
+    """tiny_vae with each batch of 16 taken as 2 micro-batches of 8 (train.grad_accum_steps), its
+    layers computing in bfloat16."""
     config = tiny_vae(data_dir, num_steps)
     config.train.grad_accum_steps = 2
+    config.train.compute_dtype = 'bfloat16'
     return config
 
 
 MULTI_DEVICE_RUNS = {'vae': ('tests.test_trainer', 'tiny_vae', ('loss',)),
-                     'vae_accum': ('tests.test_trainer', 'tiny_vae_accum', ('loss',)),
+                     'vae_accum_bf16': ('tests.test_trainer', 'tiny_vae_accum_bf16', ('loss',)),
                      'gan': ('tests.test_gan', 'tiny_gan', ('d_loss', 'g_loss')),
                      'ddpm': ('tests.test_ddpm', 'tiny_toy', ('loss', 'loss_q0'))}
 
@@ -325,8 +327,8 @@ def test_eight_devices_give_the_same_loss_curves_as_one(tmp_path, data_dir):
     assert all(len(c) == 4 for c in curves[1].values())
     for key in curves[1]:
         np.testing.assert_allclose(curves[8][key], curves[1][key], rtol=2e-5, err_msg=key)
-    # Gradient accumulation, sharded over 8 devices too, follows the large-batch curve.
-    np.testing.assert_allclose(curves[8]['vae_accum/loss'], curves[1]['vae/loss'], rtol=2e-5)
+    # Accumulated bfloat16 steps stay within bfloat16's rounding of the float32 large-batch curve.
+    np.testing.assert_allclose(curves[8]['vae_accum_bf16/loss'], curves[1]['vae/loss'], rtol=2e-3)
 
 
 def test_batch_size_not_dividing_devices_is_a_clear_error(tmp_path, data_dir):
