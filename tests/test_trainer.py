@@ -574,5 +574,7 @@ def test_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
     for name in MULTI_DEVICE_RUNS:
         one, two = (restore_params(str(tmp_path / f'p{n}' / name), 8) for n in (1, 2))
         for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True):
-            # Equal up to float reassociation: the reductions run over other device groupings.
-            np.testing.assert_allclose(y, x, rtol=1e-3, atol=1e-5, err_msg=name)
+            # Equal up to float reassociation (the reductions run over other device groupings),
+            # which Adam turns into steps of up to ~1e-5 on weights whose gradient is ~0: it
+            # divides each gradient element by its own running scale.
+            np.testing.assert_allclose(y, x, rtol=1e-3, atol=5e-5, err_msg=name)
