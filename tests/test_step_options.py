@@ -62,9 +62,10 @@ def _cddpm(data_dir):
 
 CONFIGS = {'vae': tiny_vae, 'autoencoder': _ae, 'classifier': _classifier, 'gan': _gan,
            'ddpm_toy': tiny_toy, 'ddpm_unet_cfg': _cddpm}
-# In the suite: every family's train_step once (a conditional U-Net DDPM compiles for 20 s here,
-# and runs the same DDPM step as the toy's MLP; benchmarks and runs cover it).
-IN_SUITE = ('vae', 'autoencoder', 'classifier', 'gan', 'ddpm_toy')
+# In the suite (time): the VAE, the classifier's convolutions, the GAN's two players and the DDPM
+# step once each. The autoencoder's step has the VAE's shape, and a conditional U-Net DDPM runs the
+# toy's DDPM step but compiles for 20 s; both pass when added here.
+IN_SUITE = ('vae', 'classifier', 'gan', 'ddpm_toy')
 
 
 @pytest.mark.parametrize('name', IN_SUITE)
@@ -118,7 +119,9 @@ def _losses(config, family, num_steps: int) -> tuple[list[float], str, dict]:
     return losses, hlo, state
 
 
-@pytest.mark.parametrize('name', ['vae', 'classifier', 'gan', 'ddpm_toy'])
+# Not the GAN: with spectral norm its D computes in float32 (flax's SpectralNorm returns a float32
+# kernel), so its curve would track float32 trivially.
+@pytest.mark.parametrize('name', ['vae', 'classifier', 'ddpm_toy'])
 def test_bfloat16_compute_tracks_the_float32_loss_curve(name, data_dir):
     config = CONFIGS[name](data_dir)
     config.train.batch_size = 32
