@@ -209,21 +209,21 @@ def test_metrics_log_with_a_torn_last_line_resumes_with_a_warning(tmp_path, monk
         metric_writer.MetricWriter(workdir, start_step=6)
 
 
-def _cli_tiny_vae(data_dir: str, workdir: str, num_steps: int) -> list[str]:
-    """train.py on tiny_vae's settings with a checkpoint every 2 steps."""
-    sets = {'data.data_dir': data_dir, 'model.hidden': '(32,)', 'model.latent_dim': 4,
-            'loss.kl_warmup_steps': 4, 'optimizer.warmup_steps': 2, 'train.batch_size': 16,
-            'train.num_steps': num_steps, 'train.log_every': 2, 'train.checkpoint_every': 2,
-            'train.figures': False, 'eval.iwae_k': 4, 'eval.max_examples': 32,
-            'eval.batch_size': 16, 'eval.num_samples': 64}
-    return [sys.executable, 'train.py', '--config', 'configs/vae_mnist.py', '--workdir', workdir,
-            *(f'--config.{k}={v}' for k, v in sets.items())]
-
-
 def _cli_config(data_dir: str, num_steps: int) -> ml_collections.ConfigDict:
     config = tiny_vae(data_dir, num_steps)
     config.train.checkpoint_every = 2
     return config
+
+
+def _cli_tiny_vae(data_dir: str, workdir: str, num_steps: int) -> list[str]:
+    """train.py running _cli_config: an override for every key where it differs from
+    configs/vae_mnist.py."""
+    base = trainer._flatten(vae_mnist.get_config().to_dict())
+    tiny = trainer._flatten(_cli_config(data_dir, num_steps).to_dict())
+    overrides = [f'--config.{k}={tuple(v) if isinstance(v, list) else v}'
+                 for k, v in tiny.items() if base.get(k) != v]
+    return [sys.executable, 'train.py', '--config', 'configs/vae_mnist.py', '--workdir', workdir,
+            *overrides]
 
 
 def _wait_for(predicate, timeout: float = 240.0) -> None:
