@@ -303,9 +303,15 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(text))
 
 
-# Keys added to the shared schema after runs were saved without them, with the value that
-# reproduces those runs: read_saved fills them in, so older workdirs resume and evaluate.
-ADDED_KEYS = {('train', 'grad_accum_steps'): 1, ('train', 'compute_dtype'): 'float32'}
+# Keys added to a schema after runs were saved without them, with the value that reproduces those
+# runs: read_saved fills them in, so older workdirs resume and evaluate. Each is added to a section
+# that holds the marker key (the section a family reads the new key beside).
+ADDED_KEYS = {
+    ('train', 'grad_accum_steps'): ('num_steps', 1),
+    ('train', 'compute_dtype'): ('num_steps', 'float32'),
+    ('loss', 'top_k'): ('n_disc', 1.0),               # GAN
+    ('loss', 'top_k_decay_steps'): ('n_disc', 0),     # GAN
+}
 
 
 def read_saved(workdir: str) -> dict | None:
@@ -323,7 +329,7 @@ def read_saved(workdir: str) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f'{path} is not readable JSON ({e}); use a new --workdir, or restore '
                          f'that file.') from None
-    for (section, key), value in ADDED_KEYS.items():
-        if isinstance(saved.get(section), dict) and 'num_steps' in saved[section]:
-            saved[section].setdefault(key, value)  # a training loop's section only
+    for (section, key), (marker, value) in ADDED_KEYS.items():
+        if isinstance(saved.get(section), dict) and marker in saved[section]:
+            saved[section].setdefault(key, value)
     return saved

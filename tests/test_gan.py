@@ -40,6 +40,7 @@ def test_d_equal_one_half_gives_the_minimax_value_minus_log_4():
     ('hinge', 0.5, -2.0, 0.5 + 0.0, 2.0),
     ('hinge', 2.0, 0.5, 0.0 + 1.5, -0.5),
     ('least_squares', 0.5, -2.0, 0.5 * (0.25 + 4.0), 0.5 * 9.0),
+    ('relativistic', 0.5, -2.0, math.log1p(math.exp(-2.5)), math.log1p(math.exp(2.5))),
 ])
 def test_objectives_on_hand_computed_logits(name, logit_real, logit_fake, d_want, g_want):
     config = gan_grid25.get_config()
@@ -50,6 +51,21 @@ def test_objectives_on_hand_computed_logits(name, logit_real, logit_fake, d_want
     d_loss, g_loss = gan.OBJECTIVES[name](config, critic, REAL, FAKE, KEYS)
     np.testing.assert_allclose(d_loss, d_want, rtol=1e-6)
     np.testing.assert_allclose(g_loss, g_want, rtol=1e-6)
+
+
+def test_top_k_keeps_the_samples_with_the_lowest_g_loss():
+    losses = jnp.array([4.0, 1.0, 3.0, 2.0, 5.0])
+    np.testing.assert_allclose(gan.top_k_mean(losses, 0.4), 1.5)       # {1, 2}
+    np.testing.assert_allclose(gan.top_k_mean(losses, 0.5), 2.0)       # ceil(2.5) = 3: {1, 2, 3}
+    np.testing.assert_allclose(gan.top_k_mean(losses, 1.0), 3.0)
+    np.testing.assert_allclose(gan.top_k_mean(losses, 0.01), 1.0)      # at least one
+    config = gan_grid25.get_config()
+    config.loss.top_k, config.loss.top_k_decay_steps = 0.5, 100
+    fractions = [float(gan.top_k_fraction(config, jnp.array(s))) for s in (0, 50, 100, 500)]
+    np.testing.assert_allclose(fractions, [1.0, 0.75, 0.5, 0.5])
+    # Only the kept samples give G a gradient.
+    grads = jax.grad(lambda x: gan.top_k_mean(x, 0.4))(losses)
+    np.testing.assert_allclose(grads, [0.0, 0.5, 0.0, 0.5, 0.0])
 
 
 def test_gradient_penalty_of_a_linear_critic_is_its_closed_form():

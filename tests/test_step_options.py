@@ -14,6 +14,7 @@ import pytest
 
 from configs import cdcgan_mnist, classifier_mnist
 from genmodels import data, families, parallel, train_state
+from genmodels.families import gan
 from tests.test_ddpm import tiny_toy
 from tests.test_gan import small
 from tests.test_trainer import tiny_vae
@@ -99,9 +100,7 @@ def _losses(config, family, num_steps: int) -> tuple[list[float], str, dict]:
     return losses, hlo, state
 
 
-# Not the GAN: with spectral norm its D computes in float32 (flax's SpectralNorm returns a float32
-# kernel), so its curve would track float32 trivially.
-@pytest.mark.parametrize('name', ['vae', 'classifier', 'ddpm_toy'])
+@pytest.mark.parametrize('name', ['vae', 'classifier', 'gan', 'ddpm_toy'])
 def test_bfloat16_compute_tracks_the_float32_loss_curve(name, data_dir):
     config = CONFIGS[name](data_dir)
     config.train.batch_size = 32
@@ -122,5 +121,21 @@ def test_bfloat16_compute_tracks_the_float32_loss_curve(name, data_dir):
     # Same start (the same initial weights, rounded), and over the last 10 steps the same level.
     np.testing.assert_allclose(bf16[0], f32[0], rtol=0.02)
     np.testing.assert_allclose(bf16[-10:].mean(), f32[-10:].mean(), rtol=0.05)
+    if name == 'gan':  # D's spectrally normalised layers compute in bfloat16 too
+        dtypes = {}
+        for dtype in ('float32', 'bfloat16'):
+            c = copy.deepcopy(config)
+            c.train.compute_dtype = dtype
+            batch = train_state.example_batch(data.dataset_info(c.data))
+            _, d = gan.networks(c, batch['image'].shape[1:])
+            d_vars = states[dtype]['d']
+
+            def loss_fn(params, batch, d=d, dtype=dtype):
+                logits, _ = d.apply({**d_vars, 'params': params}, batch['image'], batch['label'])
+                dtypes[dtype] = logits.dtype
+                return logits.mean().astype('float32'), ({}, {}, None)
+
+            train_state.value_and_grad(c, loss_fn, d_vars['params'], batch)
+        assert dtypes == {'float32': np.dtype('float32'), 'bfloat16': np.dtype('bfloat16')}
     if name == 'vae':  # a curve that moves in 30 steps: both fall alike
         assert f32[-10:].mean() < 0.97 * f32[0] and bf16[-10:].mean() < 0.97 * bf16[0]

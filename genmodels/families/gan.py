@@ -12,10 +12,15 @@ losses from l on real and generated data:
     least_squares    D: ((l(x) - 1)^2 + l(G(z))^2) / 2      G: (l(G(z)) - 1)^2 / 2  (Mao et al. 2017)
     wgan_gp          D: l(G(z)) - l(x) + w (|grad l(x_hat)| - 1)^2, x_hat = e x + (1 - e) G(z),
                      e ~ U[0, 1]                             G: -l(G(z))   (Gulrajani et al. 2017, Alg. 1)
+    relativistic     D: softplus(l(G(z)) - l(x))  G: softplus(l(x) - l(G(z))), x and z paired by
+                     row (relativistic pairing; Jolicoeur-Martineau 2019, Huang et al. 2024)
 
 Regularisers of D: R1 = r1_weight / 2 |grad_x l(x)|^2 on real data (Mescheder et al. 2018, Eq. 9);
 spectral normalisation of every layer (Miyato et al. 2018), one power iteration per D step, the
-vectors in the state. D takes `loss.n_disc` steps per G step inside the jitted step, with fresh
+vectors in the state. Top-k G updates (Sinha et al. 2020): G's loss averages only the fraction of
+its samples with the lowest G loss (those D finds most real), from all of them at the start to
+loss.top_k after loss.top_k_decay_steps; the rest, e.g. points between two modes, whose gradient
+points toward no mode, give no gradient. D takes `loss.n_disc` steps per G step inside the jitted step, with fresh
 noise and the same real batch; its learning-rate schedule counts its own updates.
 
 Conditional (model.conditional): G gets a label embedding joined to z; D is a projection
@@ -76,6 +81,8 @@ CONFIG_SCHEMA = {
         'gp_weight': float,       # WGAN-GP's penalty weight (objective 'wgan_gp' only)
         'r1_weight': float,       # R1 penalty on real data, any objective (0: off)
         'info_weight': float,     # lambda of InfoGAN's mutual-information term
+        'top_k': float,           # fraction of G's samples its update keeps at the end (1: all)
+        'top_k_decay_steps': int,  # G steps over which the kept fraction falls from 1 to top_k
     },
     'disc_optimizer': config_lib.OPTIMIZER_SCHEMA,  # D's; config.optimizer is G's
 }
@@ -92,6 +99,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           '>= 0.')
     if m.init_std < 0:
         raise ConfigError(f'model.init_std must be >= 0 (0: LeCun normal), got {m.init_std}.')
+    if not 0 < loss.top_k <= 1 or loss.top_k_decay_steps < 0:
+        raise ConfigError(f'loss.top_k must be in (0, 1] (1: off) and loss.top_k_decay_steps '
+                          f'>= 0, got {loss.top_k} and {loss.top_k_decay_steps}.')
     if min(loss.gp_weight, loss.r1_weight, loss.info_weight) < 0:
         raise ConfigError('loss.gp_weight, r1_weight and info_weight must be >= 0.')
     if config.objective == 'wgan_gp' and loss.gp_weight <= 0:
@@ -166,10 +176,15 @@ class Discriminator(nn.Module):
     spectral_norm: bool
     info_outputs: int      # InfoGAN: categorical logits + continuous means (0: no Q head)
     init_std: float        # weights ~ N(0, init_std^2); 0: LeCun normal
+    compute_dtype: Any = jnp.float32  # train.compute_dtype
 
     def _layer(self, module, x, update_stats):
         if self.spectral_norm:
-            return nn.SpectralNorm(module)(x, update_stats=update_stats)
+            # The normalised kernel in the compute dtype: flax's SpectralNorm would return it in
+            # float32 (the dtype of its power-iteration vectors), and the layer would compute in
+            # float32 under train.compute_dtype = 'bfloat16'.
+            dtype = None if self.compute_dtype == jnp.float32 else self.compute_dtype
+            return nn.SpectralNorm(module, dtype=dtype)(x, update_stats=update_stats)
         return module(x)
 
     @nn.compact
@@ -208,7 +223,8 @@ def networks(config, image_shape) -> tuple[Generator, Discriminator]:
                   _num_classes(config), image=not data_lib.is_toy(config.data.name),
                   init_std=m.init_std)
     d = Discriminator(m.architecture, tuple(m.hidden), tuple(m.channels), _num_classes(config),
-                      m.spectral_norm, m.info_categorical + m.info_continuous, m.init_std)
+                      m.spectral_norm, m.info_categorical + m.info_continuous, m.init_std,
+                      train_state.COMPUTE_DTYPES[config.train.compute_dtype])
     return g, d
 
 
@@ -295,13 +311,34 @@ def _wgan_gp(config, critic, real, fake, keys):
     return l_fake - critic(real) + config.loss.gp_weight * gp, -l_fake
 
 
+def _relativistic(config, critic, real, fake, keys):
+    margin = critic(real) - critic(fake)
+    return jax.nn.softplus(-margin), jax.nn.softplus(margin)
+
+
 OBJECTIVES: dict[str, Callable] = {
     'minimax': _minimax,
     'non_saturating': _non_saturating,
     'hinge': _hinge,
     'least_squares': _least_squares,
     'wgan_gp': _wgan_gp,
+    'relativistic': _relativistic,
 }
+
+
+def top_k_mean(losses: jax.Array, fraction: jax.Array) -> jax.Array:
+    """Mean of the ceil(fraction * B) smallest of `losses` [B] (ties at the cut all count)."""
+    k = jnp.clip(jnp.ceil(fraction * losses.shape[0]).astype(jnp.int32), 1, losses.shape[0])
+    keep = losses <= jnp.sort(losses)[k - 1]
+    return jnp.sum(jnp.where(keep, losses, 0.0)) / jnp.sum(keep)
+
+
+def top_k_fraction(config, step: jax.Array) -> jax.Array:
+    """The fraction of G's samples its update keeps at G step `step`: 1 falling linearly to
+    loss.top_k over loss.top_k_decay_steps (at once when 0)."""
+    final, steps = config.loss.top_k, config.loss.top_k_decay_steps
+    progress = jnp.minimum(step / steps, 1.0) if steps > 0 else 1.0
+    return 1.0 - (1.0 - final) * progress
 
 
 def r1_penalty(critic, real) -> jax.Array:
@@ -412,8 +449,11 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
                                 mb['labels'], train=True)
         _, g_loss = objective(config, critic_fn(d_vars['params'], d_stats, mb['labels']),
                               mb['real'], fake, noise.keys(g_key, mb['index']))
-        total = jnp.mean(g_loss)
-        aux = {'g_loss': total}
+        aux = {'g_loss': jnp.mean(g_loss)}
+        if config.loss.top_k < 1:
+            total = top_k_mean(g_loss, top_k_fraction(config, state['step']))
+        else:
+            total = aux['g_loss']
         if info:
             _, q = d.apply(d_vars, fake, mb['labels'])
             total -= config.loss.info_weight * jnp.mean(info_lower_bound(config, q, mb['codes']))
