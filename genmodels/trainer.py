@@ -192,6 +192,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         with preemption.StopRequests() as stops:
             for step in range(start + 1, num_steps + 1):
                 state, metrics = step_fn(state, parallel.shard_batch(mesh, next(batches)))
+                if pending:
+                    # At most two steps in flight. JAX dispatches asynchronously, so without
+                    # this the loop runs up to log_every steps ahead of the computation, and a
+                    # stop request would wait for all of them (minutes for a slow step, past a
+                    # scheduler's grace period) before its checkpoint is written.
+                    jax.block_until_ready(pending[-1])
                 pending.append(metrics)
                 stop = stops.should_stop(step)
                 if step % config.train.log_every == 0 or step == num_steps or stop:

@@ -182,6 +182,43 @@ def test_signal_saves_the_current_step_and_resume_equals_uninterrupted(
     assert json.load(open(f'{straight}/eval.json')) == json.load(open(f'{stopped}/eval.json'))
 
 
+def test_the_loop_keeps_at_most_two_steps_in_flight(tmp_path, data_dir, monkeypatch):
+    """JAX dispatches steps asynchronously: unbounded, the loop would run up to log_every steps
+    ahead of the computation, and a stop request would wait for all of them before saving. Each
+    step here takes 50 ms and counts itself when it has run."""
+    completed = []
+
+    def slow():
+        time.sleep(0.05)
+        completed.append(1)
+
+    make_train_step = trainer.make_train_step
+
+    def make_slow_train_step(*args, **kwargs):
+        step_fn = make_train_step(*args, **kwargs)
+        tick = jax.jit(lambda metrics: (jax.debug.callback(slow), metrics)[1])
+
+        def step(state, batch):
+            state, metrics = step_fn(state, batch)
+            return state, tick(metrics)
+        return step
+
+    seen = []
+
+    def hook(batches):
+        for i, batch in enumerate(batches):
+            seen.append((i, len(completed)))  # steps run when the batch of step i + 1 is fetched
+            yield batch
+
+    config = tiny_vae(data_dir, num_steps=12)
+    config.train.log_every = config.train.checkpoint_every = 12  # no sync point before the end
+    monkeypatch.setattr(trainer, 'make_train_step', make_slow_train_step)
+    trainer.train_and_evaluate(config, str(tmp_path / 'w'), _iterator_hook=hook)
+    assert len(completed) == 12 and len(seen) == 12
+    # Fetching the batch of step i + 1 follows step i's dispatch and waits for step i - 1.
+    assert all(done >= i - 1 for i, done in seen), seen
+
+
 def warnings_of(monkeypatch, module) -> list[str]:
     """The messages `module` passes to absl's logging.warning from now on (absl's handler setup
     varies with what ran before, so pytest's caplog does not always see them)."""
