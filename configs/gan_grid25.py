@@ -18,13 +18,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.hidden = (256, 256, 256)
     config.model.init_std = 0.0  # LeCun normal: N(0, 0.02) weights start G's points near 0
     config.loss.r1_weight = 0.1  # without R1, 2-3 of 25 modes go missing
-    # A 36-way categorical code joined to z, with InfoGAN's mutual-information term (lambda 1):
-    # G maps a connected latent space onto 25 separate blobs, and with z alone it leaves 2-4% of
-    # its samples on bridges between modes (high quality 0.95). With the code each category can
-    # own a mode (0.998 over 2 seeds; 25 ways: 0.94, 50: 0.98, 100: 0.80 after 12k steps; 25 ways
-    # without the MI term: 0.93).
-    config.model.info_categorical = 36
-    config.loss.info_weight = 1.0
     # A high learning rate decayed to zero: the modes are found early and sharpened at the end.
     for name in ('optimizer', 'disc_optimizer'):
         config[name] = common.optimizer(4e-3, name='adam', schedule='cosine')
