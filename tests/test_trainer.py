@@ -270,6 +270,15 @@ def _wait_for(predicate, timeout: float = 240.0) -> None:
         time.sleep(0.002)
 
 
+def logged_steps(workdir: str) -> list[int]:
+    """Steps of the complete lines of a running job's metrics.jsonl (none before it exists)."""
+    try:
+        with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+            return [json.loads(line)['step'] for line in f if line.endswith('\n')]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
 def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
         tmp_path, data_dir):
     """The CLI under a scheduler: SIGTERM saves and exits 75 with one line; then 10 SIGKILLs at
@@ -279,20 +288,13 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
     workdir = str(tmp_path / 'killed')
     ckpts = os.path.join(workdir, 'checkpoints')
 
-    def logged_steps():
-        try:
-            with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-                return [json.loads(line)['step'] for line in f if line.endswith('\n')]
-        except (FileNotFoundError, json.JSONDecodeError):
-            return []
-
     def start():
         return subprocess.Popen(_cli_tiny_vae(data_dir, workdir, num_steps), cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, 'XLA_FLAGS': XLA_FLAGS})
 
     run = start()
-    _wait_for(lambda: len(logged_steps()) >= 2)
+    _wait_for(lambda: len(logged_steps(workdir)) >= 2)
     run.send_signal(signal.SIGTERM)
     stderr = run.communicate(timeout=240)[1]
     assert run.returncode == preemption.EXIT_CODE, stderr
@@ -303,10 +305,11 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
 
     kills, mid_save = 0, 0
     while kills < 10:
-        seen = max(logged_steps(), default=0)
+        seen = max(logged_steps(workdir), default=0)
         run = start()
         if kills % 2:  # a random moment after the run got going
-            _wait_for(lambda: max(logged_steps(), default=0) > seen or run.poll() is not None)
+            _wait_for(lambda: max(logged_steps(workdir), default=0) > seen
+                      or run.poll() is not None)
             time.sleep(rng.uniform(0, 0.2))
         else:  # as soon as a checkpoint is being written (Orbax's temporary directory)
             _wait_for(lambda: run.poll() is not None or (os.path.isdir(ckpts) and any(

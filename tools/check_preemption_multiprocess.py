@@ -10,7 +10,6 @@ one-process signal tests and the two-process equality test. Prints what it saw; 
 check fails.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import jax
 import numpy as np
 import portpicker
 
+from genmodels import preemption
 from genmodels.data import bundled
 from tests import test_trainer
 
@@ -52,14 +52,6 @@ def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
     return out
 
 
-def logged_steps(workdir: str) -> list[int]:
-    try:
-        with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-            return [json.loads(line)['step'] for line in f if line.endswith('\n')]
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
-
-
 def main() -> int:
     root = tempfile.mkdtemp(prefix='preemption_multiprocess_')
     data_dir = os.path.join(root, 'tensorflow_datasets')
@@ -70,14 +62,14 @@ def main() -> int:
 
     procs = launch(data_dir, stopped)
     end = time.monotonic() + 600
-    while len(logged_steps(stopped)) < 3 and time.monotonic() < end:
+    while len(test_trainer.logged_steps(stopped)) < 3 and time.monotonic() < end:
         time.sleep(0.01)
     procs[1].send_signal(signal.SIGTERM)  # one process only, as a scheduler may do
     results = finish(procs)
     for pid, (code, line) in enumerate(results):
         print(f'process {pid}: exit {code}: {line}')
     stopped_steps = {line.split('step ')[1].split()[0] for _, line in results if 'step ' in line}
-    ok &= all(code == 75 for code, _ in results) and len(stopped_steps) == 1
+    ok &= all(code == preemption.EXIT_CODE for code, _ in results) and len(stopped_steps) == 1
     print('checkpoints after the stop:',
           sorted(os.listdir(os.path.join(stopped, 'checkpoints')), key=int))
 
