@@ -367,17 +367,44 @@ def _curves(workdir: str) -> dict[str, list[float]]:
             for name, (_, _, keys) in MULTI_DEVICE_RUNS.items() for key in keys}
 
 
-def test_eight_devices_give_the_same_loss_curves_as_one(tmp_path, data_dir):
-    curves = {}
-    for n in (1, 8):
-        workdir = str(tmp_path / f'dev{n}')
-        env = dict(os.environ, XLA_FLAGS=f'{XLA_FLAGS} --xla_force_host_platform_device_count={n}',
-                   JAX_PLATFORMS='cpu')
-        out = subprocess.run([sys.executable, '-c', _multi_device_script(data_dir), workdir],
-                             env=env, capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert json.loads(out.stdout.strip().splitlines()[-1])['devices'] == n
-        curves[n] = _curves(workdir)
+def _run_multi_device_script(data_dir: str, workdir: str, num_processes: int,
+                             devices_per_process: int) -> None:
+    """Runs _multi_device_script in `num_processes` local processes of `devices_per_process` CPU
+    devices each, joined by jax.distributed (gloo collectives) when there are several."""
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    procs = []
+    for pid in range(num_processes):
+        env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=f'{XLA_FLAGS} '
+                   f'--xla_force_host_platform_device_count={devices_per_process}')
+        if num_processes > 1:
+            env |= {'JAX_COORDINATOR_ADDRESS': f'localhost:{port}',
+                    'JAX_NUM_PROCESSES': str(num_processes), 'JAX_PROCESS_ID': str(pid)}
+        procs.append(subprocess.Popen(
+            [sys.executable, '-c', _multi_device_script(data_dir), workdir],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        info = json.loads(out.strip().splitlines()[-1])
+        assert (info['processes'], info['devices']) == (num_processes,
+                                                        num_processes * devices_per_process)
+
+
+@pytest.fixture(scope='module')
+def one_device(tmp_path_factory, data_dir) -> str:
+    """Every MULTI_DEVICE_RUNS family trained on one device: the reference both the 8-device
+    and the 2-process runs must reproduce (one launch serves both tests)."""
+    workdir = str(tmp_path_factory.mktemp('one_device'))
+    _run_multi_device_script(data_dir, workdir, 1, 1)
+    return workdir
+
+
+def test_eight_devices_give_the_same_loss_curves_as_one(tmp_path, data_dir, one_device):
+    workdir = str(tmp_path / 'dev8')
+    _run_multi_device_script(data_dir, workdir, 1, 8)
+    curves = {1: _curves(one_device), 8: _curves(workdir)}
     assert all(len(c) == 4 for c in curves[1].values())
     for key in curves[1]:
         np.testing.assert_allclose(curves[8][key], curves[1][key], rtol=2e-5, err_msg=key)
@@ -582,39 +609,24 @@ def test_changed_bytes_that_still_decode_fail_the_checksum(tmp_path):
         checkpoint.restore_as_saved(mngr, sharding)
 
 
-def test_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
+def test_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir, one_device):
     """Two local processes of two CPU devices each, joined by jax.distributed (gloo collectives),
-    each reading its half of every global batch, train exactly like one process of four devices:
+    each reading its half of every global batch, train exactly like one process on one device:
     same loss curves and final parameters."""
-    import portpicker
-
-    port = portpicker.pick_unused_port()
-    runs = {}
-    for num_processes in (1, 2):
-        workdir = str(tmp_path / f'p{num_processes}')
-        procs = []
-        devices = f'--xla_force_host_platform_device_count={4 // num_processes}'
-        for pid in range(num_processes):
-            env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=f'{XLA_FLAGS} {devices}')
-            if num_processes > 1:
-                env |= {'JAX_COORDINATOR_ADDRESS': f'localhost:{port}',
-                        'JAX_NUM_PROCESSES': str(num_processes), 'JAX_PROCESS_ID': str(pid)}
-            procs.append(subprocess.Popen(
-                [sys.executable, '-c', _multi_device_script(data_dir), workdir],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        for p in procs:
-            out, err = p.communicate(timeout=600)
-            assert p.returncode == 0, err[-3000:]
-            info = json.loads(out.strip().splitlines()[-1])
-            assert (info['processes'], info['devices']) == (num_processes, 4)
-        runs[num_processes] = _curves(workdir)
+    workdir = str(tmp_path / 'p2')
+    _run_multi_device_script(data_dir, workdir, 2, 2)
+    runs = {1: _curves(one_device), 2: _curves(workdir)}
     assert all(len(c) == 4 for c in runs[1].values())
     for key in runs[1]:
         np.testing.assert_allclose(runs[2][key], runs[1][key], rtol=2e-5, err_msg=key)
     for name in MULTI_DEVICE_RUNS:
-        one, two = (restore_params(str(tmp_path / f'p{n}' / name), 8) for n in (1, 2))
+        one, two = (restore_params(os.path.join(w, name), 8) for w in (one_device, workdir))
+        # Equal up to float reassociation (the reductions run over other device groupings),
+        # which Adam turns into steps of up to ~1e-5 on weights whose gradient is ~0: it divides
+        # each gradient element by its own running scale. In bfloat16 the reassociated sums
+        # differ in the third digit, and such a weight may take 8 steps of up to the learning
+        # rate (1e-3) in another direction: measured up to 7e-3 on 800 of the VAE's weights,
+        # while the loss curves above still agree to 2e-5.
+        atol = 1.6e-2 if 'bf16' in name else 5e-5
         for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True):
-            # Equal up to float reassociation (the reductions run over other device groupings),
-            # which Adam turns into steps of up to ~1e-5 on weights whose gradient is ~0: it
-            # divides each gradient element by its own running scale.
-            np.testing.assert_allclose(y, x, rtol=1e-3, atol=5e-5, err_msg=name)
+            np.testing.assert_allclose(y, x, rtol=1e-3, atol=atol, err_msg=name)
