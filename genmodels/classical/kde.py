@@ -87,20 +87,21 @@ def fit(x, bandwidth='scott', weights=None, rng=None, cv_factors=None, cv_holdou
     return _params(x, w, factor * cov_chol, factor)
 
 
-def _streaming_logsumexp(zq, zp_blocks, c_blocks):
-    """log sum_j exp(zq_i . zp_j + c_j), one block of points at a time, running max.  # [Q]"""
+def _streaming_logsumexp(values, blocks, num_queries, dtype):
+    """log sum_j exp(values(block)[i, j]) over a scan of point blocks, with a running max.  # [Q]
+
+    values(block) -> [Q, P]: one block's log terms (-inf where a term is zero)."""
 
     def add(carry, block):
         top, total = carry
-        zp, c = block
-        a = zq @ zp.T + c[None, :]  # [Q, P]
+        a = values(block)
         new_top = jnp.maximum(top, jnp.max(a, axis=1))
         shift = jnp.where(jnp.isfinite(new_top), new_top, 0.0)
         total = total * jnp.exp(top - shift) + jnp.sum(jnp.exp(a - shift[:, None]), axis=1)
         return (new_top, total), None
 
-    init = (jnp.full(zq.shape[:1], -jnp.inf, zq.dtype), jnp.zeros(zq.shape[:1], zq.dtype))
-    (top, total), _ = lax.scan(add, init, (zp_blocks, c_blocks))
+    init = (jnp.full((num_queries,), -jnp.inf, dtype), jnp.zeros((num_queries,), dtype))
+    (top, total), _ = lax.scan(add, init, blocks)
     return jnp.log(total) + jnp.where(jnp.isfinite(top), top, 0.0)
 
 
@@ -126,7 +127,9 @@ def log_density(params, queries, query_chunk=4096, point_chunk=512):
 
     def block(xq):
         zq = whiten(xq)
-        return _streaming_logsumexp(zq, zp_blocks, c_blocks) - 0.5 * jnp.sum(zq * zq, axis=1)
+        lse = _streaming_logsumexp(lambda b: zq @ b[0].T + b[1][None, :], (zp_blocks, c_blocks),
+                                   zq.shape[0], zq.dtype)
+        return lse - 0.5 * jnp.sum(zq * zq, axis=1)
 
     return chunks.map_rows(block, q, query_chunk) - log_norm
 
