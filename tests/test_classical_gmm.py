@@ -151,3 +151,26 @@ def test_failed_covariance_raises_a_helpful_error():
     with pytest.raises(ValueError, match='reg_covar'):
         fit_from(x, 'full', np.full(K, 1 / K), np.eye(D), np.tile(np.eye(D), (K, 1, 1)),
                  reg_covar=0.0, chunk_size=256)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_fitted_arrays_keep_the_input_dtype(dtype):
+    x = datasets()['blobs'].astype(dtype)
+    model = GaussianMixture(K, max_iter=MAX_ITER, random_state=0).fit(x)
+    for name in ('weights_', 'means_', 'covariances_', 'precisions_', 'precisions_cholesky_'):
+        assert getattr(model, name).dtype == dtype, name
+
+
+def test_max_iter_zero_initialises_only_as_sklearn():
+    """max_iter=0: the initial parameters, not converged, n_iter_ 0, lower bound -inf, and (as
+    scikit-learn) no ConvergenceWarning; the model scores like scikit-learn's from its start."""
+    x = datasets()['blobs']
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        ours = GaussianMixture(K, max_iter=0, random_state=0).fit(x)
+        ref = SklearnGaussianMixture(K, max_iter=0, random_state=0).fit(x)
+    assert (ours.converged_, ours.n_iter_, ours.lower_bound_, ours.lower_bounds_) == (
+        ref.converged_, ref.n_iter_, ref.lower_bound_, ref.lower_bounds_) == (False, 0, -np.inf, [])
+    assert np.isfinite(ours.score(x))
+    # both start from k-means: the same partition of these well separated blobs
+    np.testing.assert_allclose(np.sort(ours.weights_), np.sort(ref.weights_), atol=0.02)

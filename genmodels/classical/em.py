@@ -144,7 +144,8 @@ def _em_loop(stats_fn, step_fn, params, tol, max_iter, previous):
 
     state = {'params': params, 'lower_bound': jnp.asarray(previous, dtype),
              'n_iter': jnp.asarray(0), 'converged': jnp.asarray(False),
-             'lower_bounds': jnp.full((max_iter,), jnp.nan, dtype)}
+             # one slot at least: max_iter = 0 (initialise only) traces the body all the same
+             'lower_bounds': jnp.full((max(max_iter, 1),), jnp.nan, dtype)}
     return lax.while_loop(cond, body, state)
 
 

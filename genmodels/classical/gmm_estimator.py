@@ -107,12 +107,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 init_params=self.init_params, init=init, previous_lower_bound=previous)
             log_prob = gmm.weighted_log_prob(params, jnp.asarray(X), self.covariance_type)
             labels = jnp.argmax(log_prob, axis=1)  # final E-step: agrees with fit(X).predict(X)
+            params['precisions'] = gmm.precisions(params['precisions_cholesky'],
+                                                  self.covariance_type)
             params, info, labels = to_numpy((params, info, labels))
+        # every fitted array in the input's float dtype, as scikit-learn
+        params = {key: value.astype(X.dtype, copy=False) for key, value in params.items()}
         self.weights_, self.means_ = params['weights'], params['means']
         self.covariances_ = params['covariances']
         self.precisions_cholesky_ = params['precisions_cholesky']
-        self.precisions_ = np.asarray(
-            gmm.precisions(self.precisions_cholesky_, self.covariance_type))
+        self.precisions_ = params['precisions']
         self.converged_ = bool(info['converged'])
         self.n_iter_ = int(info['n_iter'])
         self.lower_bound_ = float(info['lower_bound'])
