@@ -174,3 +174,25 @@ def test_max_iter_zero_initialises_only_as_sklearn():
     assert np.isfinite(ours.score(x))
     # both start from k-means: the same partition of these well separated blobs
     np.testing.assert_allclose(np.sort(ours.weights_), np.sort(ref.weights_), atol=0.02)
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'weights_init': [0.5, 0.6, -0.1]}, {'weights_init': [0.2, 0.2, 0.2]},
+    {'weights_init': [0.5, 0.5]}, {'means_init': np.zeros((2, D))},
+    {'precisions_init': np.zeros((K, D))},
+    {'precisions_init': np.tile(-np.eye(D), (K, 1, 1))},
+    {'precisions_init': np.zeros((K, D)), 'covariance_type': 'diag'},
+])
+def test_bad_initial_parameters_raise_sklearns_errors(kwargs):
+    """The same exception type and message as scikit-learn for each bad initial parameter."""
+    x = datasets()['blobs'][:60]
+    with pytest.raises(ValueError) as ref:
+        SklearnGaussianMixture(K, **kwargs).fit(x)
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(K, **kwargs).fit(x)
+    if 'weights_init' in kwargs and min(kwargs['weights_init']) < 0:
+        # scikit-learn prints the minimum as 'max value' and the maximum as 'min value'
+        assert str(ours.value) == ("The parameter 'weights' should be in the range [0, 1], but "
+                                   'got max value 0.60000, min value -0.10000')
+    else:
+        assert str(ours.value) == str(ref.value)

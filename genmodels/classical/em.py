@@ -267,8 +267,13 @@ def fit(x, rng, n_components, *, covariance_type='full', tol=1e-3, reg_covar=1e-
                  axes=axes)
     params = state.pop('params')
     if not all(bool(jnp.all(jnp.isfinite(v))) for v in params.values()):
-        raise ValueError(
-            'EM failed: some components have an ill-defined covariance (a singleton or collapsed '
-            'component). Decrease n_components, increase reg_covar, scale the data, or use '
-            'float64.')
+        # scikit-learn's message, word for word
+        message = ('Fitting the mixture model failed because some components have ill-defined '
+                   'empirical covariance (for instance caused by singleton or collapsed samples). '
+                   'Try to decrease the number of components, increase reg_covar, or scale the '
+                   'input data.')
+        if x.dtype == jnp.float32:
+            message += (' The numerical accuracy can also be improved by passing float64 data '
+                        'instead of float32.')
+        raise ValueError(message)
     return params, state

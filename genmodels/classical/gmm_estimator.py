@@ -46,38 +46,42 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
 
     def _initial_params(self, d, dtype):
-        """User-given initial parameters (validated), as the core's `init` dict."""
+        """User-given initial parameters (validated with scikit-learn's messages), as the core's
+        `init` dict."""
         k, init = self.n_components, {}
+
+        def check_shape(value, shape, name):
+            if value.shape != shape:
+                raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but "
+                                 f'got {value.shape}')
+
         if self.weights_init is not None:
             weights = np.asarray(self.weights_init, dtype)
+            check_shape(weights, (k,), 'weights')
+            if np.any(weights < 0) or np.any(weights > 1):
+                raise ValueError("The parameter 'weights' should be in the range [0, 1], but got "
+                                 f'max value {weights.max():.5f}, min value {weights.min():.5f}')
             atol = 1e-6 if dtype == np.float32 else 1e-8
-            in_range = np.all(weights >= 0) and np.all(weights <= 1)
-            if weights.shape != (k,) or not in_range or not np.isclose(weights.sum(), 1, atol=atol):
-                raise ValueError(
-                    f'weights_init must be {k} numbers in [0, 1] summing to 1; got {weights}.')
+            if not np.isclose(abs(1.0 - weights.sum()), 0.0, atol=atol):
+                raise ValueError("The parameter 'weights' should be normalized, but got "
+                                 f'sum(weights) = {weights.sum():.5f}')
             init['weights'] = weights
         if self.means_init is not None:
             means = np.asarray(self.means_init, dtype)
-            if means.shape != (k, d):
-                raise ValueError(
-                    f'means_init should have the shape {(k, d)}, but got {means.shape}.')
+            check_shape(means, (k, d), 'means')
             init['means'] = means
         if self.precisions_init is not None:
-            prec = np.asarray(self.precisions_init, dtype)
-            shape = {'full': (k, d, d), 'tied': (d, d), 'diag': (k, d),
-                     'spherical': (k,)}[self.covariance_type]
-            if prec.shape != shape:
-                raise ValueError(
-                    f'precisions_init should have the shape {shape}, but got {prec.shape}.')
-            if self.covariance_type in ('full', 'tied'):
+            prec, kind = np.asarray(self.precisions_init, dtype), self.covariance_type
+            shape = {'full': (k, d, d), 'tied': (d, d), 'diag': (k, d), 'spherical': (k,)}[kind]
+            check_shape(prec, shape, f'{kind} precision')
+            if kind in ('full', 'tied'):
                 symmetric = np.allclose(prec, np.swapaxes(prec, -1, -2))
                 if not (symmetric and np.all(np.linalg.eigvalsh(prec) > 0)):
-                    raise ValueError(f"'{self.covariance_type} precision' should be symmetric, "
-                                     'positive-definite.')
+                    raise ValueError(f"'{kind} precision' should be symmetric, positive-definite")
             elif np.any(prec <= 0):
-                raise ValueError(f"'{self.covariance_type} precision' should be positive.")
+                raise ValueError(f"'{kind} precision' should be positive")
             init['precisions_cholesky'] = np.asarray(
-                gmm.precisions_cholesky_from_precisions(jnp.asarray(prec), self.covariance_type))
+                gmm.precisions_cholesky_from_precisions(jnp.asarray(prec), kind))
         return init
 
     def fit(self, X, y=None):
