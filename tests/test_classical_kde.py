@@ -113,8 +113,8 @@ def test_estimator_matches_sklearn_kernel_density():
 
 
 # Every kernel with the euclidean metric, every metric with one compact kernel: one compile each.
-KERNEL_METRIC = ([(k, 'euclidean', None) for k in kde_kernels.KERNELS if k != 'cosine']
-                 + [('cosine', 'euclidean', 'd=1')]  # scikit-learn's cosine norm: d = 1 only
+# (d = 3: scikit-learn's cosine norm is right for odd d only.)
+KERNEL_METRIC = ([(k, 'euclidean', None) for k in kde_kernels.KERNELS]
                  + [('epanechnikov', m, None) for m in ('manhattan', 'chebyshev', 'haversine')]
                  + [('exponential', 'minkowski', {'p': 3.0})])
 
@@ -126,8 +126,7 @@ def test_every_kernel_and_metric_matches_sklearn(kernel, metric, metric_params):
     there instead (log densities near -35, from their node bounds; which queries depends on the
     tree), so densities are compared to 1e-12 absolute and log densities above -30 to 1e-9."""
     rng = np.random.default_rng(1)
-    d = 2 if metric == 'haversine' else 1 if metric_params == 'd=1' else 3
-    metric_params = None if metric_params == 'd=1' else metric_params
+    d = 2 if metric == 'haversine' else 3
     x, w = rng.normal(size=(200, d)) * 0.5, rng.uniform(0.5, 2.0, 200)
     queries = np.concatenate([rng.normal(size=(60, d)) * 0.5, np.full((2, d), 3.0)])
     kwargs = dict(bandwidth=0.4, kernel=kernel, metric=metric, metric_params=metric_params)
@@ -146,7 +145,7 @@ def test_every_kernel_and_metric_matches_sklearn(kernel, metric, metric_params):
 def test_kernel_norms_integrate_each_kernel_to_one(d):
     """exp(log_kernel_norm) * integral of K(|x| / h) = 1, the integral in polar coordinates
     (S_(d-1) times a radial quadrature), the cosine kernel's too (scikit-learn's cosine norm
-    is right for d = 1 only: see kde_kernels.py)."""
+    is right for odd d only: see kde_kernels.py)."""
     dr = 1e-4  # midpoint rule; the compact kernels' edge r = h = 0.7 falls on a cell boundary
     r = (np.arange(400_000) + 0.5) * dr
     area = 2 * np.pi ** (d / 2) / np.exp(scipy.special.gammaln(d / 2))

@@ -6,9 +6,9 @@ K is one of KERNELS on u = d / h (gaussian exp(-u^2 / 2), tophat 1[u < 1], epane
 (1 - u^2) 1[u < 1], exponential exp(-u), linear (1 - u) 1[u < 1], cosine cos(pi u / 2) 1[u < 1]),
 d one of METRICS, and Z the integral of K(|x| / h) over R^D: scikit-learn's `kernel_norm`, which
 it applies whatever the metric (so only the euclidean density integrates to 1, there as here).
-One exception: scikit-learn's cosine norm is right for D = 1 only (with it the kernel integrates
-to 0.363 for D = 2, 0.0045 for D = 3, and D = 4 or 8 give NaN densities); here Z is the exact
-integral for every D, so cosine densities equal scikit-learn's for D = 1 and integrate to 1.
+One exception: scikit-learn's cosine norm is right for odd D only (1/Z = 0.25 for D = 2 where
+the exact value is 0.688, 0.004 for D = 6 against 0.892, NaN for D = 4 and 8); here Z is the
+exact integral for every D, equal to scikit-learn's for odd D (to 1e-11).
 Each block of queries scans over blocks of points with a streaming logsumexp (kde.py), so memory
 stays O(block) and a zero density is log p = -inf, as scikit-learn returns it.
 The Gaussian kernel with the euclidean metric has a faster path in kde.py (one matmul per block).
