@@ -59,8 +59,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             weights = np.asarray(self.weights_init, dtype)
             check_shape(weights, (k,), 'weights')
             if np.any(weights < 0) or np.any(weights > 1):
+                # scikit-learn's text, which its own tests match: the minimum is printed as
+                # 'max value' and the maximum as 'min value'
                 raise ValueError("The parameter 'weights' should be in the range [0, 1], but got "
-                                 f'max value {weights.max():.5f}, min value {weights.min():.5f}')
+                                 f'max value {weights.min():.5f}, min value {weights.max():.5f}')
             atol = 1e-6 if dtype == np.float32 else 1e-8
             if not np.isclose(abs(1.0 - weights.sum()), 0.0, atol=atol):
                 raise ValueError("The parameter 'weights' should be normalized, but got "
