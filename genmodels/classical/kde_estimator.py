@@ -29,7 +29,7 @@ class KernelDensity(BaseEstimator):
     """Kernel density estimate evaluated in jax (exact, blocked, streaming logsumexp)."""
 
     _parameter_constraints = dict(_SklearnKernelDensity._parameter_constraints) | {
-        # a positive number, or any string: kde.fit checks the rule's name
+        # a positive number, or any string: fit checks the rule's name
         'bandwidth': [_SklearnKernelDensity._parameter_constraints['bandwidth'][0], str],
     }
 

@@ -64,7 +64,7 @@ def log_kernel_norm(h: float, d: int, kernel: str) -> float:
         log_z = _log_sphere_area(d - 1) + math.lgamma(d)
     elif kernel == 'linear':  # V_d / (d + 1)
         log_z = _log_ball_volume(d) - math.log(d + 1.0)
-    elif kernel == 'cosine':  # S_(d-1) integral_0^1 cos(pi r / 2) r^(d-1) dr (see below)
+    elif kernel == 'cosine':  # S_(d-1) integral_0^1 cos(pi r / 2) r^(d-1) dr
         log_z = _log_sphere_area(d - 1) + math.log(_cosine_radial_integral(d))
     else:
         raise ValueError(f'kernel={kernel!r}; expected one of {KERNELS}.')
