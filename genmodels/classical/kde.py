@@ -43,7 +43,7 @@ def data_covariance(x, weights):
     return (centered * w[:, None]).T @ centered / (1.0 - jnp.sum(w ** 2))
 
 
-def _as_2d(x):
+def as_2d(x):
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
@@ -65,7 +65,7 @@ def fit(x, bandwidth='scott', weights=None, rng=None, cv_factors=None, cv_holdou
     together under vmap. The held-out set is a random fraction `cv_holdout` of the rows (at most
     `cv_max_holdout`).
     """
-    x = _as_2d(x)
+    x = as_2d(x)
     n, d = x.shape
     w = jnp.ones((n,), x.dtype) if weights is None else jnp.asarray(weights, x.dtype)
     if not isinstance(bandwidth, str):
@@ -87,7 +87,7 @@ def fit(x, bandwidth='scott', weights=None, rng=None, cv_factors=None, cv_holdou
     return _params(x, w, factor * cov_chol, factor)
 
 
-def _streaming_logsumexp(values, blocks, num_queries, dtype):
+def streaming_logsumexp(values, blocks, num_queries, dtype):
     """log sum_j exp(values(block)[i, j]) over a scan of point blocks, with a running max.  # [Q]
 
     values(block) -> [Q, P]: one block's log terms (-inf where a term is zero)."""
@@ -114,7 +114,7 @@ def log_density(params, queries, query_chunk=4096, point_chunk=512):
     so each block is one matmul followed by a streaming logsumexp over the points.
     """
     points, chol = params['points'], params['kernel_cholesky']
-    q = _as_2d(queries).astype(points.dtype)
+    q = as_2d(queries).astype(points.dtype)
     center = jnp.mean(points, axis=0)  # shrinks |z| and with it the cancellation in the expansion
     whiten = lambda v: solve_triangular(chol, (v - center).T, lower=True).T
     zp = whiten(points)
@@ -127,7 +127,7 @@ def log_density(params, queries, query_chunk=4096, point_chunk=512):
 
     def block(xq):
         zq = whiten(xq)
-        lse = _streaming_logsumexp(lambda b: zq @ b[0].T + b[1][None, :], (zp_blocks, c_blocks),
+        lse = streaming_logsumexp(lambda b: zq @ b[0].T + b[1][None, :], (zp_blocks, c_blocks),
                                    zq.shape[0], zq.dtype)
         return lse - 0.5 * jnp.sum(zq * zq, axis=1)
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammainc
 
 from genmodels.classical import chunks
-from genmodels.classical.kde import _as_2d, _streaming_logsumexp
+from genmodels.classical.kde import as_2d, streaming_logsumexp
 
 KERNELS = ('gaussian', 'tophat', 'epanechnikov', 'exponential', 'linear', 'cosine')
 METRICS = ('euclidean', 'manhattan', 'chebyshev', 'minkowski', 'haversine')
@@ -125,7 +125,7 @@ def log_density(points, log_weights, bandwidth, queries, kernel: str = 'gaussian
                 point_chunk: int = 256):
     """log p(x) for queries [M, D] under the estimate on points [N, D] with normalised
     log-weights [N] and bandwidth h (module docstring).  # [M]"""
-    q = _as_2d(queries).astype(points.dtype)
+    q = as_2d(queries).astype(points.dtype)
     point_chunk = min(point_chunk, points.shape[0])
     blocks = (chunks.to_chunks(points, point_chunk),
               chunks.to_chunks(log_weights, point_chunk, fill=-jnp.inf))  # padding weighs 0
@@ -134,7 +134,7 @@ def log_density(points, log_weights, bandwidth, queries, kernel: str = 'gaussian
     def block(xq):
         def values(b):
             return b[1][None, :] + log_kernel(distances(xq, b[0], metric, p) / bandwidth, kernel)
-        return _streaming_logsumexp(values, blocks, xq.shape[0], xq.dtype)
+        return streaming_logsumexp(values, blocks, xq.shape[0], xq.dtype)
 
     log_norm = log_kernel_norm(1.0, points.shape[1], kernel) - points.shape[1] * jnp.log(bandwidth)
     return chunks.map_rows(block, q, query_chunk) + log_norm
