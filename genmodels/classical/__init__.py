@@ -4,7 +4,7 @@ Pure functional core over plain dict pytrees (checkpointable; what a classical f
 `fit` / `log_likelihood` / `sample` wrap):
   gaussian  closed-form Gaussian maximum likelihood: fit, log_prob, sample
   kde       Gaussian kernel density estimation: fit, log_density (blocked), cv_factor, sample
-  em        Gaussian mixtures by EM: fit (jit, vmapped restarts, mesh-aware), m_step
+  em        Gaussian mixtures by EM: fit (jit, restarts in one program, mesh-aware), m_step
   gmm       mixture densities: log_prob, responsibilities, sample, bic, aic
   kmeans    k-means++, random seeding, Lloyd iterations (EM initialisation)
   chunks    fixed-size row blocks (bounded memory)

@@ -127,8 +127,15 @@ def _with_covariances(params, covariance_type):
     return {key: params[key] for key in PARAM_KEYS} | {'covariances': cov}
 
 
-def _em_loop(stats_fn, step_fn, params, tol, max_iter, previous):
-    """EM until |change of the lower bound| < tol or max_iter (scikit-learn's rule), or a NaN."""
+def trace_capacity(max_iter: int) -> int:
+    """Slots of the per-iteration lower-bound trace: max_iter rounded up to a power of two, at
+    least 1024, so that fits differing only in max_iter (up to 1024) share one compiled program."""
+    return max(1024, 1 << max(int(max_iter) - 1, 0).bit_length())
+
+
+def _em_loop(stats_fn, step_fn, params, tol, max_iter, previous, capacity):
+    """EM until |change of the lower bound| < tol or max_iter (scikit-learn's rule), or a NaN.
+    max_iter is traced (at most `capacity`, the trace's static length)."""
     dtype = params['means'].dtype
 
     def cond(s):
@@ -144,22 +151,23 @@ def _em_loop(stats_fn, step_fn, params, tol, max_iter, previous):
 
     state = {'params': params, 'lower_bound': jnp.asarray(previous, dtype),
              'n_iter': jnp.asarray(0), 'converged': jnp.asarray(False),
-             # one slot at least: max_iter = 0 (initialise only) traces the body all the same
-             'lower_bounds': jnp.full((max(max_iter, 1),), jnp.nan, dtype)}
+             'lower_bounds': jnp.full((capacity,), jnp.nan, dtype)}
     return lax.while_loop(cond, body, state)
 
 
-def _fit_local(x, w, resp, init, tol, reg_covar, previous, *, k, covariance_type, max_iter, chunk,
-               axes):
+def _fit_local(x, w, resp, init, tol, reg_covar, previous, max_iter, *, k, covariance_type,
+               capacity, chunk, axes):
     """EM on this device's rows (all rows without a mesh). resp: [n_init, n, K], [n_init, n] labels,
-    or None when `init` is complete."""
+    or None when `init` is complete. Restarts run one after another (lax.map), each the same
+    program as a single fit: restart 0 of n_init = 10 reproduces n_init = 1 bit for bit, so more
+    restarts never give a lower bound below fewer (under vmap, batching changed the rounding)."""
     d, dtype = x.shape[1], x.dtype
     xs, ws = chunks.to_chunks(x, chunk), chunks.to_chunks(w, chunk)
     stats_fn = lambda p, r: _stats(p, xs, ws, r, covariance_type, axes)
     step_fn = lambda stats, ref: m_step(stats, ref, covariance_type, reg_covar)
     if resp is None:
         return _em_loop(stats_fn, step_fn, _with_covariances(init, covariance_type), tol, max_iter,
-                        previous)
+                        previous, capacity)
 
     def restart(r):
         rs = chunks.to_chunks(r, chunk)
@@ -167,9 +175,9 @@ def _fit_local(x, w, resp, init, tol, reg_covar, previous, *, k, covariance_type
         params.update(init)
         if 'precisions_cholesky' in init:
             params = _with_covariances(params, covariance_type)
-        return _em_loop(stats_fn, step_fn, params, tol, max_iter, previous)
+        return _em_loop(stats_fn, step_fn, params, tol, max_iter, previous, capacity)
 
-    return jax.vmap(restart)(resp)
+    return lax.map(restart, resp)
 
 
 def initial_responsibilities(x, w, rng, k, init_params):
@@ -188,23 +196,29 @@ def initial_responsibilities(x, w, rng, k, init_params):
     return jnp.full((n,), -1, jnp.int32).at[indices].set(jnp.arange(k, dtype=jnp.int32))
 
 
+@functools.partial(jax.jit, static_argnames=('k', 'n_init', 'init_params'))
+def _initial_resps(x, w, rng, *, k, n_init, init_params):
+    """Each restart's initial assignment [n_init, ...], from rng split n_init ways. A program of its
+    own: the EM program depends only on the assignment's form (labels or soft), not on how it was
+    drawn, so fits differing in init_params or covariance_type share compiled code."""
+    keys = jax.random.split(rng, n_init)
+    return lax.map(lambda key: initial_responsibilities(x, w, key, k, init_params), keys)
+
+
 @functools.partial(jax.jit, static_argnames=(
-    'k', 'covariance_type', 'max_iter', 'n_init', 'init_params', 'chunk', 'mesh', 'axes'))
-def _fit(x, w, rng, init, tol, reg_covar, previous, *, k, covariance_type, max_iter, n_init,
-         init_params, chunk, mesh, axes):
-    complete = all(key in init for key in PARAM_KEYS)
-    resp = None
-    if not complete:
-        keys = jax.random.split(rng, n_init)
-        resp = jax.vmap(lambda key: initial_responsibilities(x, w, key, k, init_params))(keys)
-    local = functools.partial(_fit_local, k=k, covariance_type=covariance_type, max_iter=max_iter,
+    'k', 'covariance_type', 'capacity', 'chunk', 'mesh', 'axes'))
+def _fit(x, w, resp, init, tol, reg_covar, previous, max_iter, *, k, covariance_type, capacity,
+         chunk, mesh, axes):
+    """EM from each restart's assignment resp (None when `init` is complete); the best restart."""
+    complete = resp is None
+    local = functools.partial(_fit_local, k=k, covariance_type=covariance_type, capacity=capacity,
                               chunk=chunk, axes=axes)
     if mesh is not None:
         rows = P(axes)
         resp_spec = P() if complete else P(None, axes)
         local = jax.shard_map(local, mesh=mesh, out_specs=P(),
-                              in_specs=(rows, rows, resp_spec, P(), P(), P(), P()))
-    state = local(x, w, resp, init, tol, reg_covar, previous)
+                              in_specs=(rows, rows, resp_spec, P(), P(), P(), P(), P()))
+    state = local(x, w, resp, init, tol, reg_covar, previous, max_iter)
     if complete:
         return state | {'restart_lower_bounds': state['lower_bound'][None]}
     # keep the restart with the highest final lower bound (the first on ties), as scikit-learn
@@ -228,8 +242,8 @@ def row_sharding(x):
 def fit(x, rng, n_components, *, covariance_type='full', tol=1e-3, reg_covar=1e-6, max_iter=100,
         n_init=1, init_params='kmeans', init=None, previous_lower_bound=None, sample_weight=None,
         chunk_size=None):
-    """Fit a K-component Gaussian mixture by EM, keeping the best of n_init restarts (run together
-    under vmap).
+    """Fit a K-component Gaussian mixture by EM, keeping the best of n_init restarts (run one after
+    another in one compiled program).
 
     x: [N, D] float array (float32 by default; float64 when jax_enable_x64 is on and x is float64),
       optionally sharded by rows over a mesh with NamedSharding(mesh, P('data')).
@@ -241,7 +255,8 @@ def fit(x, rng, n_components, *, covariance_type='full', tol=1e-3, reg_covar=1e-
 
     Returns (params, info): params as in `gmm.py`; info holds 'lower_bound' (the mean log-likelihood
     before the last M-step, as scikit-learn's lower_bound_), 'n_iter', 'converged', 'lower_bounds'
-    [max_iter] (the per-iteration trace, NaN-padded) and 'restart_lower_bounds' [n_init].
+    [trace_capacity(max_iter)] (the per-iteration trace, NaN-padded) and 'restart_lower_bounds'
+    [n_init].
     """
     gmm.check_covariance_type(covariance_type)
     if init_params not in INIT_METHODS:
@@ -262,9 +277,12 @@ def fit(x, rng, n_components, *, covariance_type='full', tol=1e-3, reg_covar=1e-
             if key in PARAM_KEYS}
     previous = -jnp.inf if previous_lower_bound is None else previous_lower_bound
     scalars = (jnp.asarray(v, x.dtype) for v in (tol, reg_covar, previous))
-    state = _fit(x, w, rng, init, *scalars, k=n_components, covariance_type=covariance_type,
-                 max_iter=max_iter, n_init=n_init, init_params=init_params, chunk=chunk, mesh=mesh,
-                 axes=axes)
+    resp = None
+    if not all(key in init for key in PARAM_KEYS):
+        resp = _initial_resps(x, w, rng, k=n_components, n_init=n_init, init_params=init_params)
+    state = _fit(x, w, resp, init, *scalars, jnp.asarray(max_iter, jnp.int32), k=n_components,
+                 covariance_type=covariance_type, capacity=trace_capacity(max_iter), chunk=chunk,
+                 mesh=mesh, axes=axes)
     params = state.pop('params')
     if not all(bool(jnp.all(jnp.isfinite(v))) for v in params.values()):
         # scikit-learn's message, word for word

@@ -9,6 +9,7 @@ learn's sum to K / N); a failed covariance surfaces after fitting rather than at
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
@@ -21,8 +22,11 @@ from genmodels.classical import gmm
 from genmodels.classical.sklearn_interop import FLOAT_DTYPES, jax_key, precision, to_numpy
 
 
+_sample = jax.jit(gmm.sample, static_argnums=(2, 3))
+
+
 class GaussianMixture(DensityMixin, BaseEstimator):
-    """Gaussian mixture fitted by EM in jax: jit-compiled, restarts under vmap, mesh-aware."""
+    """Gaussian mixture fitted by EM in jax: jit-compiled, restarts in one program, mesh-aware."""
 
     _parameter_constraints = dict(_SklearnGaussianMixture._parameter_constraints)
 
@@ -182,9 +186,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if n_samples < 1:
             raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires "
                              'at least one sample.')
+        # drawn in a power-of-two batch and cut to n_samples (the rows are iid), so that requests
+        # of many sizes share a few compiled programs
+        bucket = max(64, 1 << (n_samples - 1).bit_length())
         with precision(self.means_.dtype):
-            x, z = to_numpy(gmm.sample(self._params(), jax_key(self.random_state), n_samples,
-                                       self.covariance_type))
+            x, z = to_numpy(_sample(self._params(), jax_key(self.random_state), bucket,
+                                    self.covariance_type))
+        x, z = x[:n_samples], z[:n_samples]
         order = np.argsort(z, kind='stable')  # grouped by component, as scikit-learn returns them
         return x[order], z[order].astype(np.int64)
 
