@@ -293,7 +293,8 @@ def test_conditional_mnist_evaluation_reads_the_labels(monkeypatch, data_dir):
 def test_bad_ddpm_configs_are_one_line_errors():
     for mutate, message in [
         (lambda c: setattr(c.sampler, 'guidance_scale', 2.0), 'conditional model'),
-        (lambda c: setattr(c.eval, 'samplers', ('ddpm50',)), 'ancestral<S> or ddim<S>'),
+        (lambda c: setattr(c.eval, 'samplers', ('ddpm50',)), 'ancestral<S>, ddim<S> or'),
+        (lambda c: setattr(c.eval, 'samplers', ('ancestral50_eta1',)), 'ddim<S>_eta<E>'),
         (lambda c: setattr(c.data, 'dequantize', True), 'dequantize=False'),
         (lambda c: setattr(c.model, 'prediction', 'score'), 'model.prediction'),
     ]:
@@ -301,3 +302,10 @@ def test_bad_ddpm_configs_are_one_line_errors():
         mutate(config)
         with pytest.raises(ValueError, match=message):
             families.validated(config)
+
+
+def test_sampler_specs_parse_with_and_without_eta():
+    assert ddpm.parse_sampler('ancestral1000') == ('ancestral', 1000, None)
+    assert ddpm.parse_sampler('ddim50') == ('ddim', 50, None)  # None: the config's sampler.eta
+    assert ddpm.parse_sampler('ddim50_eta1') == ('ddim', 50, 1.0)
+    assert ddpm.parse_sampler('ddim20_eta0.5') == ('ddim', 20, 0.5)

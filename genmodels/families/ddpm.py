@@ -73,14 +73,16 @@ CONFIG_SCHEMA = {
         'clip_denoised': bool,          # clip x0_hat to the data range at every step (images)
     },
     'eval': {                           # added to the shared eval section
-        'samplers': tuple,              # e.g. ('ancestral1000', 'ddim50'): FID of each, with timing
+        'samplers': tuple,              # e.g. ('ancestral1000', 'ddim50', 'ddim50_eta1'): FID of
+                                        # each, with timing; DDIM's eta is sampler.eta unless the
+                                        # entry ends in _eta<E>
         'nll_timesteps': int,           # bound terms evaluated: 0 = all T (exact sum); K < T: an
                                         # unbiased stratified estimate from K of them
     },
 }
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.samplers', 'eval.nll_timesteps')
-SAMPLER_SPEC = re.compile(r'^(ancestral|ddim)(\d+)$')
+SAMPLER_SPEC = re.compile(r'^(ancestral|ddim)(\d+)(?:_eta(\d+(?:\.\d+)?))?$')
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -113,9 +115,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError('toy data are unbounded: set sampler.clip_denoised=False.')
     for spec in config.eval.samplers:
         parsed = SAMPLER_SPEC.match(str(spec))
-        if not parsed or not 1 <= int(parsed.group(2)) <= m.num_timesteps:
-            raise ConfigError(f'eval.samplers entry {spec!r} must be ancestral<S> or ddim<S> with '
-                              f'1 <= S <= {m.num_timesteps}, e.g. ddim50.')
+        if (not parsed or not 1 <= int(parsed.group(2)) <= m.num_timesteps
+                or (parsed.group(3) and parsed.group(1) != 'ddim')):
+            raise ConfigError(f'eval.samplers entry {spec!r} must be ancestral<S>, ddim<S> or '
+                              f'ddim<S>_eta<E> with 1 <= S <= {m.num_timesteps}, e.g. ddim50 or '
+                              'ddim50_eta1.')
     if not 0 <= config.eval.nll_timesteps <= m.num_timesteps:
         raise ConfigError(f'eval.nll_timesteps must be in [0, {m.num_timesteps}] (0: all), got '
                           f'{config.eval.nll_timesteps}.')
@@ -310,8 +314,8 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array,
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: str | None = None,
-           num_steps: int | None = None, guidance_scale: float | None = None, keep: int = 0,
-           x_T: jax.Array | None = None):
+           num_steps: int | None = None, eta: float | None = None,
+           guidance_scale: float | None = None, keep: int = 0, x_T: jax.Array | None = None):
     """x_0 [num, H, W, C] by the reverse chain (default: the config's sampler) from x_T (default:
     drawn from N(0, I)), in the data's value range; a conditional model draws class-balanced labels
     (i mod K) when `labels` is None. With keep > 0 returns (x_0, the chain at `keep` points
@@ -327,16 +331,17 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: st
         x_T = jax.random.normal(k_x, (num,) + tuple(shape))
     chain = diffusion.steps(schedule(config), diffusion.respaced(config.model.num_timesteps, steps))
     x0, trace = diffusion.run_chain(kind, make_denoiser(config, params, labels, guidance_scale),
-                                    x_T, chain, k_chain, variance=s.variance, eta=s.eta, keep=keep)
+                                    x_T, chain, k_chain, variance=s.variance,
+                                    eta=s.eta if eta is None else eta, keep=keep)
     if config.sampler.clip_denoised:
         x0 = jnp.clip(x0, *data_lib.value_range(config.data))
     return (x0, trace) if keep else x0
 
 
-def parse_sampler(spec: str) -> tuple[str, int]:
-    """'ddim50' -> ('ddim', 50)."""
-    kind, steps = SAMPLER_SPEC.match(spec).groups()
-    return kind, int(steps)
+def parse_sampler(spec: str) -> tuple[str, int, float | None]:
+    """'ddim50' -> ('ddim', 50, None): the sampler's eta; 'ddim50_eta1' -> ('ddim', 50, 1.0)."""
+    kind, steps, eta = SAMPLER_SPEC.match(spec).groups()
+    return kind, int(steps), None if eta is None else float(eta)
 
 
 def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
@@ -345,9 +350,9 @@ def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
     out = {}
     b = config.eval.batch_size
     for i, spec in enumerate(config.eval.samplers):
-        kind, steps = parse_sampler(spec)
-        fn = jax.jit(lambda key, kind=kind, steps=steps: sample(config, params, key, b,
-                                                                sampler=kind, num_steps=steps))
+        kind, steps, eta = parse_sampler(spec)
+        fn = jax.jit(lambda key, kind=kind, steps=steps, eta=eta: sample(
+            config, params, key, b, sampler=kind, num_steps=steps, eta=eta))
         jax.block_until_ready(fn(rng))  # compile outside the timing
         seconds = []
 
