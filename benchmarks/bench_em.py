@@ -58,12 +58,14 @@ def time_jax(x, init, iters):
     return time.perf_counter() - begin
 
 
-def per_iteration(args):
-    x64 = make_data(args.n, args.d, args.k)
+def measure_per_iteration(n, d, k, lo, hi, repeats):
+    """Seconds per EM iteration, name -> one slope per repeat, of 'jax f32' and three
+    scikit-learn settings (float64 at the BLAS's thread count; float64 and float32 on one
+    thread), each run alternating with the others."""
+    x64 = make_data(n, d, k)
     x32 = x64.astype(np.float32)
     xj = jnp.asarray(x32)
-    init = start(x64, args.k)
-    lo, hi = args.lo, args.hi
+    init = start(x64, k)
     for iters in (lo, hi):  # compile both loop lengths before timing
         time_jax(xj, init, iters)
     one_thread = lambda run: (lambda i: _with_one_blas_thread(run, i))
@@ -72,9 +74,15 @@ def per_iteration(args):
             'sklearn f32 1-thr': one_thread(lambda i: time_sklearn(x32, init, i)),
             'jax f32': lambda i: time_jax(xj, init, i)}
     slopes = {name: [] for name in runs}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for name, run in runs.items():
             slopes[name].append((run(hi) - run(lo)) / (hi - lo))
+    return slopes
+
+
+def per_iteration(args):
+    lo, hi = args.lo, args.hi
+    slopes = measure_per_iteration(args.n, args.d, args.k, lo, hi, args.repeats)
     median = {name: float(np.median(v)) for name, v in slopes.items()}
     best_sklearn = min(v for name, v in median.items() if name.startswith('sklearn'))
     print(f'EM per iteration, N={args.n}, D={args.d}, K={args.k}, full covariances, '

@@ -1,13 +1,15 @@
-"""KDE log-density: genmodels.classical (jax, exact blocked brute force) vs scikit-learn.
+"""KDE log-density: genmodels.classical (jax, exact blocked brute force) vs scikit-learn and SciPy.
 
   .venv/bin/python -m benchmarks.bench_kde                 # 20,000 queries x 20,000 points, D=8
   .venv/bin/python -m benchmarks.bench_kde --large    # also 1e6 queries x 1e5 points, D=2 (jax)
   .venv/bin/python -m benchmarks.bench_kde --kernels  # also every other kernel and metric
 
 scikit-learn's KernelDensity runs exactly (its defaults rtol=0, atol=0 on the kd-tree); both use the
-same isotropic bandwidth. Runs alternate; the table reports medians over --repeats and the largest
-differences from the float64 jax result (equal to a direct float64 logsumexp; scikit-learn's tree
-drifts by up to ~1e-2 in the far tails).
+same isotropic bandwidth. SciPy's gaussian_kde is timed beside them (its kernel covariance is
+bandwidth^2 times the sample covariance, ~ bandwidth^2 I on these standard-normal data). Runs
+alternate; the table reports medians over --repeats and the largest differences from the float64 jax
+result (equal to a direct float64 logsumexp; scikit-learn's tree drifts by up to ~1e-2 in the far
+tails).
 """
 
 import argparse
@@ -16,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.stats import gaussian_kde
 from sklearn.neighbors import KernelDensity
 
 from genmodels.classical import KernelDensity as JaxKernelDensity
@@ -28,29 +31,44 @@ def timed(fn):
     return time.perf_counter() - begin, np.asarray(out)
 
 
-def compare(args):
+def measure(num_queries, num_points, d, bandwidth, repeats):
+    """(name -> seconds of each repeat, the last outputs by name) of the log-density of
+    `num_queries` standard-normal queries under a Gaussian KDE of `num_points` such points:
+    scikit-learn's exact KernelDensity, SciPy's gaussian_kde (its kernel covariance is
+    bandwidth^2 times the sample covariance, ~ bandwidth^2 I on these data: the same work), and
+    jax in float32 and float64; runs alternate."""
     rng = np.random.default_rng(0)
-    points = rng.normal(size=(args.points, args.d))
-    queries = rng.normal(size=(args.queries, args.d))
-    sk = KernelDensity(bandwidth=args.bandwidth, rtol=0, atol=0).fit(points)
-    params32 = kde.fit(jnp.asarray(points, jnp.float32), args.bandwidth)
+    points = rng.normal(size=(num_points, d))
+    queries = rng.normal(size=(num_queries, d))
+    sk = KernelDensity(bandwidth=bandwidth, rtol=0, atol=0).fit(points)
+    sp = gaussian_kde(points.T, bw_method=bandwidth)
+    params32 = kde.fit(jnp.asarray(points, jnp.float32), bandwidth)
     q32 = jnp.asarray(queries, jnp.float32)
     with jax.enable_x64(True):
-        params64 = kde.fit(jnp.asarray(points), args.bandwidth)
+        params64 = kde.fit(jnp.asarray(points), bandwidth)
         q64 = jnp.asarray(queries)
         run64 = lambda: kde.log_density(params64, q64)
         run64()  # compile
     run32 = lambda: kde.log_density(params32, q32)
     run32()  # compile
-    times = {'sklearn (float64)': [], 'jax float32': [], 'jax float64': []}
-    for _ in range(args.repeats):
-        t, ref = timed(lambda: sk.score_samples(queries))
+    times = {'sklearn (float64)': [], 'scipy (float64)': [], 'jax float32': [], 'jax float64': []}
+    out = {}
+    for _ in range(repeats):
+        t, out['sklearn (float64)'] = timed(lambda: sk.score_samples(queries))
         times['sklearn (float64)'].append(t)
-        t, out32 = timed(run32)
+        t, _ = timed(lambda: sp.logpdf(queries.T))
+        times['scipy (float64)'].append(t)
+        t, out['jax float32'] = timed(run32)
         times['jax float32'].append(t)
         with jax.enable_x64(True):
-            t, out64 = timed(run64)
+            t, out['jax float64'] = timed(run64)
         times['jax float64'].append(t)
+    return times, out
+
+
+def compare(args):
+    times, out = measure(args.queries, args.points, args.d, args.bandwidth, args.repeats)
+    ref, out32, out64 = out['sklearn (float64)'], out['jax float32'], out['jax float64']
     median = {name: float(np.median(v)) for name, v in times.items()}
     print(f'KDE log-density, {args.queries} queries x {args.points} points, D={args.d}, '
           f'h={args.bandwidth}, median of {args.repeats}')

@@ -1,0 +1,157 @@
+"""PyTorch eager mirror of genmodels/families/vae.py's MLP VAE (configs/vae_mnist.py).
+
+The same maths as vae.train_step with the ELBO objective and a Bernoulli likelihood:
+
+    q(z | x) = N(mean, exp(log_var)), an MLP on the flattened image; z = mean + exp(log_var / 2) eps
+    loss = mean_B [-log p(x | z) + beta_t KL(q || N(0, I))],  beta_t = beta min(1, t / warm-up)
+
+then Adam at the config's learning-rate schedule (read from the same optax schedule), the gradient's
+global norm, and the EMA of the params at train.ema_rate (a copy when it is 0, as on the JAX side).
+Layers are nn.Linear with ReLU between them, named as flax's (`dense_<i>`), so weights map by name;
+`mirror_check` compares the encoder, the decoder and the ELBO's terms with flax's on the same
+weights. Used by benchmarks/run.py; torch is a benchmark-only dependency.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from benchmarks.torch_ref.dcgan import global_norm
+from genmodels import train_state
+from genmodels.families import vae
+
+F = torch.nn.functional
+
+
+def unmirrored(config) -> list[str]:
+    """The config keys whose values this mirror does not implement; empty if it mirrors `config`."""
+    m, o = config.model, config.optimizer
+    unmirrored = {
+        'model.architecture': m.architecture != 'mlp',
+        'model.likelihood': m.likelihood != 'bernoulli',
+        'objective': config.objective != 'elbo',
+        'data.scale': config.data.scale != '01',
+        'optimizer.name': o.name != 'adam',
+    }
+    return [k for k, v in unmirrored.items() if v]
+
+
+class TorchMLP(torch.nn.Module):
+    """nets.MLP: Linear layers with ReLU between them, the last one linear."""
+
+    def __init__(self, features):
+        super().__init__()
+        for i, (fin, fout) in enumerate(zip(features[:-1], features[1:])):
+            self.add_module(f'dense_{i}', torch.nn.Linear(fin, fout))
+        self.depth = len(features) - 1
+
+    def forward(self, x):
+        for i in range(self.depth):
+            x = self.get_submodule(f'dense_{i}')(x)
+            if i < self.depth - 1:
+                x = F.relu(x)
+        return x
+
+
+class TorchVAE(torch.nn.Module):
+    def __init__(self, m, num_pixels):
+        super().__init__()
+        hidden = tuple(m.hidden)
+        self.encoder = TorchMLP((num_pixels,) + hidden + (2 * m.latent_dim,))
+        self.decoder = TorchMLP((m.latent_dim,) + hidden[::-1] + (num_pixels,))
+
+    def terms(self, x, eps):
+        """x [B, D] in {0, 1}, eps [B, D_z] -> (recon [B], kl [B]) in nats (vae.elbo_objective)."""
+        mean, log_var = self.encoder(x).chunk(2, dim=-1)
+        z = mean + torch.exp(0.5 * log_var) * eps
+        # 1. RECONSTRUCTION: log Bernoulli(x; sigmoid(l)), summed over pixels
+        recon = -F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction='none').sum(-1)
+        # 2. LATENT: KL to N(0, I) in closed form
+        kl = 0.5 * torch.sum(mean * mean + torch.exp(log_var) - 1.0 - log_var, dim=-1)
+        return recon, kl
+
+
+def load_flax_params(net, params) -> None:
+    """Copies flax's encoder and decoder Dense layers ([in, out] kernels) into the mirror."""
+    with torch.no_grad():
+        for part in ('encoder', 'decoder'):
+            for name, layer in params[part].items():
+                module = getattr(net, part).get_submodule(name)
+                module.weight.copy_(torch.from_numpy(np.array(layer['kernel']).T))
+                module.bias.copy_(torch.from_numpy(np.array(layer['bias'])))
+
+
+class TorchVAEStep:
+    """vae.train_step's order: ELBO loss with KL warm-up, Adam at the schedule's rate, EMA."""
+
+    def __init__(self, config, net, params):
+        o, loss = config.optimizer, config.loss
+        self.net, self.rate, self.latent_dim = net, config.train.ema_rate, config.model.latent_dim
+        self.beta, self.warmup, self.clip = loss.beta, loss.kl_warmup_steps, o.grad_clip_norm
+        load_flax_params(net, params)
+        schedule = train_state.learning_rate_schedule(o, config.train.num_steps)
+        self.lrs = np.asarray(jax.vmap(schedule)(jnp.arange(config.train.num_steps + 1)))
+        self.params = list(net.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=float(self.lrs[0]), betas=(o.b1, o.b2),
+                                    eps=1e-8)
+        self.ema = [p.detach().clone() for p in self.params]
+        self.count, self.metrics = 0, None
+
+    def step(self, x):
+        beta = self.beta * (min(1.0, self.count / self.warmup) if self.warmup > 0 else 1.0)
+        recon, kl = self.net.terms(x, torch.randn(x.shape[0], self.latent_dim))
+        loss = torch.mean(-(recon - beta * kl))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self.params]
+        grad_norm = global_norm(grads)
+        if self.clip > 0:  # optax.clip_by_global_norm: g * min(1, clip / |g|)
+            torch._foreach_mul_(grads, torch.clamp(self.clip / grad_norm, max=1.0))
+        for group in self.opt.param_groups:
+            group['lr'] = float(self.lrs[min(self.count, len(self.lrs) - 1)])
+        self.opt.step()
+        self.count += 1
+        with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
+            torch._foreach_lerp_(self.ema, self.params, 1.0 - self.rate)
+        self.metrics = {'loss': loss.detach(), 'elbo_nats': (recon - kl).mean().detach(),
+                        'grad_norm': grad_norm}
+
+
+def mirror_check(config, net, params, images, num: int = 16) -> str:
+    """Max |flax - torch| of the encoder's and decoder's outputs and of the ELBO's terms, on the
+    same (flax's initial) weights, images and noise."""
+    x = np.asarray(images[:num], np.float32)
+    rng = np.random.default_rng(0)
+    eps = rng.standard_normal((len(x), config.model.latent_dim)).astype(np.float32)
+    mean, log_var = vae.encode(config, params, x)
+    z = mean + jnp.exp(0.5 * log_var) * eps
+    out = vae.decode(config, params, z)
+    recon = vae.log_px_given_z(config, params, x, out)
+    kl = vae.gaussian_kl(mean, log_var)
+    load_flax_params(net, params)
+    flat = torch.from_numpy(x.reshape(len(x), -1))
+    with torch.no_grad():
+        h = net.encoder(flat).numpy()
+        out_t = net.decoder(torch.from_numpy(np.array(z))).numpy()
+        recon_t, kl_t = net.terms(flat, torch.from_numpy(eps))
+    diffs = {'encoder': np.max(np.abs(np.concatenate([mean, log_var], -1) - h)),
+             'decoder': np.max(np.abs(np.asarray(out).reshape(len(x), -1) - out_t)),
+             'recon': np.max(np.abs(np.asarray(recon) - recon_t.numpy())),
+             'kl': np.max(np.abs(np.asarray(kl) - kl_t.numpy()))}
+    return 'same weights, max |flax - torch|: ' + ', '.join(f'{k} {v:.1e}' for k, v in
+                                                          diffs.items())
+
+
+def make(config, state, host_batches):
+    """(step(i): one torch step on host_batches[i % len], mirror check summary), for
+    benchmarks/run.py. Both sides start from the JAX side's initial weights, read before its
+    first step donates them."""
+    params = jax.device_get(state['params'])
+    images = host_batches[0]['image']
+    net = TorchVAE(config.model, int(np.prod(images.shape[1:])))
+    check = mirror_check(config, net, params, images)
+    side = TorchVAEStep(config, net, params)
+    flat = [torch.from_numpy(np.ascontiguousarray(b['image'].reshape(len(b['image']), -1)))
+            for b in host_batches]
+    return lambda i: side.step(flat[i % len(flat)]), check

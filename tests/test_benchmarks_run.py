@@ -1,0 +1,102 @@
+"""benchmarks.run end to end on a smoke config and a classical row: every record has every key
+with a positive number (or null where the design says so), results.md holds the tables, --compare
+puts two runs side by side. It never asserts a speed: timings here swing with other jobs."""
+
+import json
+import math
+import os
+
+import pytest
+
+from benchmarks import run, torch_ref
+
+# Every key issue 11 asks of a deep record, and what the harness adds beside them.
+DEEP_KEYS = ('config', 'family', 'architecture', 'device_kind', 'num_devices', 'batch_size',
+             'threads', 'compile_seconds', 'step_ms_median', 'step_ms_p10', 'step_ms_p90',
+             'examples_per_second', 'flops_per_step', 'achieved_tflops', 'peak_tflops', 'mfu',
+             'peak_memory_bytes', 'sample_images_per_second', 'loop_steps_per_second',
+             'loop_fraction_of_step_rate', 'torch_step_ms_median', 'speedup_vs_torch',
+             'torch_note', 'torch_check', 'peak_source', 'peak_memory_source',
+             'step_memory_bytes')
+TEXT_KEYS = ('config', 'family', 'architecture', 'device_kind', 'torch_note', 'torch_check',
+             'peak_source', 'peak_memory_source', 'sample_images_per_second')
+# Null by design: the torch columns when no torch reference runs (torch is hidden below, as on a
+# machine without it: the suite never depends on torch); torch_note when one does, torch_check
+# when none does. peak_tflops and mfu are null only for a GPU/TPU kind without a published peak,
+# never on CPU (measured there); sample_images_per_second for a family that does not sample.
+TORCH_KEYS = ('torch_step_ms_median', 'speedup_vs_torch', 'torch_check')
+KDE_KEYS = ('score_seconds', 'score_seconds_float64', 'sklearn_score_seconds',
+            'scipy_score_seconds', 'speedup_vs_sklearn', 'speedup_vs_scipy')
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_smoke_run_records_tables_and_compare(tmp_path, data_dir, monkeypatch):
+    # One test, so that pytest-xdist's workers do not each run the harness.
+    monkeypatch.setattr(torch_ref, 'available', lambda: False)
+    out = str(tmp_path / 'a')
+    results = run.main(['--smoke', '--configs', 'vae_mnist,kde', '--data_dir', data_dir,
+                        '--out', out])
+    with open(os.path.join(out, 'results.json')) as f:
+        assert json.load(f) == results
+    check_records(results['records'])
+    check_markdown(out)
+    check_compare(out, results, tmp_path)
+
+
+def check_records(records: list[dict]) -> None:
+    deep, kde = records
+    assert (deep['config'], deep['family'], deep['batch_size']) == ('vae_mnist', 'vae',
+                                                                    run.SMOKE_BATCH)
+    assert set(DEEP_KEYS) <= set(deep)
+    for key in set(DEEP_KEYS) - set(TORCH_KEYS) - set(TEXT_KEYS):
+        assert positive(deep[key]), (key, deep[key])
+    assert deep['step_ms_p10'] <= deep['step_ms_median'] <= deep['step_ms_p90']
+    assert deep['sample_images_per_second'] and all(
+        positive(v) for v in deep['sample_images_per_second'].values())
+    assert all(deep[k] is None for k in TORCH_KEYS)
+    assert torch_ref.INSTALL in deep['torch_note']
+    assert kde['config'] == 'kde' and kde['batch_size'] is None
+    assert all(positive(kde[k]) for k in KDE_KEYS), {k: kde[k] for k in KDE_KEYS}
+
+
+def check_markdown(out: str) -> None:
+    """results.md has the deep table (a row as wide as its header) and the KDE row; the notes say
+    how to get the torch columns; scaling.png is written."""
+    with open(os.path.join(out, 'results.md')) as f:
+        md = f.read()
+    lines = [line for line in md.splitlines() if line.startswith('|')]
+    header = next(line for line in lines if 'step ms median' in line)
+    rows = [line for line in lines if line.startswith('| vae_mnist |')]
+    assert len(rows) == 1 and rows[0].count('|') == header.count('|')
+    assert any(line.startswith('| 500 x 500 |') for line in lines)
+    assert torch_ref.INSTALL in md
+    assert os.path.getsize(os.path.join(out, 'scaling.png')) > 0
+
+
+def check_compare(out: str, results: dict, tmp_path) -> None:
+    """--compare of the run with a copy whose step is twice as slow: ratio 2 on that row."""
+    slower = json.loads(json.dumps(results))
+    slower['records'][0]['step_ms_median'] *= 2
+    os.makedirs(tmp_path / 'b')
+    with open(tmp_path / 'b' / 'results.json', 'w') as f:
+        json.dump(slower, f)
+    text = run.main(['--compare', out, str(tmp_path / 'b'), '--out', str(tmp_path / 'cmp')])
+    rows = [line for line in text['compare'].splitlines()
+            if line.startswith('| vae_mnist | 8 | step_ms_median |')]
+    assert len(rows) == 1 and rows[0].endswith('| 2 |')
+    assert '| kde | - | score_seconds |' in text['compare']
+    assert os.path.exists(tmp_path / 'cmp' / 'compare.md')
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--batch_sizes', '32,x'], '--batch_sizes'),
+    (['--configs', 'vae_mnistt'], 'is not a config'),
+    (['--configs', 'gmm_digits'], 'classical rows are em, kde'),
+])
+def test_bad_flags_fail_in_one_line(argv, message):
+    with pytest.raises(SystemExit, match=message) as e:
+        run.main(argv + ['--no_torch'])
+    assert '\n' not in str(e.value)
