@@ -127,13 +127,23 @@ def log_density(points, log_weights, bandwidth, queries, kernel: str = 'gaussian
     log-weights [N] and bandwidth h (module docstring).  # [M]"""
     q = as_2d(queries).astype(points.dtype)
     point_chunk = min(point_chunk, points.shape[0])
+    if metric == 'euclidean':  # |q - x|^2 = |q|^2 + |x|^2 - 2 q.x: one matmul per block, about
+        center = jnp.mean(points, axis=0)  # the points' mean to keep the cancellation small
+        points, q = points - center, q - center
     blocks = (chunks.to_chunks(points, point_chunk),
-              chunks.to_chunks(log_weights, point_chunk, fill=-jnp.inf))  # padding weighs 0
+              chunks.to_chunks(log_weights, point_chunk, fill=-jnp.inf),  # padding weighs 0
+              chunks.to_chunks(jnp.sum(points * points, axis=1), point_chunk))
     p = jnp.asarray(p, points.dtype)
 
     def block(xq):
+        q_sq = jnp.sum(xq * xq, axis=1)
+
         def values(b):
-            return b[1][None, :] + log_kernel(distances(xq, b[0], metric, p) / bandwidth, kernel)
+            if metric == 'euclidean':
+                dist = jnp.sqrt(jnp.maximum(q_sq[:, None] + b[2][None, :] - 2 * xq @ b[0].T, 0.0))
+            else:
+                dist = distances(xq, b[0], metric, p)
+            return b[1][None, :] + log_kernel(dist / bandwidth, kernel)
         return streaming_logsumexp(values, blocks, xq.shape[0], xq.dtype)
 
     log_norm = log_kernel_norm(1.0, points.shape[1], kernel) - points.shape[1] * jnp.log(bandwidth)
