@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from flax import traverse_util
 
-from benchmarks.torch_ref.dcgan import global_norm
+from benchmarks.torch_ref.optim import ScheduledAdam
 from genmodels import train_state, unet
 from genmodels.families import ddpm
 
@@ -213,19 +213,13 @@ class TorchDDPM:
     learning rate of update k read from the same optax schedule), then the EMA."""
 
     def __init__(self, config, net, params):
-        m, o = config.model, config.optimizer
-        self.net, self.T, self.rate, self.clip = net, m.num_timesteps, config.train.ema_rate, \
-            o.grad_clip_norm
+        self.net, self.T = net, config.model.num_timesteps
         load_flax_params(net, params)  # the JAX side's initial weights
         net.train()
         self.ab = torch.tensor(np.asarray(ddpm.schedule(config).alphas_cumprod, np.float32))
-        schedule = train_state.learning_rate_schedule(o, config.train.num_steps)
-        self.lrs = np.asarray(jax.vmap(schedule)(jnp.arange(config.train.num_steps + 1)))
-        self.params = list(net.parameters())
-        self.opt = torch.optim.Adam(self.params, lr=float(self.lrs[0]), betas=(o.b1, o.b2),
-                                    eps=1e-8)
-        self.ema = [p.detach().clone() for p in self.params]
-        self.count, self.metrics = 0, None
+        self.optimizer = ScheduledAdam(config, net.parameters())
+        self.ema = self.optimizer.ema
+        self.metrics = None
 
     def step(self, x0):
         b = x0.shape[0]
@@ -233,18 +227,7 @@ class TorchDDPM:
         eps = torch.randn_like(x0)
         ab = self.ab[t].view(b, 1, 1, 1)
         loss = F.mse_loss(self.net(ab.sqrt() * x0 + (1 - ab).sqrt() * eps, t), eps)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for p in self.params]
-        grad_norm = global_norm(grads)
-        if self.clip > 0:  # optax.clip_by_global_norm: g * min(1, clip / |g|)
-            torch._foreach_mul_(grads, torch.clamp(self.clip / grad_norm, max=1.0))
-        for group in self.opt.param_groups:
-            group['lr'] = float(self.lrs[min(self.count, len(self.lrs) - 1)])
-        self.opt.step()
-        self.count += 1
-        with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
-            torch._foreach_lerp_(self.ema, self.params, 1.0 - self.rate)
+        grad_norm = self.optimizer.update(loss)
         self.metrics = {'loss': loss.detach(), 'grad_norm': grad_norm}
 
 

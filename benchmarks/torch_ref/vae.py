@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from benchmarks.torch_ref.dcgan import global_norm
-from genmodels import train_state
+from benchmarks.torch_ref.optim import ScheduledAdam
 from genmodels.families import vae
 
 F = torch.nn.functional
@@ -86,34 +85,19 @@ class TorchVAEStep:
     """vae.train_step's order: ELBO loss with KL warm-up, Adam at the schedule's rate, EMA."""
 
     def __init__(self, config, net, params):
-        o, loss = config.optimizer, config.loss
-        self.net, self.rate, self.latent_dim = net, config.train.ema_rate, config.model.latent_dim
-        self.beta, self.warmup, self.clip = loss.beta, loss.kl_warmup_steps, o.grad_clip_norm
+        loss = config.loss
+        self.net, self.latent_dim = net, config.model.latent_dim
+        self.beta, self.warmup = loss.beta, loss.kl_warmup_steps
         load_flax_params(net, params)
-        schedule = train_state.learning_rate_schedule(o, config.train.num_steps)
-        self.lrs = np.asarray(jax.vmap(schedule)(jnp.arange(config.train.num_steps + 1)))
-        self.params = list(net.parameters())
-        self.opt = torch.optim.Adam(self.params, lr=float(self.lrs[0]), betas=(o.b1, o.b2),
-                                    eps=1e-8)
-        self.ema = [p.detach().clone() for p in self.params]
-        self.count, self.metrics = 0, None
+        self.optimizer = ScheduledAdam(config, net.parameters())
+        self.metrics = None
 
     def step(self, x):
-        beta = self.beta * (min(1.0, self.count / self.warmup) if self.warmup > 0 else 1.0)
+        count = self.optimizer.count
+        beta = self.beta * (min(1.0, count / self.warmup) if self.warmup > 0 else 1.0)
         recon, kl = self.net.terms(x, torch.randn(x.shape[0], self.latent_dim))
         loss = torch.mean(-(recon - beta * kl))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for p in self.params]
-        grad_norm = global_norm(grads)
-        if self.clip > 0:  # optax.clip_by_global_norm: g * min(1, clip / |g|)
-            torch._foreach_mul_(grads, torch.clamp(self.clip / grad_norm, max=1.0))
-        for group in self.opt.param_groups:
-            group['lr'] = float(self.lrs[min(self.count, len(self.lrs) - 1)])
-        self.opt.step()
-        self.count += 1
-        with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
-            torch._foreach_lerp_(self.ema, self.params, 1.0 - self.rate)
+        grad_norm = self.optimizer.update(loss)
         self.metrics = {'loss': loss.detach(), 'elbo_nats': (recon - kl).mean().detach(),
                         'grad_norm': grad_norm}
 

@@ -1,0 +1,43 @@
+"""The optimizer side of the single-network torch mirrors (VAE, DDPM): train_state.make_optimizer's
+Adam with optional global-norm clipping, the learning rate of update k read from the same optax
+schedule, then the EMA of the params at train.ema_rate."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from genmodels import train_state
+
+
+def global_norm(tensors):
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+class ScheduledAdam:
+    def __init__(self, config, params):
+        o = config.optimizer
+        self.clip, self.rate = o.grad_clip_norm, config.train.ema_rate
+        schedule = train_state.learning_rate_schedule(o, config.train.num_steps)
+        self.lrs = np.asarray(jax.vmap(schedule)(jnp.arange(config.train.num_steps + 1)))
+        self.params = list(params)
+        self.opt = torch.optim.Adam(self.params, lr=float(self.lrs[0]), betas=(o.b1, o.b2),
+                                    eps=1e-8)
+        self.ema = [p.detach().clone() for p in self.params]
+        self.count = 0
+
+    def update(self, loss):
+        """One step on `loss`; returns the gradient's global norm (before clipping)."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self.params]
+        grad_norm = global_norm(grads)
+        if self.clip > 0:  # optax.clip_by_global_norm: g * min(1, clip / |g|)
+            torch._foreach_mul_(grads, torch.clamp(self.clip / grad_norm, max=1.0))
+        for group in self.opt.param_groups:
+            group['lr'] = float(self.lrs[min(self.count, len(self.lrs) - 1)])
+        self.opt.step()
+        self.count += 1
+        with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
+            torch._foreach_lerp_(self.ema, self.params, 1.0 - self.rate)
+        return grad_norm
