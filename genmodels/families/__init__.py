@@ -71,6 +71,7 @@ PyTree = Any
 
 _MODULES = {
     'autoencoder': 'genmodels.families.autoencoder',
+    'autoregressive': 'genmodels.families.autoregressive',
     'classifier': 'genmodels.families.classifier',
     'ddpm': 'genmodels.families.ddpm',
     'gan': 'genmodels.families.gan',
