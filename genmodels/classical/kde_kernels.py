@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammainc
 
-from genmodels.classical import chunks
+from genmodels.classical import chunks, kmeans
 from genmodels.classical.kde import as_2d, streaming_logsumexp
 
 KERNELS = ('gaussian', 'tophat', 'epanechnikov', 'exponential', 'linear', 'cosine')
@@ -109,9 +109,9 @@ def distances(queries, points, metric: str, p: float = 2.0):
         a = (jnp.sin(0.5 * (lat_q - lat_p)) ** 2
              + jnp.cos(lat_q) * jnp.cos(lat_p) * jnp.sin(0.5 * (lon_q - lon_p)) ** 2)
         return 2 * jnp.arcsin(jnp.sqrt(jnp.clip(a, 0.0, 1.0)))
+    if metric == 'euclidean':  # one matmul, no [Q, P, D] differences
+        return jnp.sqrt(kmeans.squared_distances(queries, points))
     diff = jnp.abs(queries[:, None, :] - points[None, :, :])
-    if metric == 'euclidean':
-        return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
     if metric == 'manhattan':
         return jnp.sum(diff, axis=-1)
     if metric == 'chebyshev':
@@ -127,23 +127,16 @@ def log_density(points, log_weights, bandwidth, queries, kernel: str = 'gaussian
     log-weights [N] and bandwidth h (module docstring).  # [M]"""
     q = as_2d(queries).astype(points.dtype)
     point_chunk = min(point_chunk, points.shape[0])
-    if metric == 'euclidean':  # |q - x|^2 = |q|^2 + |x|^2 - 2 q.x: one matmul per block, about
-        center = jnp.mean(points, axis=0)  # the points' mean to keep the cancellation small
+    if metric == 'euclidean':  # distances by |q|^2 + |x|^2 - 2 q.x: about the points' mean, the
+        center = jnp.mean(points, axis=0)  # cancellation stays small
         points, q = points - center, q - center
     blocks = (chunks.to_chunks(points, point_chunk),
-              chunks.to_chunks(log_weights, point_chunk, fill=-jnp.inf),  # padding weighs 0
-              chunks.to_chunks(jnp.sum(points * points, axis=1), point_chunk))
+              chunks.to_chunks(log_weights, point_chunk, fill=-jnp.inf))  # padding weighs 0
     p = jnp.asarray(p, points.dtype)
 
     def block(xq):
-        q_sq = jnp.sum(xq * xq, axis=1)
-
         def values(b):
-            if metric == 'euclidean':
-                dist = jnp.sqrt(jnp.maximum(q_sq[:, None] + b[2][None, :] - 2 * xq @ b[0].T, 0.0))
-            else:
-                dist = distances(xq, b[0], metric, p)
-            return b[1][None, :] + log_kernel(dist / bandwidth, kernel)
+            return b[1][None, :] + log_kernel(distances(xq, b[0], metric, p) / bandwidth, kernel)
         return streaming_logsumexp(values, blocks, xq.shape[0], xq.dtype)
 
     log_norm = log_kernel_norm(1.0, points.shape[1], kernel) - points.shape[1] * jnp.log(bandwidth)
