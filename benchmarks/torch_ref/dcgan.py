@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from benchmarks.torch_ref.optim import global_norm
 from genmodels.families import gan
 
 F = torch.nn.functional
@@ -99,10 +100,6 @@ def dcgan_init_(module, std):
         elif isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.normal_(m.weight, 1.0, std)
             torch.nn.init.zeros_(m.bias)
-
-
-def global_norm(tensors):
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
 class TorchDCGAN:
