@@ -26,6 +26,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'n_disc': 1,
         'gp_weight': 10.0,          # read by the wgan_gp objective only
         'r1_weight': 0.0,
+        'r1_fraction': 1.0,         # R1 on this share of the real batch (1: all of it)
         'info_weight': 1.0,         # read by InfoGAN configs only
         'top_k': 1.0,               # top-k G updates off
         'top_k_decay_steps': 0,

@@ -311,6 +311,7 @@ ADDED_KEYS = {
     ('train', 'compute_dtype'): ('num_steps', 'float32'),
     ('loss', 'top_k'): ('n_disc', 1.0),               # GAN
     ('loss', 'top_k_decay_steps'): ('n_disc', 0),     # GAN
+    ('loss', 'r1_fraction'): ('n_disc', 1.0),         # GAN
 }
 
 

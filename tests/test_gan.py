@@ -86,6 +86,24 @@ def test_gradient_penalty_of_a_linear_critic_is_its_closed_form():
     np.testing.assert_allclose(gan.r1_penalty(critic, real), 25.0, rtol=1e-5)
 
 
+def test_r1_on_a_fraction_of_the_batch_is_the_mean_over_its_first_rows():
+    """R1 of l(x) = sum_i w_i x_i^2 is 4 sum_i w_i^2 x_i^2 per example: r1_fraction 0.25 of 8
+    rows averages the first 2, 0.3 rounds up to 3, and 1 takes all 8."""
+    config = dcgan_mnist.get_config()
+    w = jnp.array([1.0, -2.0])
+
+    def critic(x):
+        return jnp.sum(w * x.reshape(x.shape[0], -1) ** 2, -1)
+
+    real = jax.random.normal(jax.random.key(3), (8, 2, 1, 1))
+    per_example = 4.0 * jnp.sum(w ** 2 * real.reshape(8, 2) ** 2, -1)
+    np.testing.assert_allclose(gan.r1_penalty(critic, real), per_example, rtol=1e-5)
+    for fraction, rows in [(0.25, 2), (0.3, 3), (1.0, 8)]:
+        config.loss.r1_fraction = fraction
+        np.testing.assert_allclose(gan.r1_subset(config, critic, real),
+                                   jnp.mean(per_example[:rows]), rtol=1e-5)
+
+
 def test_spectral_norm_matches_the_largest_singular_value():
     dense = nn.SpectralNorm(nn.Dense(7, kernel_init=nn.initializers.normal(1.0)))
     x = jnp.ones((1, 5))
@@ -230,6 +248,7 @@ def test_dcgan_resumes_bit_for_bit_with_batch_norm_and_spectral_norm(tmp_path, d
     config.model.spectral_norm = True
     config.loss.n_disc = 2
     config.loss.r1_weight = 1.0
+    config.loss.r1_fraction = 0.5
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     trainer.train_and_evaluate(config, straight)
     with pytest.raises(Killed):
