@@ -24,8 +24,8 @@ fetched before timing starts); the loop figure runs `train_and_evaluate` itself.
                          ms by kind (convolutions, dots, ...) and the slowest ops (hlo_profile.py)
     loop_steps_per_second  `trainer.train_and_evaluate` in a scratch workdir: its own logged
                          steps_per_sec over log_every steps after the first interval (which holds
-                         the compilation); its data stream (the trainer's `_iterator_hook`, made
-                         for tests that stop a run) ends the run after those steps, before any
+                         the compilation); its data stream (the trainer's `iterator_hook`)
+                         ends the run after those steps, before any
                          checkpoint or evaluation. Figures and FID during training are off.
 """
 
@@ -221,7 +221,7 @@ def loop_rate(config: ml_collections.ConfigDict, loop_steps: int) -> float:
 
     with tempfile.TemporaryDirectory(prefix='genmodels-bench-loop-') as workdir:
         try:
-            trainer.train_and_evaluate(config, workdir, _iterator_hook=stop_after_timed_steps)
+            trainer.train_and_evaluate(config, workdir, iterator_hook=stop_after_timed_steps)
         except _LoopDone:
             pass
         with open(os.path.join(workdir, 'metrics.jsonl')) as f:

@@ -32,6 +32,7 @@ import importlib
 import os
 import subprocess
 import sys
+from typing import Callable
 
 from genmodels import xla_cpu
 
@@ -146,7 +147,10 @@ def environment(args, threads: int) -> dict:
             'other_load_cores': hardware.busy_cores(0.5)}
 
 
-def run(args) -> dict:
+def run(args, on_record: Callable[[dict], None] = lambda results: None) -> dict:
+    """The results of every (config, batch size); `on_record` gets the results so far after
+    each record or skip ('complete' False until the last), so a long sweep that is stopped keeps
+    what it measured."""
     threads = hardware.usable_cpus() if args.threads is None else args.threads
     if args.threads is not None:  # first: before anything starts JAX's CPU backend
         try:
@@ -163,12 +167,14 @@ def run(args) -> dict:
     identity = {'device_kind': env['device_kind'], 'num_devices': env['num_devices'],
                 'threads': threads}
     records, skipped = [], []
+    results = {'environment': env, 'records': records, 'skipped': skipped, 'complete': False}
     for name in names:
         if name in classical.ROWS:
             record = {'config': name, 'family': classical.FAMILY[name], 'batch_size': None,
                       **identity, **classical.measure(name, args.smoke)}
             records.append(record)
             print(f'{name}: done', file=sys.stderr, flush=True)
+            on_record(results)
             continue
         config = load_config(name, args.smoke)
         if args.data_dir:
@@ -179,13 +185,16 @@ def run(args) -> dict:
             except deep.Skipped as e:
                 skipped.append({'config': name, 'batch_size': b, 'reason': str(e)})
                 print(f'{name} batch {b}: skipped, {e}', file=sys.stderr, flush=True)
+                on_record(results)
                 continue
             architecture = config.model.architecture if 'architecture' in config.model else None
             records.append({'config': name, 'family': config.family, 'batch_size': b,
                             'architecture': architecture, **identity, **measured})
             print(f'{name} batch {b}: {measured["step_ms_median"]:.3g} ms/step', file=sys.stderr,
                   flush=True)
-    return {'environment': env, 'records': records, 'skipped': skipped}
+            on_record(results)
+    results['complete'] = True
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f.write(text)
         print(text)
         return {'compare': text}
-    results = run(args)
+    results = run(args, (lambda r: report.write(r, args.out)) if args.out else lambda r: None)
     print(report.markdown(results))
     if args.out:
         for path in report.write(results, args.out):

@@ -146,11 +146,12 @@ def summarize(config: ml_collections.ConfigDict, history: list[dict[str, np.ndar
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       _iterator_hook=None) -> dict[str, float]:
+                       iterator_hook=None) -> dict[str, float]:
     """Trains `config` in `workdir` (resuming if it holds checkpoints), then evaluates.
 
     Returns the evaluation metrics (also written to workdir/eval.json).
-    `_iterator_hook` wraps the data iterator; tests use it to kill a run mid-way.
+    `iterator_hook`, a function of the batch iterator returning one, wraps the data stream: the
+    benchmarks end a run after the steps they time, and tests kill or poison a run mid-way.
     """
     # 1. Everything that can be wrong with the input fails here, before the workdir is touched.
     family = families.validated(config)
@@ -177,8 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     step_fn = make_train_step(config, family, mesh, state_sharding)
     batches: Iterator = data.train_iterator(config.data, config.train.batch_size,
                                             config.data.seed, start_step=start)
-    if _iterator_hook is not None:
-        batches = _iterator_hook(batches)
+    if iterator_hook is not None:
+        batches = iterator_hook(batches)
     sampler = evaluation.make_sampler(config, family) if config.train.fid_every else None
     progress = (evaluation.make_progress_sampler(config, family) if config.train.figures_every
                 else None)

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from benchmarks import run, torch_ref
+from benchmarks import report, run, torch_ref
 
 # Every key issue 11 asks of a deep record, and what the harness adds beside them.
 DEEP_KEYS = ('config', 'family', 'architecture', 'device_kind', 'num_devices', 'batch_size',
@@ -36,9 +36,17 @@ def positive(value) -> bool:
 def test_smoke_run_records_tables_and_compare(tmp_path, data_dir, monkeypatch):
     # One test, so that pytest-xdist's workers do not each run the harness.
     monkeypatch.setattr(torch_ref, 'available', lambda: False)
+    written, write = [], report.write
+
+    def counting_write(results, out_dir):  # results.json after each record, then at the end
+        written.append((len(results['records']), results['complete']))
+        return write(results, out_dir)
+
+    monkeypatch.setattr(report, 'write', counting_write)
     out = str(tmp_path / 'a')
     results = run.main(['--smoke', '--configs', 'vae_mnist,kde', '--data_dir', data_dir,
                         '--out', out])
+    assert written == [(1, False), (2, False), (2, True)]
     with open(os.path.join(out, 'results.json')) as f:
         assert json.load(f) == results
     check_records(results['records'])

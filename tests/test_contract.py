@@ -57,7 +57,7 @@ def test_stub_family_trains_resumes_bit_for_bit_and_evaluates_the_same(tmp_path,
     assert ('loss_a/seed1' in logs[-1]) == (num_seeds == 2)
     assert np.isfinite(result['nll_nats']) and 'sample_metrics_note' in result  # digits: no FID
     with pytest.raises(Killed):
-        trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
+        trainer.train_and_evaluate(config, resumed, iterator_hook=kill_after(6))
     trainer.train_and_evaluate(config, resumed)
     assert_trees_equal(restore_params(straight, 12), restore_params(resumed, 12))
     assert [m['loss_b'] for m in read_metrics(straight)] == [
@@ -102,7 +102,7 @@ def test_nan_guard_names_the_metric_and_the_seed_lanes_are_checked(tmp_path, dat
     with pytest.raises(trainer.NonFiniteLossError,
                        match=r'^loss_a, .* became non-finite \(loss_a = \[.*\]\) between steps 2 '
                              r'and 3; last good checkpoint: none saved yet'):
-        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at(3, np.inf))
+        trainer.train_and_evaluate(config, workdir, iterator_hook=poison_at(3, np.inf))
     assert not os.path.exists(os.path.join(workdir, 'checkpoints', '4'))
 
 

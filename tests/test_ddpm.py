@@ -210,7 +210,7 @@ def test_toy_run_resumes_bit_for_bit_and_eval_settings_change(tmp_path, data_dir
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     result = trainer.train_and_evaluate(config, straight)
     with pytest.raises(Killed):
-        trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
+        trainer.train_and_evaluate(config, resumed, iterator_hook=kill_after(6))
     trainer.train_and_evaluate(config, resumed)
     a, b = restore_params(straight, 8), restore_params(resumed, 8)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):

@@ -252,7 +252,7 @@ def test_dcgan_resumes_bit_for_bit_with_batch_norm_and_spectral_norm(tmp_path, d
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     trainer.train_and_evaluate(config, straight)
     with pytest.raises(Killed):
-        trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
+        trainer.train_and_evaluate(config, resumed, iterator_hook=kill_after(6))
     trainer.train_and_evaluate(config, resumed)
     a, b = restore_params(straight, 8), restore_params(resumed, 8)
     assert 'batch_stats' in a['g'] and 'batch_stats' in a['d']  # BN and SN state are saved

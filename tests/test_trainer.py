@@ -136,7 +136,7 @@ def test_kill_and_resume_equals_uninterrupted_bit_for_bit(tmp_path, data_dir, st
     config = tiny_vae(data_dir, num_steps=12)
     resumed = str(tmp_path / 'resumed')
     with pytest.raises(Killed):  # Dies while computing step 7; the last checkpoint is step 4.
-        trainer.train_and_evaluate(config, resumed, _iterator_hook=kill_after(6))
+        trainer.train_and_evaluate(config, resumed, iterator_hook=kill_after(6))
     assert sorted(os.listdir(os.path.join(resumed, 'checkpoints'))) == ['4']
     trainer.train_and_evaluate(config, resumed)
     a, b = restore_params(straight, 12), restore_params(resumed, 12)
@@ -172,7 +172,7 @@ def test_signal_saves_the_current_step_and_resume_equals_uninterrupted(
     monkeypatch.setattr(checkpoint, 'save', save_interrupted_by_another_signal)
     with pytest.raises(preemption.Preempted, match=f'{signal.Signals(signum).name} received: '
                                                    'saved a checkpoint of step 7'):
-        trainer.train_and_evaluate(config, stopped, _iterator_hook=signal_after(6, signum))
+        trainer.train_and_evaluate(config, stopped, iterator_hook=signal_after(6, signum))
     assert signal.getsignal(signum) is not None and 'StopRequests' not in repr(
         signal.getsignal(signum))  # the previous handlers are back
     assert sorted(os.listdir(f'{stopped}/checkpoints'), key=int) == ['4', '7']
@@ -213,7 +213,7 @@ def test_the_loop_keeps_at_most_two_steps_in_flight(tmp_path, data_dir, monkeypa
     config = tiny_vae(data_dir, num_steps=12)
     config.train.log_every = config.train.checkpoint_every = 12  # no sync point before the end
     monkeypatch.setattr(trainer, 'make_train_step', make_slow_train_step)
-    trainer.train_and_evaluate(config, str(tmp_path / 'w'), _iterator_hook=hook)
+    trainer.train_and_evaluate(config, str(tmp_path / 'w'), iterator_hook=hook)
     assert len(completed) == 12 and len(seen) == 12
     # Fetching the batch of step i + 1 follows step i's dispatch and waits for step i - 1.
     assert all(done >= i - 1 for i, done in seen), seen
@@ -526,7 +526,7 @@ def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, dat
     workdir = str(tmp_path / 'nan')
     with pytest.raises(trainer.NonFiniteLossError,
                        match='between steps 6 and 7; last good checkpoint: step 4'):
-        trainer.train_and_evaluate(config, workdir, _iterator_hook=poison_at(7, np.nan))
+        trainer.train_and_evaluate(config, workdir, iterator_hook=poison_at(7, np.nan))
     assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4']
     assert checkpoint.all_finite(restore_params(workdir, 4))
 
@@ -565,7 +565,7 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_the_previous_one_used(
     config = tiny_vae(data_dir, num_steps=12)
     workdir = str(tmp_path / 'w')
     with pytest.raises(Killed):  # dies computing step 9, after the checkpoint of step 8
-        trainer.train_and_evaluate(config, workdir, _iterator_hook=kill_after(8))
+        trainer.train_and_evaluate(config, workdir, iterator_hook=kill_after(8))
     overwrite_in_place(workdir, 8)
     seen = warnings_of(monkeypatch, checkpoint)
     trainer.train_and_evaluate(config, workdir)  # resumes from step 4
