@@ -7,7 +7,7 @@ import ml_collections
 def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bool = False
          ) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({
-        'name': name,               # a bundled dataset or any prepared TFDS image dataset
+        'name': name,               # a bundled, toy or prepared TFDS dataset, or text:<path>
         'data_dir': ml_collections.config_dict.placeholder(str),  # None: TFDS's default data dir
         'train_split': 'train',
         'eval_split': 'test',
@@ -16,6 +16,7 @@ def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bo
         'dequantize': dequantize,   # uniform dequantisation (continuous likelihoods)
         'seed': 0,                  # the training stream: example order, binarisation noise
         'eval_seed': 0,             # fixes the test set's binarisation/dequantisation noise
+        'sequence_length': 0,       # text data: characters per example; 0 for other data
     })
 
 

@@ -60,6 +60,7 @@ SCHEMA: dict[str, Any] = {
         'dequantize': bool,
         'seed': int,
         'eval_seed': int,
+        'sequence_length': int,
     },
     'optimizer': OPTIMIZER_SCHEMA,
     'train': {
@@ -312,6 +313,7 @@ ADDED_KEYS = {
     ('loss', 'top_k'): ('n_disc', 1.0),               # GAN
     ('loss', 'top_k_decay_steps'): ('n_disc', 0),     # GAN
     ('loss', 'r1_fraction'): ('n_disc', 1.0),         # GAN
+    ('data', 'sequence_length'): ('name', 0),
 }
 
 

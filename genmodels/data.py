@@ -6,6 +6,13 @@ from the toy's sampler with fixed seeds, served as `image` float32 [N, D, 1, 1] 
 that families that flatten images fit them unchanged; their values are used as they are, so they
 need scale='none' and neither binarize nor dequantize (an error says so otherwise).
 
+Text datasets, `tiny_shakespeare` (TFDS) and `text:<path>` (a UTF-8 file), are character
+streams cut into non-overlapping windows of data.sequence_length characters: each window is one
+example, served as `image` [N, L, 1, 1] of character ids over the corpus's vocabulary
+(`vocabulary`), scaled like pixels (max_value = vocabulary size - 1), so a family over discrete
+tokens (the autoregressive transformer) reads them as it reads pixels. A file's splits are the
+fractions of its characters in TEXT_FILE_SPLITS; its vocabulary is every character in the file.
+
 Every batch is a pure function of (dataset, seed, step, global batch size): the example order is
 a seeded per-epoch permutation, and the noise of dynamic binarization / dequantization is drawn
 from a counter-based generator keyed by (seed, step, row of the global batch). So the global
@@ -13,7 +20,8 @@ batch of a step is the same whatever the number of processes or devices, and `st
 resumes exactly by random access, without reading the earlier batches.
 
 `data_config` fields (an `ml_collections.ConfigDict`):
-    name          dataset name, one of `known_datasets()`.
+    name          dataset name, one of `known_datasets()`, or `text:<path>` for a text file.
+    sequence_length  text datasets: characters per example (window); 0 for other data.
     data_dir      TFDS data dir, or None for TFDS's default.
     train_split   split that `train_iterator` reads ('train').
     eval_split    split used for evaluation ('test').
@@ -59,6 +67,11 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
 _Source = Sequence[dict[str, Any]]  # a TFDS data source: len(source), source[i] -> example dict
 
 TOY_PREFIX = 'toy_'
+TEXT_PREFIX = 'text:'  # text:<path of a UTF-8 file>
+# TFDS text datasets: one example per split whose `text` feature is the whole split's text.
+_TFDS_TEXT_DATASETS = ('tiny_shakespeare',)
+# A text file's split -> (start, end) as fractions of its characters.
+TEXT_FILE_SPLITS = {'train': (0.0, 0.9), 'test': (0.9, 1.0)}
 # Toy split -> (number of points, seed of its draw): fixed sets, like every other dataset's.
 TOY_SPLITS = {'train': (20_000, 0), 'test': (10_000, 1)}
 
@@ -122,9 +135,14 @@ class Preprocessing:
 
 
 def known_datasets() -> list[str]:
-    """Names accepted as `data_config.name`: bundled datasets, then toy ones, then TFDS ones."""
+    """Names accepted as `data_config.name`: bundled datasets, then toy ones, then TFDS ones
+    (images, then text); any `text:<path>` is accepted too."""
     return (sorted(bundled.BUNDLED) + sorted(TOY_PREFIX + name for name in toy.TOYS)
-            + sorted(_TFDS_IMAGE_DATASETS))
+            + sorted(_TFDS_IMAGE_DATASETS) + sorted(_TFDS_TEXT_DATASETS))
+
+
+def is_text(name: str) -> bool:
+    return name.startswith(TEXT_PREFIX) or name in _TFDS_TEXT_DATASETS
 
 
 def is_toy(name: str) -> bool:
@@ -143,6 +161,12 @@ def dataset_info(data_config: ml_collections.ConfigDict) -> DatasetInfo:
         name, splits = data_config.name, (data_config.train_split, data_config.eval_split)
         return DatasetInfo(name=name, shape=(toy_distribution(name).dim, 1, 1), num_classes=1,
                            max_value=0, num_examples={s: len(_toy_points(name, s)) for s in splits})
+    if is_text(data_config.name):
+        splits = (data_config.train_split, data_config.eval_split)
+        length = data_config.sequence_length
+        return DatasetInfo(name=data_config.name, shape=(length, 1, 1), num_classes=1,
+                           max_value=len(vocabulary(data_config)) - 1,
+                           num_examples={s: len(_text_windows(data_config, s)) for s in splits})
     source, info = _open(data_config, data_config.train_split)
     shape, max_value = _image_spec(data_config.name, info)
     sizes = {data_config.train_split: len(source)}
@@ -282,9 +306,20 @@ def load_split(data_config: ml_collections.ConfigDict, split: str,
 
 
 def _check_config(data_config: ml_collections.ConfigDict) -> None:
-    if data_config.name not in known_datasets():
+    if data_config.name not in known_datasets() and not is_text(data_config.name):
         raise ValueError(f'Unknown dataset {data_config.name!r}; known datasets: '
-                         f'{", ".join(known_datasets())}.')
+                         f'{", ".join(known_datasets())}, or text:<path> for a UTF-8 text file.')
+    if is_text(data_config.name):
+        length = data_config.get('sequence_length', 0)
+        if not (isinstance(length, int) and length >= 1):
+            raise ValueError(f'{data_config.name} is text: set data.sequence_length to the '
+                             f'characters per example (e.g. 256), got {length!r}.')
+        if data_config.scale != '01' or data_config.binarize or data_config.dequantize:
+            raise ValueError(f"{data_config.name} holds characters as tokens: set "
+                             f"data.scale='01', data.binarize=False and data.dequantize=False.")
+    elif data_config.get('sequence_length', 0):
+        raise ValueError(f'data.sequence_length is for text datasets; {data_config.name} is not '
+                         f'text, so set it to 0.')
     if is_toy(data_config.name):
         if data_config.scale != 'none' or data_config.binarize or data_config.dequantize:
             raise ValueError(
@@ -356,6 +391,10 @@ def _reader(data_config: ml_collections.ConfigDict, split: str
     if is_toy(data_config.name):
         points = _toy_points(data_config.name, split)
         return len(points), lambda ids: (points[ids], np.zeros(len(ids), np.int32)), 0
+    if is_text(data_config.name):
+        windows = _text_windows(data_config, split)
+        return (len(windows), lambda ids: (windows[ids], np.zeros(len(ids), np.int32)),
+                len(vocabulary(data_config)) - 1)
     source, info = _open(data_config, split)
     _, max_value = _image_spec(data_config.name, info)
     where = f'{data_config.name}:{split}'
@@ -371,6 +410,74 @@ def _toy_points(name: str, split: str) -> np.ndarray:
     points = np.asarray(toy_distribution(name).sample(jax.random.key(seed), num), np.float32)
     points.flags.writeable = False  # shared by every caller of the cache
     return points.reshape(num, -1, 1, 1)
+
+
+def vocabulary(data_config: ml_collections.ConfigDict) -> str:
+    """The characters of a text dataset in id order: every character of the corpus, sorted."""
+    return _text_corpus(data_config.name, data_config.data_dir)[0]
+
+
+def decode_text(data_config: ml_collections.ConfigDict, ids) -> list[str]:
+    """Character ids [N, L] (or [N, L, 1, 1]) -> N strings."""
+    chars = vocabulary(data_config)
+    ids = np.asarray(ids).reshape(len(ids), -1)
+    return [''.join(chars[i] for i in row) for row in ids]
+
+
+@functools.lru_cache(maxsize=4)
+def _text_corpus(name: str, data_dir: str | None) -> tuple[str, dict[str, np.ndarray]]:
+    """(vocabulary, split -> character ids uint16 [num_chars]) of a text dataset."""
+    if name.startswith(TEXT_PREFIX):
+        path = name[len(TEXT_PREFIX):]
+        try:
+            with open(path, encoding='utf-8') as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f'{name}: cannot read {path} as UTF-8 text ({e}); give the path of '
+                             f'a text file.') from None
+        bounds = {s: (round(a * len(text)), round(b * len(text)))
+                  for s, (a, b) in TEXT_FILE_SPLITS.items()}
+        texts = {s: text[a:b] for s, (a, b) in bounds.items()}
+    else:
+        splits = tfds.builder(name, data_dir=data_dir).info.splits
+        names = list(splits) or ['train', 'validation', 'test']  # mock_data leaves them empty
+        data_config = ml_collections.ConfigDict({'name': name, 'data_dir': data_dir})
+        texts = {}
+        for split in names:
+            source, _ = _open(data_config, split)
+            texts[split] = ''.join(_as_str(source[i]['text']) for i in range(len(source)))
+    chars = ''.join(sorted(set(''.join(texts.values()))))
+    if not 2 <= len(chars) <= 2**16:
+        raise ValueError(f'{name} has {len(chars)} distinct characters; a text dataset needs 2 '
+                         f'to 65,536.')
+    ids = {c: i for i, c in enumerate(chars)}
+    return chars, {s: np.array([ids[c] for c in t], np.uint16) for s, t in texts.items()}
+
+
+def _as_str(text) -> str:
+    return text.decode('utf-8') if isinstance(text, bytes) else str(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _text_windows_cached(name: str, data_dir: str | None, split: str, length: int) -> np.ndarray:
+    _, splits = _text_corpus(name, data_dir)
+    if split not in splits:
+        raise ValueError(f'{name} has the splits {sorted(splits)}, got {split!r}.')
+    ids = splits[split]
+    count = len(ids) // length
+    if count == 0:
+        raise ValueError(f'split {split!r} of {name} has {len(ids)} characters, fewer than one '
+                         f'window of data.sequence_length={length}; use a shorter window.')
+    windows = ids[:count * length].reshape(count, length, 1, 1)
+    windows.flags.writeable = False  # shared by every caller of the cache
+    return windows
+
+
+def _text_windows(data_config: ml_collections.ConfigDict, split: str) -> np.ndarray:
+    """The examples of a text split: consecutive windows of data.sequence_length character ids,
+    uint16 [N, L, 1, 1] (the characters after the last whole window are left out)."""
+    return _text_windows_cached(data_config.name, data_config.data_dir, split,
+                                data_config.sequence_length)
 
 
 def _image_spec(name: str, info: tfds.core.DatasetInfo) -> tuple[tuple[int, int, int], int]:

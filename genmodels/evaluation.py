@@ -143,6 +143,7 @@ def training_fid(config: ml_collections.ConfigDict, workdir: str, sampler, state
 
 
 PROGRESS_IMAGES, PROGRESS_POINTS = 64, 1000  # samples in a progress figure: images, toy points
+PROGRESS_TEXTS = 8  # of a text dataset's samples, those shown
 
 
 def make_progress_sampler(config: ml_collections.ConfigDict, family):
@@ -172,6 +173,10 @@ def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, st
         grid = np.linspace(points.min() - 0.5, points.max() + 0.5, 400)
         return viz.save_histogram(points[:, 0], grid, {}, path, title,
                                   truth=np.exp(np.asarray(toy.log_prob(grid))))
+    if data.is_text(config.data.name):
+        ids = np.round(data.to_unit(config.data, samples) * data.dataset_info(config.data)
+                       .max_value).astype(np.int64)
+        return viz.save_text(data.decode_text(config.data, ids[:PROGRESS_TEXTS]), path, title)
     lo, hi = data.value_range(config.data)
     return viz.save_grid(samples, path, title, lo, hi)
 

@@ -1,7 +1,8 @@
 """Figures: sample grids, rows of images (reconstructions, interpolations), curves, and densities of
 1D and 2D points (histograms, log-density contours, Gaussian ellipses).
 
-Every function takes numpy arrays (images in the data's value range [lo, hi]) and writes one PNG.
+Every function takes numpy arrays (images in the data's value range [lo, hi]) and writes one PNG
+(`save_text` also a .txt beside it).
 """
 
 from __future__ import annotations
@@ -86,6 +87,27 @@ def save_rows(rows: Sequence[np.ndarray], path: str, labels: Sequence[str], lo: 
     for ax, row, label in zip(axes[:, 0], rows, labels):
         _show(ax, tile(_to_display(row, lo, hi), cols))
         ax.set_title(label, fontsize=8, loc='left')
+    return _save(fig, path)
+
+
+def save_text(texts: Sequence[str], path: str, title: str) -> str:
+    """Text samples as a figure (monospace, one block per text, newlines shown as ⏎), and the
+    same texts as they are in path's .txt twin."""
+    shown = [t.replace('\n', '⏎') for t in texts]
+    width = 100
+    lines = []
+    for i, t in enumerate(shown):
+        lines += [t[j:j + width] for j in range(0, max(len(t), 1), width)] + ['']
+    fig, ax = plt.subplots(figsize=(width * 0.075, 0.18 * len(lines) + 0.6))
+    ax.text(0.0, 1.0, '\n'.join(lines), family='monospace', fontsize=8, va='top', ha='left',
+            transform=ax.transAxes)
+    ax.set_title(title, loc='left')
+    ax.set_axis_off()
+    txt = os.path.splitext(path)[0] + '.txt'
+    os.makedirs(os.path.dirname(txt) or '.', exist_ok=True)
+    with open(txt + '.tmp', 'w', encoding='utf-8') as f:
+        f.write('\n\n'.join(f'--- {i}\n{t}' for i, t in enumerate(texts)) + '\n')
+    os.replace(txt + '.tmp', txt)
     return _save(fig, path)
 
 

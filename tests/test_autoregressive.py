@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import ar_digits
-from genmodels import families, trainer
+from configs import ar_digits, ar_text
+from genmodels import data, families, trainer
 from genmodels.families import autoregressive as ar
 
 LEVELS, LENGTH = 3, 4  # a tiny vocabulary and sequence: 3^4 = 81 sequences to enumerate
@@ -120,3 +120,26 @@ def test_digits_smoke_run_reports_exact_nll_and_perplexity(tmp_path, data_dir):
                         rel_tol=1e-6)
     # 20 steps from the uniform 17-way guess (log 17 = 2.83 nats per token) already help.
     assert 1.0 < saved['perplexity'] < 17.0  # better than the uniform guess over 17 levels
+
+
+def test_text_file_smoke_run_reports_perplexity_per_character_and_text_figures(tmp_path):
+    path = tmp_path / 'corpus.txt'
+    path.write_text('the quick brown fox jumps over the lazy dog. ' * 40, encoding='utf-8')
+    config = ar_text.get_config('smoke')
+    config.data.name = f'text:{path}'
+    config.eval.timing_samples = 0
+    config.optimizer.learning_rate = 1e-2  # a repeated sentence: 20 steps learn much of it
+    workdir = str(tmp_path / 'ar_text')
+    trainer.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, 'eval.json')) as f:
+        saved = json.load(f)
+    length, levels = config.data.sequence_length, len(set('the quick brown fox jumps over lazy dg.'))
+    assert saved['data_num_levels'] == levels == 28
+    assert math.isclose(saved['perplexity'], math.exp(saved['nll_nats'] / length), rel_tol=1e-6)
+    assert 1.0 < saved['perplexity'] < levels / 2  # 20 steps beat the uniform guess well
+    assert 'is text' in saved['sample_metrics_note']
+    for name in ('samples', 'completions', 'progress/samples_0000020'):
+        with open(os.path.join(workdir, 'figures', f'{name}.txt'), encoding='utf-8') as f:
+            assert set(f.read()) - set('-0123456789|()\'" \n:adt') <= set(data.vocabulary(
+                config.data))
+        assert os.path.getsize(os.path.join(workdir, 'figures', f'{name}.png')) > 0

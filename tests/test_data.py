@@ -300,3 +300,48 @@ def test_tfds_mock_data(name, shape):
     assert batch['label'].dtype == np.int32
     assert np.all((0 <= batch['label']) & (batch['label'] < 10))
     assert evaluation['image'].shape == (5, *shape)
+
+
+# Text: a UTF-8 file by path, and tiny_shakespeare (TFDS) on mock data.
+
+def test_text_file_is_cut_into_windows_of_character_ids(tmp_path):
+    text = ''.join(chr(ord('a') + (i * 7) % 26) for i in range(998)) + 'é\n'  # 1,000
+    path = tmp_path / 'corpus.txt'
+    path.write_text(text, encoding='utf-8')
+    config = make_config(None, f'text:{path}', sequence_length=10)
+    info = data.dataset_info(config)
+    chars = data.vocabulary(config)
+    assert chars == ''.join(sorted(set(text)))  # 26 letters, newline and é: every character
+    assert info.shape == (10, 1, 1) and info.max_value == len(chars) - 1 == 27
+    assert info.num_examples == {'train': 90, 'test': 10}  # 900 and 100 characters
+    ids = lambda images: np.round(images * info.max_value).astype(int)
+    test = data.load_split(config, 'test')
+    assert data.decode_text(config, ids(test['image'])) == [
+        text[900 + 10 * i:910 + 10 * i] for i in range(10)]
+    (batch,) = take(config, 1, 90)  # one epoch: a permutation of the train windows
+    train = sorted(data.decode_text(config, ids(batch['image'])))
+    assert train == sorted(text[10 * i:10 * i + 10] for i in range(90))
+    for overrides, message in [({'sequence_length': 0}, 'set data.sequence_length'),
+                               ({'sequence_length': 200}, 'fewer than one window'),
+                               ({'binarize': True}, 'characters as tokens'),
+                               ({'name': f'text:{tmp_path}/missing.txt'}, 'cannot read')]:
+        with pytest.raises(ValueError, match=message):
+            data.dataset_info(make_config(None, **{'name': f'text:{path}',
+                                                   'sequence_length': 10, **overrides}))
+    with pytest.raises(ValueError, match='sequence_length is for text'):
+        data.dataset_info(make_config(None, 'digits', sequence_length=10))
+
+
+def test_tiny_shakespeare_on_mock_data():
+    data._text_corpus.cache_clear()
+    data._text_windows_cached.cache_clear()
+    with tfds.testing.mock_data(num_examples=1):
+        config = make_config(None, 'tiny_shakespeare', sequence_length=4)
+        info = data.dataset_info(config)
+        (batch,) = take(config, 1, 2)
+        chars = data.vocabulary(config)
+        decoded = data.decode_text(config, np.round(batch['image'] * info.max_value).astype(int))
+    data._text_corpus.cache_clear()  # the mock text is not the dataset's
+    data._text_windows_cached.cache_clear()
+    assert info.shape == (4, 1, 1) and info.max_value == len(chars) - 1
+    assert len(decoded) == 2 and all(len(t) == 4 and set(t) <= set(chars) for t in decoded)

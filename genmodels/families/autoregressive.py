@@ -385,9 +385,14 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
 
 
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
+    """Samples and completions of the second half of test examples given their first: image
+    grids and rows, or for text the decoded characters (viz.save_text, with .txt twins)."""
     k_sample, k_complete = jax.random.split(rng)
     lo, hi = data_lib.value_range(config.data)
     samples = np.asarray(jax.jit(lambda p, k: sample(config, p, k, 64))(params, k_sample))
+    t = config.sampler.temperature
+    if data_lib.is_text(config.data.name):
+        return _text_figures(config, params, data, samples, k_complete, out_dir)
     x = jnp.asarray(data['image'][:10])
     labels = jnp.asarray(data['label'][:10])
     given = np.asarray(x).copy()
@@ -395,10 +400,24 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     fill = jax.jit(lambda p, k: complete(config, p, k, x, labels))
     rows = [np.asarray(x), given] + [np.asarray(fill(params, jax.random.fold_in(k_complete, i)))
                                      for i in range(3)]
-    t = config.sampler.temperature
     return [
         viz.save_grid(samples, f'{out_dir}/samples.png',
                       f'autoregressive samples (temperature {t:g})', lo, hi),
         viz.save_rows(rows, f'{out_dir}/completions.png',
                       ['data', 'top half given', 'completions'] + [''] * 2, lo, hi),
     ]
+
+
+def _text_figures(config, params, data, samples, rng, out_dir) -> list[str]:
+    levels = num_levels(config)
+    decode = lambda x: data_lib.decode_text(config.data, to_tokens(config, jnp.asarray(x), levels))
+    x = jnp.asarray(data['image'][:4])
+    half = x.shape[1] // 2
+    filled = np.asarray(jax.jit(lambda p, k: complete(config, p, k, x))(params, rng))
+    texts = [f'{given[:half]}|{done[half:]}   (data: {given[half:]!r})'
+             for given, done in zip(decode(x), decode(filled))]
+    t = config.sampler.temperature
+    return [viz.save_text(decode(samples[:16]), f'{out_dir}/samples.png',
+                          f'autoregressive samples (temperature {t:g})'),
+            viz.save_text(texts, f'{out_dir}/completions.png',
+                          'completions: the first half given | the model\'s second half')]

@@ -69,6 +69,9 @@ def choose_extractor(dataset: str, inception_weights: str | None) -> Extractor |
     if data.is_toy(dataset):
         return (f'sample metrics skipped: {dataset} holds points, not images; its fit is measured '
                 'by kl_estimate_nats against the exact density.')
+    if data.is_text(dataset):
+        return (f'sample metrics skipped: {dataset} is text; its fit is measured by the test '
+                'NLL and perplexity per character.')
     if dataset in MNIST_DATASETS:
         return mnist_extractor()
     if inception_weights:
