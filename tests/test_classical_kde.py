@@ -8,6 +8,7 @@ import scipy.stats
 from sklearn.neighbors import KernelDensity as SklearnKernelDensity
 from sklearn.neighbors import NearestNeighbors
 
+from genmodels import xla_cpu
 from genmodels.classical import KernelDensity, kde, kde_kernels
 
 
@@ -192,3 +193,23 @@ def test_metric_rules_follow_sklearn():
     minkowski_1 = KernelDensity(metric='minkowski', metric_params={'p': 1}).fit(x)
     manhattan = KernelDensity(metric='manhattan').fit(x)
     np.testing.assert_allclose(minkowski_1.score_samples(x), manhattan.score_samples(x))
+
+
+def test_kde_programs_take_ynn_fusions_at_the_top_level_only():
+    """configure()'s empty flag turns YNN fusions off for every program; KDE's log-density asks
+    for them itself (xla_cpu.jit), unless the user chose a value, and inside a caller's jit it is
+    an ordinary nested jit (JAX takes compiler options at the top level only)."""
+    fusions = {'xla_cpu_experimental_ynn_fusion_type': xla_cpu.LIBRARY_FUSIONS}
+    assert xla_cpu.library_fusion_options({'XLA_FLAGS': f'{xla_cpu.FLAG}='}) == fusions
+    assert xla_cpu.library_fusion_options({}) == fusions
+    assert xla_cpu.library_fusion_options(
+        {'XLA_FLAGS': f'--foo {xla_cpu.FLAG}=LIBRARY_FUSION_TYPE_DOT'}) is None
+    rng = np.random.default_rng(0)
+    params = kde.fit(jnp.asarray(rng.normal(size=(300, 3)), jnp.float32), 0.5)
+    queries = jnp.asarray(rng.normal(size=(200, 3)), jnp.float32)
+    caller = jax.jit(lambda p, q: kde.log_density(p, q))
+    np.testing.assert_allclose(kde.log_density(params, queries), caller(params, queries),
+                               rtol=1e-5)
+    # YNN fusions show in the compiled program as __ynn_fusion kinds.
+    assert '__ynn_fusion' in kde.log_density.lower(params, queries).compile().as_text()
+    assert '__ynn_fusion' not in caller.lower(params, queries).compile().as_text()

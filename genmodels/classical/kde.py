@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
+from genmodels import xla_cpu
 from genmodels.classical import chunks
 
 RULES = ('scott', 'silverman', 'cv')
@@ -105,7 +106,7 @@ def streaming_logsumexp(values, blocks, num_queries, dtype):
     return jnp.log(total) + jnp.where(jnp.isfinite(top), top, 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=('query_chunk', 'point_chunk'))
+@functools.partial(xla_cpu.jit, static_argnames=('query_chunk', 'point_chunk'))
 def log_density(params, queries, query_chunk=4096, point_chunk=512):
     """log p(x) for queries [M] or [M, D], in [query_chunk, point_chunk] blocks: memory O(blocks).
 
@@ -134,7 +135,7 @@ def log_density(params, queries, query_chunk=4096, point_chunk=512):
     return chunks.map_rows(block, q, query_chunk) - log_norm
 
 
-@functools.partial(jax.jit, static_argnames=('holdout', 'max_holdout'))
+@functools.partial(xla_cpu.jit, static_argnames=('holdout', 'max_holdout'))
 def cv_factor(x, weights, rng, factors=None, holdout=0.2, max_holdout=2048):
     """The factor f with the highest weighted mean held-out log-likelihood, H = f^2 Cov_w(train)."""
     n, d = x.shape
@@ -155,7 +156,7 @@ def cv_factor(x, weights, rng, factors=None, holdout=0.2, max_holdout=2048):
     return jnp.asarray(factors, x.dtype)[jnp.argmax(scores)]
 
 
-@functools.partial(jax.jit, static_argnames=('num',))
+@functools.partial(xla_cpu.jit, static_argnames=('num',))
 def sample(params, rng, num):
     """x = x_i + L eps with i ~ Cat(w), eps ~ N(0, I).  # [num, D]"""
     index_key, noise_key = jax.random.split(rng)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammainc
 
+from genmodels import xla_cpu
 from genmodels.classical import chunks, kmeans
 from genmodels.classical.kde import as_2d, streaming_logsumexp
 
@@ -119,7 +120,7 @@ def distances(queries, points, metric: str, p: float = 2.0):
     return jnp.sum(diff ** p, axis=-1) ** (1.0 / p)
 
 
-@functools.partial(jax.jit, static_argnames=('kernel', 'metric', 'query_chunk', 'point_chunk'))
+@functools.partial(xla_cpu.jit, static_argnames=('kernel', 'metric', 'query_chunk', 'point_chunk'))
 def log_density(points, log_weights, bandwidth, queries, kernel: str = 'gaussian',
                 metric: str = 'euclidean', p: float = 2.0, query_chunk: int = 512,
                 point_chunk: int = 256):
@@ -143,7 +144,7 @@ def log_density(points, log_weights, bandwidth, queries, kernel: str = 'gaussian
     return chunks.map_rows(block, q, query_chunk) + log_norm
 
 
-@functools.partial(jax.jit, static_argnames=('kernel', 'num'))
+@functools.partial(xla_cpu.jit, static_argnames=('kernel', 'num'))
 def sample(points, weights, bandwidth, rng, num: int, kernel: str = 'gaussian'):
     """num draws [num, D]: a point chosen with probability proportional to its weight (inverse
     CDF of one uniform, as scikit-learn draws it, so integer weights sample as repeated rows),
