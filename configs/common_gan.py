@@ -30,6 +30,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'info_weight': 1.0,         # read by InfoGAN configs only
         'top_k': 1.0,               # top-k G updates off
         'top_k_decay_steps': 0,
+        'augment': '',              # DiffAugment of D's inputs, e.g. 'translation,cutout'
     })
     # DCGAN's recipe for both players: Adam 2e-4, beta1 0.5 (Radford et al. 2016, Sec. 4).
     config.optimizer = common.optimizer(2e-4)

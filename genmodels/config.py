@@ -313,6 +313,7 @@ ADDED_KEYS = {
     ('loss', 'top_k'): ('n_disc', 1.0),               # GAN
     ('loss', 'top_k_decay_steps'): ('n_disc', 0),     # GAN
     ('loss', 'r1_fraction'): ('n_disc', 1.0),         # GAN
+    ('loss', 'augment'): ('n_disc', ''),              # GAN
     ('data', 'sequence_length'): ('name', 0),
 }
 

@@ -104,6 +104,31 @@ def test_r1_on_a_fraction_of_the_batch_is_the_mean_over_its_first_rows():
                                    jnp.mean(per_example[:rows]), rtol=1e-5)
 
 
+def test_diff_augment_translates_and_cuts_out_each_image_by_its_own_key():
+    config = dcgan_mnist.get_config()
+    x = jax.random.uniform(jax.random.key(0), (6, 16, 16, 1), minval=0.5, maxval=1.0)
+    keys = jax.random.split(jax.random.key(1), 8)  # more keys than rows: the first 6 are used
+    config.loss.augment = 'translation'
+    moved = np.asarray(gan.diff_augment(config, x, keys))
+    for i in range(6):  # a shift by (dy, dx), |d| <= 2, with zeros shifted in
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(moved[i], np.asarray(
+                       jnp.pad(x[i], 2)[2 - dy:18 - dy, 2 - dx:18 - dx, 2:3]))]
+        assert len(matches) == 1
+    config.loss.augment = 'cutout'
+    cut = np.asarray(gan.diff_augment(config, x, keys))
+    zeros = (cut == 0).sum(axis=(1, 2, 3))
+    assert np.all((zeros > 0) & (zeros <= 64)) and np.any(zeros == 64)  # up to 8 x 8, clipped
+    np.testing.assert_array_equal(cut[cut != 0], np.asarray(x)[cut != 0])
+    assert not np.array_equal(cut[0], cut[1])  # rows draw their own squares
+    config.loss.augment = 'translation,cutout'
+    np.testing.assert_array_equal(gan.diff_augment(config, x[:2], keys[:2]),
+                                  gan.diff_augment(config, x, keys)[:2])
+    config.loss.augment = 'translation,flip'
+    with pytest.raises(ValueError, match="unknown \\['flip'\\]"):
+        gan.check_config(config)
+
+
 def test_spectral_norm_matches_the_largest_singular_value():
     dense = nn.SpectralNorm(nn.Dense(7, kernel_init=nn.initializers.normal(1.0)))
     x = jnp.ones((1, 5))
@@ -249,6 +274,7 @@ def test_dcgan_resumes_bit_for_bit_with_batch_norm_and_spectral_norm(tmp_path, d
     config.loss.n_disc = 2
     config.loss.r1_weight = 1.0
     config.loss.r1_fraction = 0.5
+    config.loss.augment = 'translation,cutout'
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     trainer.train_and_evaluate(config, straight)
     with pytest.raises(Killed):

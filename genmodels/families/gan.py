@@ -85,10 +85,12 @@ CONFIG_SCHEMA = {
         'info_weight': float,     # lambda of InfoGAN's mutual-information term
         'top_k': float,           # fraction of G's samples its update keeps at the end (1: all)
         'top_k_decay_steps': int,  # G steps over which the kept fraction falls from 1 to top_k
+        'augment': str,           # DiffAugment policy of D's inputs: '', 'translation', 'cutout', ...
     },
     'disc_optimizer': config_lib.OPTIMIZER_SCHEMA,  # D's; config.optimizer is G's
 }
 PROGRESS_METRICS = ('d_loss', 'g_loss')
+AUGMENT_STREAM = 7  # fold_in word of the augmentation draws, apart from the objectives' noise
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -107,6 +109,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if not 0 < loss.top_k <= 1 or loss.top_k_decay_steps < 0:
         raise ConfigError(f'loss.top_k must be in (0, 1] (1: off) and loss.top_k_decay_steps '
                           f'>= 0, got {loss.top_k} and {loss.top_k_decay_steps}.')
+    unknown = set(filter(None, loss.augment.split(','))) - set(AUGMENTS)
+    if unknown:
+        raise ConfigError(f'loss.augment={loss.augment!r}: unknown {sorted(unknown)}; use a comma-'
+                          f'separated subset of {list(AUGMENTS)}, or \'\' for none.')
+    if loss.augment and data_lib.is_toy(config.data.name):
+        raise ConfigError("loss.augment transforms images; toy data are points: set it to ''.")
     if min(loss.gp_weight, loss.r1_weight, loss.info_weight) < 0:
         raise ConfigError('loss.gp_weight, r1_weight and info_weight must be >= 0.')
     if config.objective == 'wgan_gp' and loss.gp_weight <= 0:
@@ -362,6 +370,51 @@ def r1_subset(config, critic, real) -> jax.Array:
     return jnp.mean(r1_penalty(critic, real[:n]))
 
 
+# Differentiable augmentation (Zhao et al. 2020, "DiffAugment"): every image D sees, real or
+# generated, in D's and in G's step, goes through the same random transformation, so D cannot
+# memorise a small training set while G still gets gradients through the transformation. Ratios
+# and fills as in the paper's code: translation by up to 1/8 of the size with zero padding, a
+# cutout square of half the size set to 0 (in model space).
+TRANSLATION_RATIO, CUTOUT_RATIO = 0.125, 0.5
+
+
+def _translation(x, key):
+    h, w, c = x.shape
+    ry, rx = round(h * TRANSLATION_RATIO), round(w * TRANSLATION_RATIO)
+    dy = jax.random.randint(key, (), -ry, ry + 1)
+    dx = jax.random.randint(jax.random.fold_in(key, 1), (), -rx, rx + 1)
+    padded = jnp.pad(x, ((ry, ry), (rx, rx), (0, 0)))
+    return jax.lax.dynamic_slice(padded, (ry - dy, rx - dx, 0), (h, w, c))
+
+
+def _cutout(x, key):
+    h, w, _ = x.shape
+    sy, sx = int(h * CUTOUT_RATIO + 0.5), int(w * CUTOUT_RATIO + 0.5)
+    cy = jax.random.randint(key, (), 0, h + (1 - sy % 2))
+    cx = jax.random.randint(jax.random.fold_in(key, 1), (), 0, w + (1 - sx % 2))
+    ys = jnp.arange(h)[:, None] - cy + sy // 2  # inside the square: 0 <= ys < sy
+    xs = jnp.arange(w)[None, :] - cx + sx // 2
+    inside = (ys >= 0) & (ys < sy) & (xs >= 0) & (xs < sx)
+    return jnp.where(inside[..., None], jnp.zeros((), x.dtype), x)
+
+
+AUGMENTS: dict[str, Callable] = {'translation': _translation, 'cutout': _cutout}
+
+
+def diff_augment(config, x: jax.Array, keys: jax.Array) -> jax.Array:
+    """Images [B, H, W, C] each transformed by loss.augment's ops in order, drawn from its key
+    [B] (the first B rows of `keys`, so R1 on a part of the batch keeps its rows' draws)."""
+    ops = [AUGMENTS[name] for name in filter(None, config.loss.augment.split(','))]
+    if not ops:
+        return x
+
+    def one(image, key):
+        for i, op in enumerate(ops):
+            image = op(image, jax.random.fold_in(key, i))
+        return image
+    return jax.vmap(one)(x, keys[:x.shape[0]])
+
+
 # ------------------------------------------------------------------------------------------------
 # The family contract
 
@@ -401,8 +454,9 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     g, d = networks(config, real.shape[1:])
     info = _has_info(config)
 
-    def critic_fn(params, stats, labels):
-        return lambda x: d.apply({'params': params, **stats}, x, labels)[0]
+    def critic_fn(params, stats, labels, aug_keys):
+        return lambda x: d.apply({'params': params, **stats}, diff_augment(config, x, aug_keys),
+                                 labels[:x.shape[0]])[0]
 
     # 1. DISCRIMINATOR: n_disc steps, each with fresh z (same real batch). Gradients go through
     # train_state.value_and_grad (micro-batches when train.grad_accum_steps > 1), so the loss
@@ -416,7 +470,8 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
         stats = {k: v for k, v in d_vars.items() if k != 'params'}
 
         def loss_fn(params, mb):
-            critic = critic_fn(params, stats, mb['labels'])
+            critic = critic_fn(params, stats, mb['labels'],
+                               noise.keys(jax.random.fold_in(key, AUGMENT_STREAM), mb['index']))
             d_loss, _ = objective(config, critic, mb['real'], mb['fake'],
                                   noise.keys(key, mb['index']))
             terms = {'d_loss': jnp.mean(d_loss)}
@@ -462,7 +517,8 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     def g_loss_fn(g_params, mb):
         fake, new_g = _generate(config, g, {**state['g'], 'params': g_params}, mb['g_in'],
                                 mb['labels'], train=True)
-        _, g_loss = objective(config, critic_fn(d_vars['params'], d_stats, mb['labels']),
+        aug_keys = noise.keys(jax.random.fold_in(g_key, AUGMENT_STREAM), mb['index'])
+        _, g_loss = objective(config, critic_fn(d_vars['params'], d_stats, mb['labels'], aug_keys),
                               mb['real'], fake, noise.keys(g_key, mb['index']))
         aux = {'g_loss': jnp.mean(g_loss)}
         if config.loss.top_k < 1:
