@@ -19,11 +19,11 @@ Regularisers of D: R1 = r1_weight / 2 |grad_x l(x)|^2 on real data (Mescheder et
 optionally estimated on a share loss.r1_fraction of the batch (its double backward pass is the
 costliest part of a conv step); spectral normalisation of every layer (Miyato et al. 2018), one
 power iteration per D step, the vectors in the state; differentiable augmentation of every image
-D sees (loss.augment, Zhao et al. 2020), against D memorising a small training set. Top-k G updates (Sinha et al. 2020): G's loss averages only the fraction of
-its samples with the lowest G loss (those D finds most real), from all of them at the start to
-loss.top_k after loss.top_k_decay_steps; the rest, e.g. points between two modes, whose gradient
-points toward no mode, give no gradient (the top k of each micro-batch under
-train.grad_accum_steps). D takes `loss.n_disc` steps per G step inside the jitted step, with fresh
+D sees (loss.augment, Zhao et al. 2020), against D memorising a small training set. Top-k G
+updates (Sinha et al. 2020): G's loss averages only the fraction of its samples with the lowest G
+loss (those D finds most real), from all of them at the start to loss.top_k after
+loss.top_k_decay_steps; the rest, e.g. points between two modes, whose gradient points toward no
+mode, give no gradient (the top k of each micro-batch under train.grad_accum_steps). D takes `loss.n_disc` steps per G step inside the jitted step, with fresh
 noise and the same real batch; its learning-rate schedule counts its own updates.
 
 Conditional (model.conditional): G gets a label embedding joined to z; D is a projection
