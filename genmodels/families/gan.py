@@ -23,8 +23,9 @@ D sees (loss.augment, Zhao et al. 2020), against D memorising a small training s
 updates (Sinha et al. 2020): G's loss averages only the fraction of its samples with the lowest G
 loss (those D finds most real), from all of them at the start to loss.top_k after
 loss.top_k_decay_steps; the rest, e.g. points between two modes, whose gradient points toward no
-mode, give no gradient (the top k of each micro-batch under train.grad_accum_steps). D takes `loss.n_disc` steps per G step inside the jitted step, with fresh
-noise and the same real batch; its learning-rate schedule counts its own updates.
+mode, give no gradient (the top k of each micro-batch under train.grad_accum_steps). D takes
+`loss.n_disc` steps per G step inside the jitted step, with fresh noise and the same real batch;
+its learning-rate schedule counts its own updates.
 
 Conditional (model.conditional): G gets a label embedding joined to z; D is a projection
 discriminator, l(x, y) = psi(h(x)) + embed(y) . h(x) (Miyato & Koyama 2018): unlike joining the
