@@ -133,7 +133,8 @@ def test_text_file_smoke_run_reports_perplexity_per_character_and_text_figures(t
     trainer.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, 'eval.json')) as f:
         saved = json.load(f)
-    length, levels = config.data.sequence_length, len(set('the quick brown fox jumps over lazy dg.'))
+    length = config.data.sequence_length
+    levels = len(set('the quick brown fox jumps over lazy dg.'))
     assert saved['data_num_levels'] == levels == 28
     assert math.isclose(saved['perplexity'], math.exp(saved['nll_nats'] / length), rel_tol=1e-6)
     assert 1.0 < saved['perplexity'] < levels / 2  # 20 steps beat the uniform guess well

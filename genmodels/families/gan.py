@@ -88,7 +88,7 @@ CONFIG_SCHEMA = {
         'info_weight': float,     # lambda of InfoGAN's mutual-information term
         'top_k': float,           # fraction of G's samples its update keeps at the end (1: all)
         'top_k_decay_steps': int,  # G steps over which the kept fraction falls from 1 to top_k
-        'augment': str,           # DiffAugment policy of D's inputs: '', 'translation', 'cutout', ...
+        'augment': str,           # DiffAugment of D's inputs: '', 'translation', 'cutout', ...
     },
     'disc_optimizer': config_lib.OPTIMIZER_SCHEMA,  # D's; config.optimizer is G's
 }
