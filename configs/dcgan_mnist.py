@@ -11,4 +11,8 @@ from configs import common, common_gan
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common_gan.base('mnist_bundled')
+    # R1 10 (as gan_mnist) on 16 of each batch's 128 real digits: FID 25.5 against 35.9 without
+    # it, for a quarter more time per step (R1 on the whole batch makes a step 3.7x slower).
+    config.loss.r1_weight = 10.0
+    config.loss.r1_fraction = 0.125
     return common.apply_arg(config, arg, 'configs/dcgan_mnist.py')
