@@ -4,9 +4,9 @@
     python benchmarks/bench_dcgan_step.py [--batch_size 128] [--steps 20] [--rounds 5] [--profile]
         [--torch_threads N]
 
-One step is one D update and then one G update (fresh z, against the updated D) of
-configs/dcgan_mnist.py on 28x28x1 MNIST: non-saturating loss, Adam 2e-4 with b1 0.5 for both
-players, EMA of G's weights. The JAX side is trainer.make_train_step on that config. The PyTorch
+One step is one D update (with the config's R1 on an eighth of the real batch; --r1_weight 0 for
+none) and then one G update (fresh z, against the updated D) of configs/dcgan_mnist.py on 28x28x1
+MNIST: non-saturating loss, Adam 2e-4 with b1 0.5 for both players, EMA of G's weights. The JAX side is trainer.make_train_step on that config. The PyTorch
 side, benchmarks/torch_ref/dcgan.py, mirrors genmodels/families/gan.py layer for layer (NCHW;
 PixelShuffle for depth-to-space; kernel sizes read from the flax parameters; BatchNorm momentum 0.1
 for flax's 0.9; D's weights frozen during G's backward, as JAX takes no gradient in them) and is
@@ -307,6 +307,8 @@ def main() -> None:
     parser.add_argument('--batch_size', type=int, default=128)
     parser.add_argument('--steps', type=int, default=20, help='steps per framework per round')
     parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--r1_weight', type=float, default=None,
+                        help="R1's weight (default: the config's; 0: the step without R1)")
     parser.add_argument('--torch_threads', type=int, default=os.cpu_count(),
                         help='torch.set_num_threads (default: os.cpu_count()); 1 resists load '
                              'from other processes far better')
@@ -320,6 +322,8 @@ def main() -> None:
     torch.set_num_threads(threads)
     config = dcgan_mnist.get_config()
     config.train.batch_size = args.batch_size
+    if args.r1_weight is not None:
+        config.loss.r1_weight = args.r1_weight
     check_mirrored(config)
     parallel.check_batch_size(args.batch_size)
     batches = data.train_iterator(config.data, args.batch_size, config.data.seed)

@@ -1,7 +1,8 @@
 """PyTorch eager mirror of genmodels/families/gan.py's DCGAN (configs/dcgan_mnist.py).
 
-One step is one D update and then one G update (fresh z, against the updated D): non-saturating
-loss, Adam for both players, EMA of G's weights. The mirror follows gan.py layer for layer (NCHW;
+One step is one D update (with R1 on a share of the real batch when the config has it) and then
+one G update (fresh z, against the updated D): non-saturating loss, Adam for both players, EMA of
+G's weights. The mirror follows gan.py layer for layer (NCHW;
 PixelShuffle for depth-to-space; kernel sizes read from the flax parameters; BatchNorm momentum 0.1
 for flax's 0.9; D's weights frozen during G's backward, as JAX takes no gradient in them) and is
 checked against flax's modules on the same weights (`mirror_check`).
@@ -10,6 +11,7 @@ Used by benchmarks/bench_dcgan_step.py and benchmarks/run.py; torch is a benchma
 """
 
 import copy
+import math
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +34,7 @@ def unmirrored(config) -> list[str]:
         'model.spectral_norm': m.spectral_norm,
         'model.conditional': m.conditional,
         'model.info_*': m.info_categorical or m.info_continuous,
-        'loss.r1_weight': loss.r1_weight > 0,
+        'loss.augment': bool(loss.augment),
         'loss.n_disc': loss.n_disc != 1,
         'optimizer': any(o.name != 'adam' or o.schedule != 'constant' or o.warmup_steps
                          or o.grad_clip_norm > 0 for o in opts),
@@ -109,6 +111,7 @@ class TorchDCGAN:
     def __init__(self, config, shape, kernels):
         m = config.model
         self.latent_dim, self.rate = m.latent_dim, config.train.ema_rate
+        self.r1_weight, self.r1_fraction = config.loss.r1_weight, config.loss.r1_fraction
         self.G = TorchGenerator(m.latent_dim, m.channels, shape, kernels['G'])
         self.D = TorchDiscriminator(m.channels, shape, kernels['D'])
         dcgan_init_(self.G, m.init_std)
@@ -127,8 +130,13 @@ class TorchDCGAN:
             fake = self.G(torch.randn(b, self.latent_dim))
         l_real, l_fake = self.D(real), self.D(fake)
         d_loss = (F.softplus(-l_real) + F.softplus(l_fake)).mean()  # -log s(l), -log(1 - s(l))
+        total = d_loss
+        if self.r1_weight > 0:  # R1 on the first ceil(r1_fraction * b) real images (gan.r1_subset)
+            sub = real[:max(1, math.ceil(self.r1_fraction * b))].detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.D(sub).sum(), sub, create_graph=True)
+            total = total + 0.5 * self.r1_weight * grad.pow(2).sum(dim=(1, 2, 3)).mean()
         self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
+        total.backward()
         d_grad_norm = global_norm([p.grad for p in self.D.parameters()])
         self.opt_d.step()
         # 2. GENERATOR: -log D(G(z)); no gradient in D's weights (JAX takes none either).
