@@ -417,11 +417,12 @@ def vocabulary(data_config: ml_collections.ConfigDict) -> str:
     return _text_corpus(data_config.name, data_config.data_dir)[0]
 
 
-def decode_text(data_config: ml_collections.ConfigDict, ids) -> list[str]:
-    """Character ids [N, L] (or [N, L, 1, 1]) -> N strings."""
+def decode_text(data_config: ml_collections.ConfigDict, values) -> list[str]:
+    """A text dataset's examples or samples as served ([N, L, 1, 1] in [0, 1]: id / max_value)
+    -> N strings."""
     chars = vocabulary(data_config)
-    ids = np.asarray(ids).reshape(len(ids), -1)
-    return [''.join(chars[i] for i in row) for row in ids]
+    ids = np.rint(np.asarray(values, np.float64).reshape(len(values), -1) * (len(chars) - 1))
+    return [''.join(chars[i] for i in row) for row in ids.astype(np.int64)]
 
 
 @functools.lru_cache(maxsize=4)

@@ -174,9 +174,7 @@ def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, st
         return viz.save_histogram(points[:, 0], grid, {}, path, title,
                                   truth=np.exp(np.asarray(toy.log_prob(grid))))
     if data.is_text(config.data.name):
-        ids = np.round(data.to_unit(config.data, samples) * data.dataset_info(config.data)
-                       .max_value).astype(np.int64)
-        return viz.save_text(data.decode_text(config.data, ids[:PROGRESS_TEXTS]), path, title)
+        return viz.save_text(data.decode_text(config.data, samples[:PROGRESS_TEXTS]), path, title)
     lo, hi = data.value_range(config.data)
     return viz.save_grid(samples, path, title, lo, hi)
 

@@ -20,6 +20,7 @@ images from a given prefix (the top half of a test image).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Callable
@@ -388,11 +389,11 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     """Samples and completions of the second half of test examples given their first: image
     grids and rows, or for text the decoded characters (viz.save_text, with .txt twins)."""
     k_sample, k_complete = jax.random.split(rng)
-    lo, hi = data_lib.value_range(config.data)
     samples = np.asarray(jax.jit(lambda p, k: sample(config, p, k, 64))(params, k_sample))
-    t = config.sampler.temperature
     if data_lib.is_text(config.data.name):
         return _text_figures(config, params, data, samples, k_complete, out_dir)
+    lo, hi = data_lib.value_range(config.data)
+    t = config.sampler.temperature
     x = jnp.asarray(data['image'][:10])
     labels = jnp.asarray(data['label'][:10])
     given = np.asarray(x).copy()
@@ -409,8 +410,7 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
 
 
 def _text_figures(config, params, data, samples, rng, out_dir) -> list[str]:
-    levels = num_levels(config)
-    decode = lambda x: data_lib.decode_text(config.data, to_tokens(config, jnp.asarray(x), levels))
+    decode = functools.partial(data_lib.decode_text, config.data)
     x = jnp.asarray(data['image'][:4])
     half = x.shape[1] // 2
     filled = np.asarray(jax.jit(lambda p, k: complete(config, p, k, x))(params, rng))
