@@ -74,10 +74,12 @@ _MODULES = {
     'autoregressive': 'genmodels.families.autoregressive',
     'classifier': 'genmodels.families.classifier',
     'ddpm': 'genmodels.families.ddpm',
+    'flow': 'genmodels.families.flow',
     'gan': 'genmodels.families.gan',
     'gaussian': 'genmodels.families.gaussian_mle',
     'gmm': 'genmodels.families.gmm',
     'kde': 'genmodels.families.kde',
+    'score': 'genmodels.families.score',
     'vae': 'genmodels.families.vae',
 }
 
