@@ -169,14 +169,15 @@ def save_vector_fields_2d(x: np.ndarray, log_density: Callable[[np.ndarray], np.
     box of the points x [N, 2], and each field (grid points [G, 2] -> vectors [G, 2]) as arrows on
     a num_arrows x num_arrows grid. An arrow of length |v| / (|v| + median |v|) grid cells keeps
     every direction readable: the far field's large vectors are capped at one cell and the small
-    ones near modes still show. `samples` [M, 2], if given, are drawn under the arrows."""
+    ones near modes still show. `samples` [M, 2], if given, are drawn under the arrows (those
+    inside the box)."""
     lo, hi = np.percentile(x, 0.5, axis=0) - 0.5, np.percentile(x, 99.5, axis=0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     field = np.asarray(log_density(np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)))
     levels = np.linspace(max(field.max() - 12.0, -30.0), field.max(), 25)
-    ax_, ay_ = np.meshgrid(np.linspace(lo[0], hi[0], num_arrows),
+    px, py = np.meshgrid(np.linspace(lo[0], hi[0], num_arrows),
                            np.linspace(lo[1], hi[1], num_arrows))
-    arrows = np.stack([ax_.ravel(), ay_.ravel()], -1).astype(np.float32)
+    arrows = np.stack([px.ravel(), py.ravel()], -1).astype(np.float32)
     cell = min(hi - lo) / (num_arrows - 1)
     fig, axes = plt.subplots(1, len(fields), figsize=(5 * len(fields), 4.5), squeeze=False)
     for ax, (title, vector_field) in zip(axes[0], fields.items()):
@@ -188,6 +189,8 @@ def save_vector_fields_2d(x: np.ndarray, log_density: Callable[[np.ndarray], np.
         v = cell * v / (norm + np.median(norm) + 1e-30)
         ax.quiver(arrows[:, 0], arrows[:, 1], v[:, 0], v[:, 1], angles='xy', scale_units='xy',
                   scale=1.0, color='k', width=0.004)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
         ax.set_title(title)
         ax.set_aspect('equal')
     return _save(fig, path)
