@@ -15,12 +15,15 @@ elementwise maps and reductions, and there YNNPACK is the faster one: the Gaussi
 fusions, and 0.47 s with XLA's defaults, on idle cores. Their jits (`jit` below) ask for those
 three fusions per program (`compiler_options`, which apply to that program only), unless the user
 set the flag. The DCGAN step with them measured 245 ms against 205-220 ms without any, so the
-neural nets keep the global setting. EM is left out: with those three fusions XLA:CPU fails on its
-program ("Instruction with unsupported layout in YNN fusion", the [K, D, D] precisions at K = D =
-16), as it does not with the defaults or with none.
+neural nets keep the global setting. XLA:CPU fails with those three fusions on programs holding a
+batch of D x D matrices ("Instruction with unsupported layout in YNN fusion": EM's [K, D, D]
+precisions at K = D = 16, KDE's cross-validation over 21 bandwidths at D >= 16), and only when the
+program runs, so EM and `kde.cv_factor` use plain jax.jit, and `jit` below waits for each top-level
+call and, should YNN fail on a new shape, runs that function without YNN fusions from then on.
 """
 
 import functools
+import logging
 import os
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type'
@@ -55,10 +58,21 @@ def jit(fn=None, **kwargs):
         return functools.partial(jit, **kwargs)
     nested = jax.jit(fn, **kwargs)
     top = jax.jit(fn, compiler_options=library_fusion_options(), **kwargs)
+    fell_back = []  # non-empty once YNN failed on this function: plain jit from then on
 
     @functools.wraps(fn)
     def call(*args, **kw):
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
-        return (nested if traced else top)(*args, **kw)
+        if traced or fell_back:
+            return nested(*args, **kw)
+        try:  # YNN rejects some layouts only when the program runs: wait for it here
+            return jax.block_until_ready(top(*args, **kw))
+        except jax.errors.JaxRuntimeError as e:
+            if 'YNN' not in str(e):
+                raise
+            logging.warning('%s: XLA:CPU failed on YNN fusions (%s); running it without them.',
+                            getattr(fn, '__name__', fn), str(e).splitlines()[0][:200])
+            fell_back.append(True)
+            return nested(*args, **kw)
     call.lower = top.lower  # the top-level program, for cost and memory analyses
     return call

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from jax.scipy.linalg import solve_triangular
 from sklearn.neighbors import KernelDensity as SklearnKernelDensity
 from sklearn.neighbors import NearestNeighbors
 
@@ -213,3 +214,24 @@ def test_kde_programs_take_ynn_fusions_at_the_top_level_only():
     # YNN fusions show in the compiled program as __ynn_fusion kinds.
     assert '__ynn_fusion' in kde.log_density.lower(params, queries).compile().as_text()
     assert '__ynn_fusion' not in caller.lower(params, queries).compile().as_text()
+
+
+def test_cross_validation_and_ynn_fallback_work_at_every_dimension():
+    """XLA:CPU's YNN fusions fail, when the program runs, on a batch of D x D matrices at D >= 16
+    (KDE's cross-validation over 21 bandwidths at D = 50, the kde_digits config, failed so).
+    cv_factor uses a plain jit, and xla_cpu.jit runs a function on which YNN fails without it."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(400, 50)), jnp.float32)
+    factor = float(kde.cv_factor(x, jnp.ones(400), jax.random.key(0)))
+    assert 0.5 < factor / kde.scott_factor(320, 50) < 2.0  # Scott's rule suits a Gaussian
+
+    def whiten(factors, chol, points):  # cv_factor's pattern: a [21, D, D] batch of f * L
+        return jax.vmap(lambda f: solve_triangular(f * chol, points.T, lower=True).T)(factors)
+
+    chol = jnp.tril(jnp.asarray(rng.normal(size=(32, 32)), jnp.float32)) + 8 * jnp.eye(32)
+    points = jnp.asarray(rng.normal(size=(100, 32)), jnp.float32)
+    factors = jnp.linspace(1.0, 2.0, 21)
+    ynn_or_fallback = xla_cpu.jit(whiten)
+    for _ in range(2):  # the second call takes the remembered route
+        np.testing.assert_allclose(ynn_or_fallback(factors, chol, points),
+                                   jax.jit(whiten)(factors, chol, points), rtol=1e-5, atol=1e-6)

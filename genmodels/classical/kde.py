@@ -135,7 +135,8 @@ def log_density(params, queries, query_chunk=4096, point_chunk=512):
     return chunks.map_rows(block, q, query_chunk) - log_norm
 
 
-@functools.partial(xla_cpu.jit, static_argnames=('holdout', 'max_holdout'))
+# Plain jit: XLA:CPU's YNN fusions (xla_cpu.jit) fail on its [21, D, D] batch of Cholesky factors.
+@functools.partial(jax.jit, static_argnames=('holdout', 'max_holdout'))
 def cv_factor(x, weights, rng, factors=None, holdout=0.2, max_holdout=2048):
     """The factor f with the highest weighted mean held-out log-likelihood, H = f^2 Cov_w(train)."""
     n, d = x.shape

@@ -305,7 +305,7 @@ class Flow(nn.Module):
     def inverse(self, z, shape: tuple[int, int, int]):
         """z [B, H W C] -> x [B, H, W, C] for inputs of `shape` (H, W, C)."""
         shapes = _shapes(self.steps, shape)  # the shape entering each step
-        sizes = [int(np.prod(s)) // 2 if step[0] == 'split' else 0
+        sizes = [s[0] * s[1] * (s[2] // 2) if step[0] == 'split' else 0  # factored out
                  for step, s in zip(self.steps, shapes)]
         # z = [the factored parts in order, the last scale's output]
         offsets = np.cumsum([0] + [n for n in sizes if n])
