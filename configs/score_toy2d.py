@@ -25,10 +25,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sampler.step_size = 2e-5
     config.sampler.steps_per_level = 20
     config.optimizer = common.optimizer(1e-3, schedule='cosine', warmup_steps=200)
-    config.train = common.train(batch_size=256, num_steps=20_000, log_every=500,
-                                checkpoint_every=5000, ema_rate=0.999)
-    config.train.figures_every = 5000
-    config.eval = common.evaluation(batch_size=1000, num_samples=2500, use_ema=True)
+    # About 200 steps a second on 2 CPU cores: 20,000 steps drew samples whose true NLL was
+    # 1.04-1.12 nats (the data's own: 1.00), 60,000 steps 1.017.
+    config.train = common.train(batch_size=256, num_steps=60_000, log_every=500,
+                                checkpoint_every=10_000, ema_rate=0.999)
+    config.train.figures_every = 10_000
+    # 10,000 samples: stragglers between the moons make the samples' NLL heavy-tailed (two sets
+    # of 2,500 differed by 0.04 nats).
+    config.eval = common.evaluation(batch_size=1000, num_samples=10_000, use_ema=True)
     config.eval.loss_levels = 0
     config = common.apply_arg(config, arg, 'configs/score_toy2d.py')
     return common_score.smoke(config, arg)

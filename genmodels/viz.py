@@ -163,32 +163,34 @@ def save_log_density_2d(x: np.ndarray, log_densities: dict[str, Callable[[np.nda
 
 def save_vector_fields_2d(x: np.ndarray, log_density: Callable[[np.ndarray], np.ndarray],
                           fields: dict[str, Callable[[np.ndarray], np.ndarray]], path: str,
-                          samples: np.ndarray | None = None, num_arrows: int = 24) -> str:
+                          samples: np.ndarray | None = None, num_arrows: int = 20) -> str:
     """Vector fields (e.g. scores) over one log-density, one panel per title: filled contours of
-    log_density (grid points [G, 2] -> [G], 12 nats of contrast as in save_log_density_2d) on the
-    box of the points x [N, 2], and each field (grid points [G, 2] -> vectors [G, 2]) as arrows on
-    a num_arrows x num_arrows grid. An arrow of length |v| / (|v| + median |v|) grid cells keeps
-    every direction readable: the far field's large vectors are capped at one cell and the small
-    ones near modes still show. `samples` [M, 2], if given, are drawn under the arrows (those
-    inside the box)."""
+    log_density (grid points [G, 2] -> [G], 12 nats of contrast as in save_log_density_2d, light
+    to dark) on the box of the points x [N, 2], and each field (grid points [G, 2] -> vectors
+    [G, 2]) as arrows on a num_arrows x num_arrows grid. An arrow of length |v| / (|v| + median |v|)
+    grid cells keeps every direction readable: the far field's large vectors are capped at one
+    cell and the small ones near modes still show. `samples` [M, 2], if given, are drawn under
+    the arrows (those inside the box)."""
     lo, hi = np.percentile(x, 0.5, axis=0) - 0.5, np.percentile(x, 99.5, axis=0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     field = np.asarray(log_density(np.stack([gx.ravel(), gy.ravel()], -1).astype(np.float32)))
     levels = np.linspace(max(field.max() - 12.0, -30.0), field.max(), 25)
     px, py = np.meshgrid(np.linspace(lo[0], hi[0], num_arrows),
-                           np.linspace(lo[1], hi[1], num_arrows))
+                         np.linspace(lo[1], hi[1], num_arrows))
     arrows = np.stack([px.ravel(), py.ravel()], -1).astype(np.float32)
-    cell = min(hi - lo) / (num_arrows - 1)
+    cell = (hi - lo) / (num_arrows - 1)  # [2]: the grid's spacing along x and y
     fig, axes = plt.subplots(1, len(fields), figsize=(5 * len(fields), 4.5), squeeze=False)
     for ax, (title, vector_field) in zip(axes[0], fields.items()):
-        ax.contourf(gx, gy, np.maximum(field, levels[0]).reshape(gx.shape), levels=levels)
+        ax.contourf(gx, gy, np.maximum(field, levels[0]).reshape(gx.shape), levels=levels,
+                    cmap='Blues')
         if samples is not None:
-            ax.scatter(samples[:, 0], samples[:, 1], s=1, c='w', alpha=0.5)
+            ax.scatter(samples[:, 0], samples[:, 1], s=1, c='C1', alpha=0.6)
         v = np.asarray(vector_field(arrows), np.float64)
         norm = np.linalg.norm(v, axis=1, keepdims=True)
         v = cell * v / (norm + np.median(norm) + 1e-30)
         ax.quiver(arrows[:, 0], arrows[:, 1], v[:, 0], v[:, 1], angles='xy', scale_units='xy',
-                  scale=1.0, color='k', width=0.004)
+                  scale=1.0, color='k', width=0.003, headwidth=4, headlength=4,
+                  headaxislength=3.5)
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_title(title)

@@ -328,6 +328,7 @@ def _toy_metrics(config, params, rng: jax.Array) -> dict[str, float]:
     return out
 
 
+FIGURE_POINTS = 2500  # samples drawn over a 2D toy's density
 STRIP_POINTS = 10  # columns of the Langevin strip: the chain at 9 evenly spaced steps, then x
 
 
@@ -355,9 +356,8 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
 
 def _toy_figures(config, params, data, rng, out_dir: str, what: str) -> list[str]:
     toy = data_lib.toy_distribution(config.data.name)
-    num = config.eval.num_samples
-    points = np.asarray(jax.jit(lambda key: sample(config, params, key, num))(rng))
-    points = points.reshape(num, -1)
+    points = np.asarray(jax.jit(lambda key: sample(config, params, key, FIGURE_POINTS))(rng))
+    points = points.reshape(FIGURE_POINTS, -1)
     truth = data['image'].reshape(len(data['image']), -1)
     if toy.dim == 1:
         grid = np.linspace(truth.min() - 0.5, truth.max() + 0.5, 400)
