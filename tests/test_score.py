@@ -1,7 +1,8 @@
 """Score-matching family against the Gaussian oracle: on data N(mu, S) the perturbed density is
-N(mu, S + sigma^2 I), so the optimal score is -(S + sigma^2 I)^-1 (x - mu) in closed form. Denoising
-score matching must recover it, and annealed Langevin dynamics with it must reproduce the data's mean
-and covariance; then a smoke run through the trainer, and the config's one-line errors."""
+N(mu, S + sigma^2 I), so the optimal score is -(S + sigma^2 I)^-1 (x - mu) in closed form.
+Denoising score matching must recover it, and annealed Langevin dynamics with it must reproduce
+the data's mean and covariance; then the image sampler, a smoke run through the trainer, and the
+config's one-line errors."""
 
 import json
 import os

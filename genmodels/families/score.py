@@ -9,19 +9,21 @@ The ladder (Song & Ermon 2019, Sec. 4.1) is geometric, sigma_1 > sigma_2 > ... >
 NCSNv2's Technique 1 puts sigma_max near the largest distance between two training points (so the
 first level mixes all modes), and Technique 2 picks L so that neighbouring levels overlap.
 
-Denoising score matching (Vincent 2011): perturbing x by N(0, sigma^2 I) gives x~ = x + sigma z, whose
-conditional score is grad log q(x~ | x) = -(x~ - x) / sigma^2 = -z / sigma. The score model is
-NCSNv2's (Technique 3), s(x, sigma) = net(x, sigma) / sigma, and the loss weight is
-lambda(sigma) = sigma^2 (Song & Ermon 2019, Eq. 6), so the objective is
+Denoising score matching (Vincent 2011): perturbing x by N(0, sigma^2 I) gives x~ = x + sigma z,
+whose conditional score is grad log q(x~ | x) = -(x~ - x) / sigma^2 = -z / sigma. The score model
+is s(x, sigma) = net(x, sigma) / sigma: NCSNv2's Technique 3 divides by sigma (the true score grows
+like 1 / sigma), here with the network also told sigma. The loss weight is lambda(sigma) = sigma^2
+(Song & Ermon 2019, Eq. 6), so the objective is
 
     L(theta) = E_{i ~ U{1..L}} E_x E_z [ 1/2 || sigma_i s(x + sigma_i z, sigma_i) + z ||^2 ]
              = E [ 1/2 || net(x~, sigma_i) + z ||^2 ],
 
 summed over the dimensions and averaged over the examples (`loss`, `dsm_loss`): the zero score
-scores D/2, and the optimum stays above 0 (it is 1/2 E || z - E[z | x~] ||^2). It is minimised by the
-score of the perturbed data, s*(x~, sigma) = grad log p_sigma(x~) with p_sigma = p * N(0, sigma^2 I);
-for data N(mu, S) that is -(S + sigma^2 I)^-1 (x~ - mu) (tests/test_score.py checks it). Tweedie's
-formula turns a score into a denoiser: E[x | x~] = x~ + sigma^2 grad log p_sigma(x~) (Efron 2011).
+scores D/2, and the optimum stays above 0 (it is 1/2 E || z - E[z | x~] ||^2). It is minimised by
+the score of the perturbed data, s*(x~, sigma) = grad log p_sigma(x~) with p_sigma = p * N(0,
+sigma^2 I); for data N(mu, S) that is -(S + sigma^2 I)^-1 (x~ - mu) (tests/test_score.py checks
+it). Tweedie's formula turns a score into a denoiser: E[x | x~] = x~ + sigma^2 grad log p_sigma(x~)
+(Efron 2011).
 
 The network sees sigma through the U-Net's (or the MLP denoiser's) sinusoidal timestep embedding of
 
@@ -34,8 +36,8 @@ Sampling is annealed Langevin dynamics (Song & Ermon 2019, Alg. 1), all L T step
     x ~ N(0, sigma_1^2 I)
     for i = 1 .. L:  alpha_i = eps sigma_i^2 / sigma_L^2
         repeat T times:  x <- x + alpha_i s(x, sigma_i) + sqrt(2 alpha_i) z,   z ~ N(0, I)
-    optionally x <- x + sigma_L^2 s(x, sigma_L)   (one denoising step: Jolicoeur-Martineau et al.
-                                                   2021; NCSNv2, Appendix C.2)
+    optionally x <- x + sigma_L^2 s(x, sigma_L)   (a final denoising step, Tweedie's E[x | x~]:
+                                                   Jolicoeur-Martineau et al. 2021; NCSNv2 too)
 
 with eps = sampler.step_size and T = sampler.steps_per_level. The step is the fraction
 eps / sigma_L^2 of each level's noise variance; Langevin on a Gaussian of variance v diverges once
@@ -153,7 +155,7 @@ def _per_example(sigma: jax.Array, x: jax.Array) -> jax.Array:
 
 def make_score(config, params, *, train: bool = False,
                dropout_rng: jax.Array | None = None) -> ScoreFn:
-    """s(x [B, ...], sigma [] or [B]) = net(x, t(sigma)) / sigma (NCSNv2, Technique 3)."""
+    """s(x [B, ...], sigma [] or [B]) = net(x, t(sigma)) / sigma."""
     net = network(config)
     rngs = {'dropout': dropout_rng} if train else {}
 
@@ -317,11 +319,15 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     return out
 
 
+def _sample_points(config, params, rng: jax.Array, num: int) -> np.ndarray:
+    """`num` toy samples as points [num, D]; one compiled chain."""
+    points = jax.jit(lambda key: sample(config, params, key, num))(rng)
+    return np.asarray(points).reshape(num, -1)
+
+
 def _toy_metrics(config, params, rng: jax.Array) -> dict[str, float]:
     toy = data_lib.toy_distribution(config.data.name)
-    num = config.eval.num_samples
-    points = np.asarray(jax.jit(lambda key: sample(config, params, key, num))(rng))
-    points = points.reshape(num, -1)
+    points = _sample_points(config, params, rng, config.eval.num_samples)
     out = {'samples_true_nll_nats': -float(np.mean(toy.log_prob(points)))}
     if toy.modes is not None:
         out |= modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
@@ -343,9 +349,11 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     if data_lib.is_toy(config.data.name):
         return _toy_figures(config, params, data, rng, out_dir, what)
     lo, hi = data_lib.value_range(config.data)
-    paths = [viz.save_grid(np.asarray(sample(config, params, rng, 64)), f'{out_dir}/samples.png',
+    grid = jax.jit(lambda key: sample(config, params, key, 64))(rng)
+    paths = [viz.save_grid(np.asarray(grid), f'{out_dir}/samples.png',
                            f'Score model samples ({what})', lo, hi)]
-    x, trace = sample(config, params, jax.random.fold_in(rng, 1), 8, keep=STRIP_POINTS - 1)
+    x, trace = jax.jit(lambda key: sample(config, params, key, 8, keep=STRIP_POINTS - 1))(
+        jax.random.fold_in(rng, 1))
     strip = np.concatenate([np.asarray(trace), np.asarray(x)[None]])     # [points, 8, H, W, C]
     rows = [np.clip(strip[:, i], lo, hi) for i in range(strip.shape[1])]
     paths.append(viz.save_rows(rows, f'{out_dir}/langevin.png',
@@ -356,8 +364,7 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
 
 def _toy_figures(config, params, data, rng, out_dir: str, what: str) -> list[str]:
     toy = data_lib.toy_distribution(config.data.name)
-    points = np.asarray(jax.jit(lambda key: sample(config, params, key, FIGURE_POINTS))(rng))
-    points = points.reshape(FIGURE_POINTS, -1)
+    points = _sample_points(config, params, rng, FIGURE_POINTS)
     truth = data['image'].reshape(len(data['image']), -1)
     if toy.dim == 1:
         grid = np.linspace(truth.min() - 0.5, truth.max() + 0.5, 400)
