@@ -20,6 +20,22 @@ def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bo
     })
 
 
+def denoiser_model() -> dict:
+    """The network keys the DDPM and score configs share: genmodels/unet.py's U-Net (images) and
+    MLP denoiser (toy points), at the small size the MNIST configs use."""
+    return {
+        'architecture': 'unet',     # 'unet' (images) or 'mlp' (toy points)
+        'channels': 16,             # U-Net base width
+        'channel_mults': (1, 2, 4),
+        'num_res_blocks': 1,
+        'attention_resolutions': (7,),
+        'num_heads': 1,
+        'dropout': 0.0,
+        'hidden': (256, 256, 256),  # MLP only
+        'embed_dim': 128,           # MLP only
+    }
+
+
 def optimizer(learning_rate: float, *, name: str = 'adam', schedule: str = 'constant',
               warmup_steps: int = 0, grad_clip_norm: float = 0.0) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({

@@ -12,15 +12,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
     config.seed = 0
     config.data = common.data(dataset, scale=scale)
     config.model = ml_collections.ConfigDict({
-        'architecture': 'unet',     # 'unet' (images) or 'mlp' (toy points)
-        'channels': 16,
-        'channel_mults': (1, 2, 4),
-        'num_res_blocks': 1,
-        'attention_resolutions': (7,),
-        'num_heads': 1,
-        'dropout': 0.0,
-        'hidden': (256, 256, 256),  # MLP denoiser only
-        'embed_dim': 128,           # MLP denoiser only
+        **common.denoiser_model(),
         'conditional': False,
         'schedule': 'linear',       # Ho et al.: beta from 1e-4 to 0.02 over T = 1000
         'num_timesteps': 1000,

@@ -12,15 +12,7 @@ def base(dataset: str, *, scale: str) -> ml_collections.ConfigDict:
     config.seed = 0
     config.data = common.data(dataset, scale=scale)
     config.model = ml_collections.ConfigDict({
-        'architecture': 'unet',     # 'unet' (images) or 'mlp' (toy points)
-        'channels': 16,
-        'channel_mults': (1, 2, 4),
-        'num_res_blocks': 1,
-        'attention_resolutions': (7,),
-        'num_heads': 1,
-        'dropout': 0.0,
-        'hidden': (256, 256, 256),  # MLP only
-        'embed_dim': 128,           # MLP only
+        **common.denoiser_model(),
         'sigma_max': 1.0,           # NCSNv2: about the largest distance between two data points
         'sigma_min': 0.01,
         'num_scales': 10,

@@ -188,6 +188,31 @@ def value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params:
             jax.tree.map(lambda g: g / k, grads))
 
 
+def step_by_noise_level(config: ml_collections.ConfigDict, state: dict[str, PyTree],
+                        batch: dict[str, jax.Array], rng: jax.Array, objective: Callable,
+                        quarter: Callable[[jax.Array], jax.Array]
+                        ) -> tuple[dict[str, PyTree], dict[str, jax.Array]]:
+    """One optimizer step of a denoising objective, the DDPM's or the score family's:
+    objective(config, params, batch, rng, dropout_rng) -> (loss [B], noise level [B]) per example.
+    Logs `loss`, `grad_norm` and loss_q0..loss_q3, the loss by quarter of the noise levels
+    (quarter(level) -> 0..3, q0 the least noise; Nichol & Dhariwal log it so)."""
+    k_obj, k_drop = jax.random.split(rng)
+
+    def loss_fn(params, batch):
+        loss, level = objective(config, params, batch, k_obj, k_drop)
+        return jnp.mean(loss), ({}, (loss, level), None)
+
+    (loss, (_, (per_example, level), _)), grads = value_and_grad(config, loss_fn,
+                                                                 state['params'], batch)
+    new_state, grad_norm = apply_gradients(config, state, grads)
+    metrics = {'loss': loss, 'grad_norm': grad_norm}
+    which = quarter(level)
+    for q in range(4):
+        mask = which == q
+        metrics[f'loss_q{q}'] = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
+    return new_state, metrics
+
+
 # ------------------------------------------------------------------------------------------------
 # Keys and seed lanes
 

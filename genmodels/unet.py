@@ -35,6 +35,20 @@ import jax.numpy as jnp
 
 zeros = nn.initializers.zeros
 
+# The config keys of these networks, shared by the families built on them (ddpm, score): their
+# `model` schema section starts with these.
+MODEL_SCHEMA = {
+    'architecture': str,            # 'unet' (images) or 'mlp' (toy points)
+    'channels': int,                # U-Net base width
+    'channel_mults': tuple,         # U-Net width multiplier per resolution level
+    'num_res_blocks': int,
+    'attention_resolutions': tuple,  # level heights with self-attention, e.g. (7,)
+    'num_heads': int,
+    'dropout': float,
+    'hidden': tuple,                # MLP denoiser widths
+    'embed_dim': int,               # MLP denoiser's time (noise level, class) embedding width
+}
+
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
     """Sinusoidal embedding of timesteps (Vaswani et al. 2017, Section 3.5; Ho et al. 2020).

@@ -45,15 +45,7 @@ Batch = dict[str, jax.Array]
 
 CONFIG_SCHEMA = {
     'model': {
-        'architecture': str,            # 'unet' (images) or 'mlp' (toy points)
-        'channels': int,                # U-Net base width
-        'channel_mults': tuple,         # U-Net width multiplier per resolution level
-        'num_res_blocks': int,
-        'attention_resolutions': tuple,  # level heights with self-attention, e.g. (7,)
-        'num_heads': int,
-        'dropout': float,
-        'hidden': tuple,                # MLP denoiser widths
-        'embed_dim': int,               # MLP denoiser's time (and class) embedding width
+        **unet.MODEL_SCHEMA,            # the U-Net's and the MLP denoiser's keys
         'conditional': bool,            # class embedding + label dropout (classifier-free guidance)
         'schedule': str,                # 'linear' or 'cosine'
         'num_timesteps': int,           # T
@@ -260,22 +252,9 @@ def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
 
 def train_step(config, state, batch: Batch, rng: jax.Array):
     objective = config_lib.objective(OBJECTIVES, config.objective)
-    k_obj, k_drop = jax.random.split(rng)
-
-    def loss_fn(params, batch):
-        loss, t = objective(config, params, batch, k_obj, k_drop)
-        return jnp.mean(loss), ({}, (loss, t), None)
-
-    (loss, (_, (per_example, t), _)), grads = train_state.value_and_grad(
-        config, loss_fn, state['params'], batch)
-    new_state, grad_norm = train_state.apply_gradients(config, state, grads)
-    metrics = {'loss': loss, 'grad_norm': grad_norm}
     # The loss by quarter of the timesteps (q0: the least noise), as Nichol & Dhariwal log it.
-    quarter = (4 * t) // config.model.num_timesteps
-    for q in range(4):
-        mask = quarter == q
-        metrics[f'loss_q{q}'] = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
-    return new_state, metrics
+    return train_state.step_by_noise_level(
+        config, state, batch, rng, objective, lambda t: (4 * t) // config.model.num_timesteps)
 
 
 def _full_chain(config) -> diffusion.Steps:

@@ -70,15 +70,7 @@ ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x [B, ...], sigma [B] 
 
 CONFIG_SCHEMA = {
     'model': {
-        'architecture': str,            # 'unet' (images) or 'mlp' (toy points)
-        'channels': int,                # U-Net base width
-        'channel_mults': tuple,         # U-Net width multiplier per resolution level
-        'num_res_blocks': int,
-        'attention_resolutions': tuple,  # level heights with self-attention, e.g. (7,)
-        'num_heads': int,
-        'dropout': float,
-        'hidden': tuple,                # MLP widths
-        'embed_dim': int,               # MLP's noise-level embedding width
+        **unet.MODEL_SCHEMA,            # the U-Net's and the MLP denoiser's keys
         'sigma_max': float,             # sigma_1: about the largest distance between data points
         'sigma_min': float,             # sigma_L: below the data's finest detail
         'num_scales': int,              # L: levels of the geometric ladder
@@ -234,23 +226,11 @@ def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
 
 def train_step(config, state, batch: Batch, rng: jax.Array):
     objective = config_lib.objective(OBJECTIVES, config.objective)
-    k_obj, k_drop = jax.random.split(rng)
-
-    def loss_fn(params, batch):
-        loss, level = objective(config, params, batch, k_obj, k_drop)
-        return jnp.mean(loss), ({}, (loss, level), None)
-
-    (loss, (_, (per_example, level), _)), grads = train_state.value_and_grad(
-        config, loss_fn, state['params'], batch)
-    new_state, grad_norm = train_state.apply_gradients(config, state, grads)
-    metrics = {'loss': loss, 'grad_norm': grad_norm}
     # The loss by quarter of the ladder, q0 the smallest sigmas (as ddpm's loss_q0 is the least
     # noise): the small levels carry the detail and the largest irreducible part.
-    quarter = (4 * (config.model.num_scales - 1 - level)) // config.model.num_scales
-    for q in range(4):
-        mask = quarter == q
-        metrics[f'loss_q{q}'] = jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1)
-    return new_state, metrics
+    levels = config.model.num_scales
+    return train_state.step_by_noise_level(
+        config, state, batch, rng, objective, lambda level: (4 * (levels - 1 - level)) // levels)
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *, keep: int = 0):
