@@ -15,6 +15,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # it, for a quarter more time per step (R1 on the whole batch makes a step 3.7x slower).
     config.loss.r1_weight = 10.0
     config.loss.r1_fraction = 0.125
-    # FID was still falling at 5,000 steps (25.5); 10,000 steps reach 13.6 (data floor 2.59).
-    config.train.num_steps = 10_000
+    # FID was still falling at 5,000 steps (25.5): 13.6 at 10,000, 12.5 at 12,000 (floor 2.59).
+    config.train.num_steps = 12_000
     return common.apply_arg(config, arg, 'configs/dcgan_mnist.py')
