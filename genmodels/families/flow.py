@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import config as config_lib, data as data_lib, metrics, train_state, viz
+from genmodels import config as config_lib, data as data_lib, metrics, nets, train_state, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import units
 
@@ -118,12 +118,6 @@ def space_to_depth(x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
     x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(b, h // 2, w // 2, 4 * c)
-
-
-def depth_to_space(x: jax.Array) -> jax.Array:
-    b, h, w, c = x.shape
-    x = x.reshape(b, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, 2 * h, 2 * w, c // 4)
 
 
 def _pixels(x: jax.Array) -> int:
@@ -314,7 +308,7 @@ class Flow(nn.Module):
         x = z[:, offsets[-1]:].reshape((z.shape[0],) + tuple(final))
         for step, block, s in reversed(list(zip(self.steps, self.layers, shapes))):
             if step[0] == 'squeeze':
-                x = depth_to_space(x)
+                x = nets.depth_to_space(x)
             elif step[0] == 'split':
                 h, w, c = s
                 x = jnp.concatenate([parts.pop().reshape(z.shape[0], h, w, c // 2), x], -1)
