@@ -174,9 +174,14 @@ def test_mode_coverage_counts_modes_and_quality():
                               np.full((1, 2), [4.0, 0.0])])
     result = modes.mode_coverage(samples, centres, stds)
     # mode 2 holds 1 sample of 100 (1%: covered); mode 1's samples lie 2 std off (near).
-    assert result == {'modes_covered': 3, 'modes_total': 3, 'high_quality_fraction': 1.0}
+    assert result == {'modes_covered': 3, 'modes_total': 3, 'high_quality_fraction': 1.0,
+                      'between_modes_fraction': 0.0}
     shifted = modes.mode_coverage(samples + [0.0, 0.1], centres, stds)  # mode 1's now 4 std off
-    assert shifted == {'modes_covered': 2, 'modes_total': 3, 'high_quality_fraction': 0.61}
+    assert shifted == {'modes_covered': 2, 'modes_total': 3, 'high_quality_fraction': 0.61,
+                       'between_modes_fraction': 0.0}
+    # 4 std off is a widened mode, not a bridge; halfway between two modes (20 std) is one.
+    midway = modes.mode_coverage(np.array([[1.0, 0.0], [0.0, 0.0]]), centres, stds)
+    assert midway['between_modes_fraction'] == 0.5 and midway['high_quality_fraction'] == 0.5
 
 
 def test_code_class_agreement_finds_the_best_one_to_one_matching():

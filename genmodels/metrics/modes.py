@@ -9,17 +9,22 @@ import numpy as np
 
 MIN_FRACTION = 0.01  # a mode is covered when at least this fraction of the samples lies near it
 NUM_STDS = 3.0       # "near": within this many standard deviations of the mode's mean
+FAR_STDS = 6.0       # "between modes": farther than this from every mode (P = exp(-18) exactly)
 
 
 def mode_coverage(samples: np.ndarray, modes: np.ndarray, stds: np.ndarray) -> dict[str, float]:
     """samples [N, D], mode means [K, D] and stds [K] -> modes_covered (modes with at least 1% of
-    the samples within 3 std), modes_total, and high_quality_fraction (samples within 3 std of
-    some mode). A sample counts for its nearest mode only."""
+    the samples within 3 std), modes_total, high_quality_fraction (samples within 3 std of
+    some mode) and between_modes_fraction (samples farther than 6 std from every mode: on a
+    bridge between modes rather than on a mode's widened edge). A sample counts for its nearest
+    mode only."""
     x = np.asarray(samples, np.float64)
     dist = np.linalg.norm(x[:, None, :] - np.asarray(modes)[None], axis=-1)  # [N, K]
     nearest = np.argmin(dist, axis=1)
-    near = dist[np.arange(len(x)), nearest] <= NUM_STDS * np.asarray(stds)[nearest]
+    in_stds = dist[np.arange(len(x)), nearest] / np.asarray(stds)[nearest]
+    near = in_stds <= NUM_STDS
     counts = np.bincount(nearest[near], minlength=len(modes))
     return {'modes_covered': int(np.sum(counts >= MIN_FRACTION * len(x))),
             'modes_total': int(len(modes)),
-            'high_quality_fraction': float(np.mean(near))}
+            'high_quality_fraction': float(np.mean(near)),
+            'between_modes_fraction': float(np.mean(in_stds > FAR_STDS))}
