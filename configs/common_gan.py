@@ -21,6 +21,8 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'info_continuous': 0,
         'spectral_norm': False,
         'init_std': 0.02,           # DCGAN's N(0, 0.02) weights; 0: LeCun normal
+        'fourier_features': 0,      # MLP D: sin/cos of this many random projections of x (0: off)
+        'fourier_scale': 1.0,       # their frequencies' std, cycles per unit of x
     })
     config.loss = ml_collections.ConfigDict({
         'n_disc': 1,

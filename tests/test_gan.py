@@ -167,6 +167,37 @@ def test_info_bound_is_code_entropy_minus_cross_entropy():
                                atol=1e-4)
 
 
+def test_fourier_features_have_the_configured_frequencies_and_feed_the_mlp_discriminator():
+    """sin/cos(2 pi x B): at x = 0 they are (0, 1); near 0, phase / (2 pi x_d) recovers row d of
+    B, whose std is fourier_scale cycles per unit; D's first layer sees x and both."""
+    sin0, cos0 = gan.fourier_features(jnp.zeros((3, 2)), 2048, 1.5)
+    np.testing.assert_array_equal(sin0, 0.0)
+    np.testing.assert_array_equal(cos0, 1.0)
+    eps = 1e-4
+    sin, cos = gan.fourier_features(eps * jnp.eye(2), 2048, 1.5)
+    freqs = np.arctan2(np.asarray(sin), np.asarray(cos)) / (2 * math.pi * eps)  # [2, 2048]
+    assert abs(freqs.std() - 1.5) < 0.1 and abs(freqs.mean()) < 0.1
+    again = gan.fourier_features(eps * jnp.eye(2), 2048, 1.5)  # fixed: not drawn per call
+    np.testing.assert_array_equal(again[0], sin)
+    config = gan_grid25.get_config('smoke')
+    config.model.fourier_features = 16
+    _, d = gan.networks(config, (1, 1, 2))
+    variables = d.init(jax.random.key(0), jnp.zeros((4, 1, 1, 2)), jnp.zeros(4, jnp.int32))
+    assert variables['params']['dense_0']['kernel'].shape[0] == 2 + 2 * 16
+
+
+@pytest.mark.parametrize('model,match', [
+    ({'fourier_features': -1}, 'fourier_features must be >= 0'),
+    ({'fourier_scale': 0.0}, 'fourier_scale'),
+    ({'fourier_features': 8, 'architecture': 'dcgan'}, 'MLP discriminator only'),
+])
+def test_fourier_feature_config_errors(model, match):
+    config = gan_grid25.get_config('smoke')
+    config.model.update(model)
+    with pytest.raises(gan.ConfigError, match=match):
+        gan.check_config(config)
+
+
 def test_mode_coverage_counts_modes_and_quality():
     centres = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]])
     stds = np.full(3, 0.05)

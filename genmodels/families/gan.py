@@ -79,6 +79,8 @@ CONFIG_SCHEMA = {
         'info_continuous': int,   # InfoGAN: number of continuous codes ~ U[-1, 1]
         'spectral_norm': bool,    # spectral normalisation of D's layers
         'init_std': float,        # weights ~ N(0, init_std^2) (DCGAN: 0.02); 0: LeCun normal
+        'fourier_features': int,  # MLP D on toys: sin/cos of this many random projections (0: off)
+        'fourier_scale': float,   # their frequencies ~ N(0, fourier_scale^2), cycles per unit
     },
     'loss': {
         'n_disc': int,            # D steps per G step
@@ -106,6 +108,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           '>= 0.')
     if m.init_std < 0:
         raise ConfigError(f'model.init_std must be >= 0 (0: LeCun normal), got {m.init_std}.')
+    if m.fourier_features < 0 or m.fourier_scale <= 0:
+        raise ConfigError(f'model.fourier_features must be >= 0 (0: off) and model.fourier_scale '
+                          f'> 0, got {m.fourier_features} and {m.fourier_scale}.')
+    if m.fourier_features and m.architecture != 'mlp':
+        raise ConfigError("model.fourier_features feeds the MLP discriminator only: set it to 0 "
+                          "or model.architecture='mlp'.")
     if not 0 < loss.r1_fraction <= 1:
         raise ConfigError(f'loss.r1_fraction must be in (0, 1] (1: the whole batch), got '
                           f'{loss.r1_fraction}.')
@@ -193,6 +201,8 @@ class Discriminator(nn.Module):
     info_outputs: int      # InfoGAN: categorical logits + continuous means (0: no Q head)
     init_std: float        # weights ~ N(0, init_std^2); 0: LeCun normal
     compute_dtype: Any = jnp.float32  # train.compute_dtype
+    fourier_features: int = 0  # MLP: [x, sin 2 pi xB, cos 2 pi xB] in, B fixed (0: x alone)
+    fourier_scale: float = 1.0
 
     def _layer(self, module, x, update_stats):
         if self.spectral_norm:
@@ -209,6 +219,9 @@ class Discriminator(nn.Module):
         init = _kernel_init(self.init_std)
         if self.architecture == 'mlp':
             h = x.reshape(x.shape[0], -1)
+            if self.fourier_features:
+                h = jnp.concatenate([h, *fourier_features(h, self.fourier_features,
+                                                          self.fourier_scale)], -1)
             for i, f in enumerate(tuple(self.hidden)[::-1]):
                 h = nn.leaky_relu(self._layer(nn.Dense(f, kernel_init=init, name=f'dense_{i}'),
                                               h, update_stats), 0.2)
@@ -229,6 +242,15 @@ class Discriminator(nn.Module):
         return logits, q
 
 
+def fourier_features(x: jax.Array, num: int, scale: float) -> tuple[jax.Array, jax.Array]:
+    """(sin 2 pi xB, cos 2 pi xB) for x [B, D], with B [D, num] ~ N(0, scale^2) drawn once from a
+    fixed seed: a constant of the architecture, not a parameter (Tancik et al. 2020). A ReLU MLP
+    of raw coordinates learns fine detail slowly; these give D modes 0.05 wide on a wide grid."""
+    freqs = np.random.default_rng(0).normal(0.0, scale, (x.shape[-1], num)).astype(np.float32)
+    phase = 2.0 * math.pi * (x @ jnp.asarray(freqs, x.dtype))
+    return jnp.sin(phase), jnp.cos(phase)
+
+
 def _num_classes(config) -> int:
     return data_lib.dataset_info(config.data).num_classes if config.model.conditional else 0
 
@@ -240,7 +262,8 @@ def networks(config, image_shape) -> tuple[Generator, Discriminator]:
                   init_std=m.init_std)
     d = Discriminator(m.architecture, tuple(m.hidden), tuple(m.channels), _num_classes(config),
                       m.spectral_norm, m.info_categorical + m.info_continuous, m.init_std,
-                      train_state.COMPUTE_DTYPES[config.train.compute_dtype])
+                      train_state.COMPUTE_DTYPES[config.train.compute_dtype],
+                      m.fourier_features, m.fourier_scale)
     return g, d
 
 
