@@ -9,7 +9,7 @@ import numpy as np
 
 MIN_FRACTION = 0.01  # a mode is covered when at least this fraction of the samples lies near it
 NUM_STDS = 3.0       # "near": within this many standard deviations of the mode's mean
-FAR_STDS = 6.0       # "between modes": farther than this from every mode (P = exp(-18) exactly)
+FAR_STDS = 6.0       # "between modes": farther than this from every mode (exact 2D samples: P = exp(-18))
 
 
 def mode_coverage(samples: np.ndarray, modes: np.ndarray, stds: np.ndarray) -> dict[str, float]:
