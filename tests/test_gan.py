@@ -215,6 +215,19 @@ def test_mode_coverage_counts_modes_and_quality():
     assert midway['between_modes_fraction'] == 0.5 and midway['high_quality_fraction'] == 0.5
 
 
+def test_exact_samples_cover_every_mode_of_both_grids():
+    """2,500 exact samples: 1% per mode would leave about half of the 100-grid's modes (1% is
+    each one's whole share) uncovered; a quarter of the share covers them all."""
+    for name in ('toy_grid_25', 'toy_grid_100'):
+        toy = data.toy_distribution(name)
+        rng = np.random.default_rng(0)
+        which = rng.integers(0, len(toy.modes), 2500)
+        points = toy.modes[which] + rng.normal(size=(2500, 2)) * toy.mode_stds[which, None]
+        result = modes.mode_coverage(points, toy.modes, toy.mode_stds)
+        assert result['modes_covered'] == result['modes_total'] == len(toy.modes)
+        assert result['high_quality_fraction'] > 0.98 and result['between_modes_fraction'] == 0.0
+
+
 def test_code_class_agreement_finds_the_best_one_to_one_matching():
     codes = np.repeat(np.arange(3), 10)
     permuted = np.array([2, 0, 1])[codes]  # code k names class perm[k]: agreement is still 1

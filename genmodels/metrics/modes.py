@@ -7,24 +7,27 @@ Exact samples of a 2D mixture score high_quality_fraction = P(chi^2_2 <= 9) = 1 
 
 import numpy as np
 
-MIN_FRACTION = 0.01  # a mode is covered when at least this fraction of the samples lies near it
+MIN_FRACTION = 0.01  # a mode is covered when at least this fraction of the samples lies near it,
+MIN_SHARE = 0.25     # or a quarter of a uniform mixture's share per mode, where that is less
 NUM_STDS = 3.0       # "near": within this many standard deviations of the mode's mean
-FAR_STDS = 6.0       # "between modes": farther than this from every mode (exact 2D samples: P = exp(-18))
+FAR_STDS = 6.0       # "between modes": farther than this from every mode (exact 2D: exp(-18))
 
 
 def mode_coverage(samples: np.ndarray, modes: np.ndarray, stds: np.ndarray) -> dict[str, float]:
-    """samples [N, D], mode means [K, D] and stds [K] -> modes_covered (modes with at least 1% of
-    the samples within 3 std), modes_total, high_quality_fraction (samples within 3 std of
-    some mode) and between_modes_fraction (samples farther than 6 std from every mode: on a
-    bridge between modes rather than on a mode's widened edge). A sample counts for its nearest
-    mode only."""
+    """samples [N, D], mode means [K, D] and stds [K] -> modes_covered (modes with at least
+    min(1%, 1 / 4K) of the samples within 3 std: 1% up to 25 modes; 0.25% on the 100-grid, where
+    1% is each mode's whole share and exact samples would cover only about half), modes_total,
+    high_quality_fraction (samples within 3 std of some mode) and between_modes_fraction
+    (samples farther than 6 std from every mode: on a bridge between modes rather than on a
+    mode's widened edge). A sample counts for its nearest mode only."""
     x = np.asarray(samples, np.float64)
     dist = np.linalg.norm(x[:, None, :] - np.asarray(modes)[None], axis=-1)  # [N, K]
     nearest = np.argmin(dist, axis=1)
     in_stds = dist[np.arange(len(x)), nearest] / np.asarray(stds)[nearest]
     near = in_stds <= NUM_STDS
     counts = np.bincount(nearest[near], minlength=len(modes))
-    return {'modes_covered': int(np.sum(counts >= MIN_FRACTION * len(x))),
+    min_count = min(MIN_FRACTION, MIN_SHARE / len(modes)) * len(x)
+    return {'modes_covered': int(np.sum(counts >= min_count)),
             'modes_total': int(len(modes)),
             'high_quality_fraction': float(np.mean(near)),
             'between_modes_fraction': float(np.mean(in_stds > FAR_STDS))}
