@@ -220,9 +220,7 @@ def test_exact_samples_cover_every_mode_of_both_grids():
     each one's whole share) uncovered; a quarter of the share covers them all."""
     for name in ('toy_grid_25', 'toy_grid_100'):
         toy = data.toy_distribution(name)
-        rng = np.random.default_rng(0)
-        which = rng.integers(0, len(toy.modes), 2500)
-        points = toy.modes[which] + rng.normal(size=(2500, 2)) * toy.mode_stds[which, None]
+        points = np.asarray(toy.sample(jax.random.key(0), 2500))
         result = modes.mode_coverage(points, toy.modes, toy.mode_stds)
         assert result['modes_covered'] == result['modes_total'] == len(toy.modes)
         assert result['high_quality_fraction'] > 0.98 and result['between_modes_fraction'] == 0.0
