@@ -15,7 +15,8 @@ fractions of its characters in TEXT_FILE_SPLITS; its vocabulary is every charact
 
 Every batch is a pure function of (dataset, seed, step, global batch size): the example order is
 a seeded per-epoch permutation, and the noise of dynamic binarization / dequantization is drawn
-from a counter-based generator keyed by (seed, step, row of the global batch). So the global
+from a counter-based generator keyed by (seed, step, row of the global batch; `_train_uniform`).
+So the global
 batch of a step is the same whatever the number of processes or devices, and `start_step`
 resumes exactly by random access, without reading the earlier batches.
 
@@ -275,8 +276,10 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     def load_batch(step: int) -> dict[str, np.ndarray]:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)
         ids = epoch_order(epoch)[batch_in_epoch * global_batch_size + local_rows]  # [b]
-        key = (seed, _TRAIN_STREAM, step)
-        images = _preprocess(all_pixels[ids], data_config, max_value, key, local_rows)
+        pixels = all_pixels[ids]
+        noise = functools.partial(_train_uniform, (seed, _TRAIN_STREAM, step), local_rows,
+                                  pixels.shape[1:])
+        images = _preprocess(pixels, data_config, max_value, noise)
         return {'image': images, 'label': all_labels[ids], 'index': local_rows.astype(np.int32)}
 
     # Element s of this dataset is the batch of step s: random access makes resuming free.
@@ -300,8 +303,9 @@ def load_split(data_config: ml_collections.ConfigDict, split: str,
         raise ValueError(f'load_split needs max_examples >= 1, got {max_examples}.')
     positions = np.arange(num)
     pixels, labels = read(positions)
-    key = (data_config.eval_seed, _EVAL_STREAM, 0)
-    images = _preprocess(pixels, data_config, max_value, key, positions)
+    noise = functools.partial(_eval_uniform, (data_config.eval_seed, _EVAL_STREAM, 0), positions,
+                              pixels.shape[1:])
+    images = _preprocess(pixels, data_config, max_value, noise)
     return {'image': images, 'label': labels}
 
 
@@ -336,7 +340,7 @@ def _check_config(data_config: ml_collections.ConfigDict) -> None:
 
 
 def _check_seed(seed: int, what: str) -> None:
-    # The seed is a 64-bit word of the Philox key (see `_uniform`).
+    # The seed is a 64-bit word of the Philox key (see `_train_uniform`).
     if not 0 <= seed < 2**64:
         raise ValueError(f'{what} must be in [0, 2**64), got {seed}.')
 
@@ -513,12 +517,15 @@ def _read(source: _Source, ids: np.ndarray, max_value: int, where: str
     return pixels, labels
 
 
-def _uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """U[0, 1) float32 noise [len(rows), *shape]; row i depends only on (*key, rows[i]).
+def _eval_uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int, ...]
+                  ) -> np.ndarray:
+    """U[0, 1) float32 noise [len(rows), *shape] of evaluation splits; row i depends only on
+    (*key, rows[i]).
 
     Philox is counter-based (Salmon et al., 2011): key (seed, stream) and a counter starting at
-    (0, row, step, 0) give every (step, row) its own stream, so any process can draw the noise of
-    its rows alone and still agree with a single-process run.
+    (0, row, step, 0) give every (step, row) its own stream. This one-stream-per-row scheme draws
+    the fixed test noise on which every reported likelihood was measured, so it stays as it is;
+    training batches, drawn at every step, use the cheaper `_train_uniform`.
     """
     seed, stream, step = key
     bits = np.random.Philox(key=[seed, stream])
@@ -532,21 +539,54 @@ def _uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int, ...]
     return noise
 
 
+# Rows of the global batch that share one stream of training noise.
+_NOISE_BLOCK_ROWS = 64
+
+
+def _train_uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int, ...]
+                   ) -> np.ndarray:
+    """U[0, 1) float32 noise [len(rows), *shape] of a training batch, on numpy's float32 grid
+    (multiples of 2**-24); row i depends only on (*key, rows[i]), so a process drawing its own rows
+    of the global batch agrees with a single process drawing all of them.
+
+    Rows come in blocks of _NOISE_BLOCK_ROWS: block b of step `step` is one PCG64DXSM stream seeded
+    by (seed, stream, step, b) through numpy's SeedSequence, read as raw 32-bit words. Per-row
+    Philox streams (`_eval_uniform`) cost a Python round trip per row and Philox's 10 rounds per
+    word: for a batch of 2,048 MNIST digits, 24 ms of preprocessing against 9 ms here, next to the
+    MLP VAE's 100 ms step (alternating, `_preprocess` alone, cores shared with a training run).
+    """
+    seed, stream, step = key
+    per_block = _NOISE_BLOCK_ROWS * int(np.prod(shape))
+    first, last = int(rows.min()) // _NOISE_BLOCK_ROWS, int(rows.max()) // _NOISE_BLOCK_ROWS
+    raw = np.stack([  # [blocks, ceil(per_block / 2)] 64-bit words, two 32-bit words each
+        np.random.PCG64DXSM([seed, stream, step, block]).random_raw(-(-per_block // 2))
+        for block in range(first, last + 1)])
+    bits = raw.view(np.uint32)[:, :per_block].reshape(-1, *shape)
+    offset = rows - first * _NOISE_BLOCK_ROWS
+    if np.array_equal(offset, np.arange(offset[0], offset[0] + len(rows))):
+        bits = bits[offset[0]:offset[0] + len(rows)]  # a process's rows are consecutive: no copy
+    else:
+        bits = bits[offset]
+    # numpy's own float32 draw: the top 24 bits of a 32-bit word, times 2**-24.
+    return np.multiply(bits >> 8, np.float32(2.0**-24), dtype=np.float32)
+
+
 def _preprocess(pixels: np.ndarray, data_config: ml_collections.ConfigDict, max_value: int,
-                key: tuple[int, int, int], rows: np.ndarray) -> np.ndarray:
+                noise: Callable[[], np.ndarray]) -> np.ndarray:
     """Raw integer pixels [n, H, W, C] -> float32 in [0, 1] or [-1, 1], with optional noise; toy
     points are returned as they are.
 
-    `key` = (seed, stream, step) and `rows` (one per example) key the noise; see `_uniform`.
+    `noise()` draws the examples' U[0, 1) noise, float32 [n, H, W, C] (`_train_uniform` or
+    `_eval_uniform`); it is called only when the config binarizes or dequantizes.
     """
     if is_toy(data_config.name):
         return pixels
     x = pixels.astype(np.float32)
     if data_config.binarize:
-        u = _uniform(key, rows, pixels.shape[1:])
+        u = noise()
         x = (u < x / max_value).astype(np.float32)  # P(1) = pixel / max_value
     elif data_config.dequantize:
-        u = _uniform(key, rows, pixels.shape[1:])
+        u = noise()
         # Keep 16 fractional bits so that pixel + u is exact in float32 (pixel < 2**8) and cannot
         # round up into the next bin: x stays in [pixel, pixel + 1) / (max_value + 1).
         u = np.floor(u * 2**16) / 2**16

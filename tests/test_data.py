@@ -205,6 +205,21 @@ def test_binarization_is_fresh_at_each_visit(data_dir):
     assert abs(flipped.mean() - (2 * p * (1 - p)).mean()) < 0.005  # ~83k pixel pairs
 
 
+def test_training_noise_of_a_row_depends_on_the_row_alone():
+    """Any split of the global batch's rows (processes, block edges at 64) draws the same noise."""
+    key, shape = (3, 0, 7), (4, 3, 1)
+    whole = data._train_uniform(key, np.arange(200), shape)
+    parts = [data._train_uniform(key, np.arange(a, b), shape) for a, b in ((0, 100), (100, 200))]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    np.testing.assert_array_equal(data._train_uniform(key, np.array([150, 5, 70]), shape),
+                                  whole[[150, 5, 70]])
+    assert not np.array_equal(data._train_uniform((3, 0, 8), np.arange(200), shape), whole)
+    assert whole.dtype == np.float32 and whole.shape == (200, *shape)
+    assert np.all(whole * 2**24 == np.floor(whole * 2**24))  # numpy's float32 grid
+    assert 0 <= whole.min() and whole.max() < 1
+    assert abs(whole.mean() - 0.5) < 0.02 and abs(whole.var() - 1 / 12) < 0.01  # 2,400 draws
+
+
 def test_uniform_dequantization(data_dir):
     plain = take(make_config(data_dir), 2, MNIST_BATCH)
     dequantized = take(make_config(data_dir, dequantize=True), 2, MNIST_BATCH)
