@@ -1,7 +1,8 @@
 """PyTorch eager references of the deep families, for timing beside JAX in the same run.
 
 Each module mirrors one architecture and its train step, layer for layer, and checks itself against
-flax on the same weights: `vae` (the MLP VAE), `dcgan` (gan.py's DCGAN), `ddpm` (the DDPM U-Net).
+flax on the same weights: `vae` (the MLP VAE), `dcgan` (gan.py's DCGAN), `mlp_gan` (gan.py's MLP
+GAN), `ddpm` (the DDPM U-Net).
 Each exports `unmirrored(config) -> [config keys it does not implement]` and
 `make(config, state, host_batches) -> (step(i), mirror check summary)`.
 
@@ -20,6 +21,8 @@ INSTALL = 'pip install -r benchmarks/requirements-torch.txt'
 # family -> the module mirroring its default architecture
 MODULES = {'vae': 'benchmarks.torch_ref.vae', 'gan': 'benchmarks.torch_ref.dcgan',
            'ddpm': 'benchmarks.torch_ref.ddpm'}
+# (family, model.architecture) -> the module mirroring that other architecture
+ARCHITECTURES = {('gan', 'mlp'): 'benchmarks.torch_ref.mlp_gan'}
 
 
 def available() -> bool:
@@ -36,8 +39,7 @@ def why_not(config) -> str | None:
     shared = {'train.num_seeds': t.num_seeds != 1,
               'train.grad_accum_steps': t.grad_accum_steps != 1,
               'train.compute_dtype': t.compute_dtype != 'float32'}
-    bad = [k for k, v in shared.items() if v] + importlib.import_module(
-        MODULES[config.family]).unmirrored(config)
+    bad = [k for k, v in shared.items() if v] + _module(config).unmirrored(config)
     if bad:
         return f'the torch reference does not implement {", ".join(bad)} of this config'
     return None
@@ -45,4 +47,10 @@ def why_not(config) -> str | None:
 
 def make(config, state, host_batches):
     """(step(i), mirror check summary) of the torch reference of `config` (see `why_not`)."""
-    return importlib.import_module(MODULES[config.family]).make(config, state, host_batches)
+    return _module(config).make(config, state, host_batches)
+
+
+def _module(config):
+    architecture = config.model.get('architecture') if 'model' in config else None
+    return importlib.import_module(ARCHITECTURES.get((config.family, architecture),
+                                                     MODULES[config.family]))

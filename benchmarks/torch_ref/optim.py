@@ -1,4 +1,4 @@
-"""The optimizer side of the single-network torch mirrors (VAE, DDPM): train_state.make_optimizer's
+"""The optimizer side of the torch mirrors (VAE, DDPM, MLP GAN): train_state.make_optimizer's
 Adam with optional global-norm clipping, the learning rate of update k read from the same optax
 schedule, then the EMA of the params at train.ema_rate."""
 
@@ -15,15 +15,19 @@ def global_norm(tensors):
 
 
 class ScheduledAdam:
-    def __init__(self, config, params):
-        o = config.optimizer
-        self.clip, self.rate = o.grad_clip_norm, config.train.ema_rate
-        schedule = train_state.learning_rate_schedule(o, config.train.num_steps)
-        self.lrs = np.asarray(jax.vmap(schedule)(jnp.arange(config.train.num_steps + 1)))
+    """Adam as `train_state.make_optimizer(config[section], num_updates)` builds it, then the EMA
+    of the params at train.ema_rate when `ema` (a GAN's D keeps none)."""
+
+    def __init__(self, config, params, section: str = 'optimizer', ema: bool = True):
+        o = config[section]
+        self.clip, self.rate = o.grad_clip_norm, config.train.ema_rate if ema else None
+        num_updates = config.train.num_steps
+        schedule = train_state.learning_rate_schedule(o, num_updates)
+        self.lrs = np.asarray(jax.vmap(schedule)(jnp.arange(num_updates + 1)))
         self.params = list(params)
         self.opt = torch.optim.Adam(self.params, lr=float(self.lrs[0]), betas=(o.b1, o.b2),
                                     eps=1e-8)
-        self.ema = [p.detach().clone() for p in self.params]
+        self.ema = [p.detach().clone() for p in self.params] if ema else None
         self.count = 0
 
     def update(self, loss):
@@ -38,6 +42,7 @@ class ScheduledAdam:
             group['lr'] = float(self.lrs[min(self.count, len(self.lrs) - 1)])
         self.opt.step()
         self.count += 1
-        with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
-            torch._foreach_lerp_(self.ema, self.params, 1.0 - self.rate)
+        if self.ema is not None:
+            with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
+                torch._foreach_lerp_(self.ema, self.params, 1.0 - self.rate)
         return grad_norm
