@@ -24,18 +24,28 @@ from genmodels.families import gan
 F = torch.nn.functional
 
 
-def unmirrored(config) -> list[str]:
-    """The config keys whose values this mirror does not implement (it mirrors the default DCGAN
-    config only); empty when it mirrors `config`."""
-    m, loss, opts = config.model, config.loss, (config.optimizer, config.disc_optimizer)
-    unmirrored = {
-        'model.architecture': m.architecture != 'dcgan',
+def gan_step_unmirrored(config) -> dict[str, bool]:
+    """{config key: True where its value is one that neither GAN mirror implements}: both mirror
+    one non-saturating step of an unconditional G and D with R1 and Adam."""
+    m, loss = config.model, config.loss
+    return {
         'objective': config.objective != 'non_saturating',
         'model.spectral_norm': m.spectral_norm,
         'model.conditional': m.conditional,
-        'model.info_*': m.info_categorical or m.info_continuous,
+        'model.info_*': bool(m.info_categorical or m.info_continuous),
         'loss.augment': bool(loss.augment),
         'loss.n_disc': loss.n_disc != 1,
+        'loss.top_k': loss.top_k < 1,
+    }
+
+
+def unmirrored(config) -> list[str]:
+    """The config keys whose values this mirror does not implement (it mirrors the default DCGAN
+    config only); empty when it mirrors `config`."""
+    opts = (config.optimizer, config.disc_optimizer)
+    unmirrored = {
+        'model.architecture': config.model.architecture != 'dcgan',
+        **gan_step_unmirrored(config),
         'optimizer': any(o.name != 'adam' or o.schedule != 'constant' or o.warmup_steps
                          or o.grad_clip_norm > 0 for o in opts),
     }

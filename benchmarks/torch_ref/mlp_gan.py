@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from benchmarks.torch_ref.dcgan import gan_step_unmirrored
 from benchmarks.torch_ref.optim import ScheduledAdam
 from genmodels.families import gan
 
@@ -25,17 +26,10 @@ F = torch.nn.functional
 
 def unmirrored(config) -> list[str]:
     """The config keys whose values this mirror does not implement; empty if it mirrors `config`."""
-    m, loss = config.model, config.loss
     unmirrored = {
-        'model.architecture': m.architecture != 'mlp',
-        'objective': config.objective != 'non_saturating',
-        'model.spectral_norm': m.spectral_norm,
-        'model.conditional': m.conditional,
-        'model.info_*': m.info_categorical or m.info_continuous,
-        'model.fourier_features': m.fourier_features,
-        'loss.augment': bool(loss.augment),
-        'loss.n_disc': loss.n_disc != 1,
-        'loss.top_k': loss.top_k < 1,
+        'model.architecture': config.model.architecture != 'mlp',
+        **gan_step_unmirrored(config),
+        'model.fourier_features': bool(config.model.fourier_features),
         'optimizer.name': any(config[s].name != 'adam' for s in ('optimizer', 'disc_optimizer')),
     }
     return [k for k, v in unmirrored.items() if v]
