@@ -78,7 +78,7 @@ def deep_rows(records: list[dict]) -> list[list[str]]:
             fmt(r['achieved_tflops'], '.3g'), fmt(r['mfu'], '.1%'),
             fmt(r['peak_memory_bytes'] / 2 ** 20, '.0f'),
             f"{fmt(r['loop_steps_per_second'], '.3g')} "
-            f"({fmt(r['loop_fraction_of_step_rate'], '.0%')})",
+            f"({fmt(r['loop_fraction_of_step_rate'], '.0%')}; {r.get('loop_log_every', '-')})",
             fmt(r['torch_step_ms_median']), fmt(r['speedup_vs_torch'], '.2f'),
             ', '.join(f'{k} {v:.3g}' for k, v in samples.items()) if samples else '-'])
     return rows
@@ -86,7 +86,7 @@ def deep_rows(records: list[dict]) -> list[list[str]]:
 
 DEEP_HEADER = ['config', 'family', 'batch', 'devices', 'compile s', 'step ms median (p10-p90)',
                'examples/s', 'GFLOP/step', 'TFLOP/s', 'MFU', 'peak mem MiB',
-               'loop steps/s (of step rate)', 'torch ms', 'speedup vs torch', 'samples/s']
+               'loop steps/s (of step rate; steps per log)', 'torch ms', 'speedup vs torch', 'samples/s']
 
 
 def markdown(results: dict) -> str:
