@@ -15,8 +15,7 @@ fractions of its characters in TEXT_FILE_SPLITS; its vocabulary is every charact
 
 Every batch is a pure function of (dataset, seed, step, global batch size): the example order is
 a seeded per-epoch permutation, and the noise of dynamic binarization / dequantization is drawn
-from a counter-based generator keyed by (seed, step, row of the global batch; `_train_uniform`).
-So the global
+from generators keyed by (seed, step, row of the global batch) (`_train_uniform`). So the global
 batch of a step is the same whatever the number of processes or devices, and `start_step`
 resumes exactly by random access, without reading the earlier batches.
 
@@ -340,7 +339,8 @@ def _check_config(data_config: ml_collections.ConfigDict) -> None:
 
 
 def _check_seed(seed: int, what: str) -> None:
-    # The seed is a 64-bit word of the Philox key (see `_train_uniform`).
+    # The evaluation seed is a 64-bit word of a Philox key (`_eval_uniform`); both seeds are held
+    # to that range.
     if not 0 <= seed < 2**64:
         raise ValueError(f'{what} must be in [0, 2**64), got {seed}.')
 
