@@ -3,7 +3,7 @@
 One step is one D update (with R1 on a share of the real batch when the config has it) and then
 one G update (fresh z, against the updated D): non-saturating loss, Adam for both players at
 their configs' learning-rate schedules (`ScheduledAdam`), EMA of G's weights. G is Dense + ReLU
-layers and a linear output; D mirrors G's widths with LeakyReLU 0.2 and one logit, as gan.py
+layers and a linear output (tanh on images: `configs/gan_mnist.py`); D mirrors G's widths with LeakyReLU 0.2 and one logit, as gan.py
 builds them. Layers are nn.Linear named as flax's, so the mirror starts from flax's weights, and
 `mirror_check` compares G(z) and D(x) with flax's on them.
 
@@ -19,6 +19,7 @@ import torch
 
 from benchmarks.torch_ref.dcgan import gan_step_unmirrored
 from benchmarks.torch_ref.optim import ScheduledAdam
+from genmodels import data as data_lib
 from genmodels.families import gan
 
 F = torch.nn.functional
@@ -83,12 +84,14 @@ class TorchMLPGAN:
         load_flax_params(self.G, g_params)
         load_flax_params(self.D, d_params)
         self.point_shape = tuple(point_shape)
+        self.image = not data_lib.is_toy(config.data.name)  # images: tanh output in [-1, 1]
         self.opt_g = ScheduledAdam(config, self.G.parameters())
         self.opt_d = ScheduledAdam(config, self.D.parameters(), section='disc_optimizer',
                                    ema=False)
 
     def generate(self, b):
-        return self.G(torch.randn(b, self.latent_dim)).view(b, *self.point_shape)
+        x = self.G(torch.randn(b, self.latent_dim)).view(b, *self.point_shape)
+        return torch.tanh(x) if self.image else x
 
     def critic(self, x):
         return self.D(x.flatten(1))[:, 0]
@@ -126,7 +129,8 @@ def mirror_check(config, torch_gan, g_params, d_params, points) -> str:
     x_jax = g.apply({'params': g_params}, z, labels, train=True)
     l_jax, _ = d.apply({'params': d_params}, points, labels)
     with torch.no_grad():
-        x_torch = torch_gan.G(torch.from_numpy(z)).numpy()
+        x_torch = torch_gan.G(torch.from_numpy(z))
+        x_torch = (torch.tanh(x_torch) if torch_gan.image else x_torch).numpy()
         l_torch = torch_gan.critic(torch.from_numpy(np.ascontiguousarray(points))).numpy()
     return (f'same weights, max |flax - torch|: G(z) '
             f'{np.max(np.abs(np.asarray(x_jax).reshape(len(points), -1) - x_torch)):.1e}, D(x) '
