@@ -138,13 +138,8 @@ class TorchDCGAN:
         # 1. DISCRIMINATOR. G in train mode (batch statistics), as gan.py's _generate.
         with torch.no_grad():
             fake = self.G(torch.randn(b, self.latent_dim))
-        l_real, l_fake = self.D(real), self.D(fake)
-        d_loss = (F.softplus(-l_real) + F.softplus(l_fake)).mean()  # -log s(l), -log(1 - s(l))
-        total = d_loss
-        if self.r1_weight > 0:  # R1 on the first ceil(r1_fraction * b) real images (gan.r1_subset)
-            sub = real[:max(1, math.ceil(self.r1_fraction * b))].detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.D(sub).sum(), sub, create_graph=True)
-            total = total + 0.5 * self.r1_weight * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+        d_loss, total, l_real, l_fake = discriminator_loss(self.D, real, fake, self.r1_weight,
+                                                          self.r1_fraction)
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         d_grad_norm = global_norm([p.grad for p in self.D.parameters()])
@@ -161,10 +156,28 @@ class TorchDCGAN:
         with torch.no_grad():  # ema = rate * ema + (1 - rate) * params
             for e, p in zip(self.ema, g_params):
                 e.lerp_(p, 1.0 - self.rate)
-        return {'d_loss': d_loss.detach(), 'g_loss': g_loss.detach(),
-                'd_real_accuracy': (l_real.detach() > 0).float().mean(),
-                'd_fake_accuracy': (l_fake.detach() < 0).float().mean(),
-                'd_grad_norm': d_grad_norm, 'g_grad_norm': g_grad_norm}
+        return step_metrics(d_loss, g_loss, l_real, l_fake, d_grad_norm, g_grad_norm)
+
+
+def discriminator_loss(critic, real, fake, r1_weight, r1_fraction):
+    """(D's non-saturating loss, it plus R1 when r1_weight > 0, logits of real, of fake): R1 on
+    the first ceil(r1_fraction * B) real examples, as gan.r1_subset."""
+    l_real, l_fake = critic(real), critic(fake)
+    d_loss = (F.softplus(-l_real) + F.softplus(l_fake)).mean()  # -log s(l), -log(1 - s(l))
+    total = d_loss
+    if r1_weight > 0:
+        sub = real[:max(1, math.ceil(r1_fraction * real.shape[0]))].detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(sub).sum(), sub, create_graph=True)
+        total = total + 0.5 * r1_weight * grad.pow(2).flatten(1).sum(1).mean()
+    return d_loss, total, l_real, l_fake
+
+
+def step_metrics(d_loss, g_loss, l_real, l_fake, d_grad_norm, g_grad_norm) -> dict:
+    """gan.train_step's metrics, from a torch step's values."""
+    return {'d_loss': d_loss.detach(), 'g_loss': g_loss.detach(),
+            'd_real_accuracy': (l_real.detach() > 0).float().mean(),
+            'd_fake_accuracy': (l_fake.detach() < 0).float().mean(),
+            'd_grad_norm': d_grad_norm, 'g_grad_norm': g_grad_norm}
 
 
 def load_flax_weights(G, D, g_vars, d_vars) -> None:

@@ -3,21 +3,19 @@
 One step is one D update (with R1 on a share of the real batch when the config has it) and then
 one G update (fresh z, against the updated D): non-saturating loss, Adam for both players at
 their configs' learning-rate schedules (`ScheduledAdam`), EMA of G's weights. G is Dense + ReLU
-layers and a linear output (tanh on images: `configs/gan_mnist.py`); D mirrors G's widths with LeakyReLU 0.2 and one logit, as gan.py
-builds them. Layers are nn.Linear named as flax's, so the mirror starts from flax's weights, and
+layers and a linear output (tanh on images: `configs/gan_mnist.py`); D mirrors G's widths with
+LeakyReLU 0.2 and one logit, as gan.py builds them. Layers are nn.Linear named as flax's, so the mirror starts from flax's weights, and
 `mirror_check` compares G(z) and D(x) with flax's on them.
 
 Used by benchmarks/run.py; torch is a benchmark-only dependency.
 """
-
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 
-from benchmarks.torch_ref.dcgan import gan_step_unmirrored
+from benchmarks.torch_ref.dcgan import discriminator_loss, gan_step_unmirrored, step_metrics
 from benchmarks.torch_ref.optim import ScheduledAdam
 from genmodels import data as data_lib
 from genmodels.families import gan
@@ -101,23 +99,15 @@ class TorchMLPGAN:
         # 1. DISCRIMINATOR.
         with torch.no_grad():
             fake = self.generate(b)
-        l_real, l_fake = self.critic(real), self.critic(fake)
-        d_loss = (F.softplus(-l_real) + F.softplus(l_fake)).mean()  # -log s(l), -log(1 - s(l))
-        total = d_loss
-        if self.r1_weight > 0:  # R1 on the first ceil(r1_fraction * b) real points (gan.r1_subset)
-            sub = real[:max(1, math.ceil(self.r1_fraction * b))].detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.critic(sub).sum(), sub, create_graph=True)
-            total = total + 0.5 * self.r1_weight * grad.pow(2).flatten(1).sum(1).mean()
+        d_loss, total, l_real, l_fake = discriminator_loss(self.critic, real, fake,
+                                                          self.r1_weight, self.r1_fraction)
         d_grad_norm = self.opt_d.update(total)
         # 2. GENERATOR: -log D(G(z)); no gradient in D's weights (JAX takes none either).
         self.D.requires_grad_(False)
         g_loss = F.softplus(-self.critic(self.generate(b))).mean()
         g_grad_norm = self.opt_g.update(g_loss)
         self.D.requires_grad_(True)
-        return {'d_loss': d_loss.detach(), 'g_loss': g_loss.detach(),
-                'd_real_accuracy': (l_real.detach() > 0).float().mean(),
-                'd_fake_accuracy': (l_fake.detach() < 0).float().mean(),
-                'd_grad_norm': d_grad_norm, 'g_grad_norm': g_grad_norm}
+        return step_metrics(d_loss, g_loss, l_real, l_fake, d_grad_norm, g_grad_norm)
 
 
 def mirror_check(config, torch_gan, g_params, d_params, points) -> str:
