@@ -4,8 +4,8 @@ One step is one D update (with R1 on a share of the real batch when the config h
 one G update (fresh z, against the updated D): non-saturating loss, Adam for both players at
 their configs' learning-rate schedules (`ScheduledAdam`), EMA of G's weights. G is Dense + ReLU
 layers and a linear output (tanh on images: `configs/gan_mnist.py`); D mirrors G's widths with
-LeakyReLU 0.2 and one logit, as gan.py builds them. Layers are nn.Linear named as flax's, so the mirror starts from flax's weights, and
-`mirror_check` compares G(z) and D(x) with flax's on them.
+LeakyReLU 0.2 and one logit, as gan.py builds them. Layers are nn.Linear named as flax's, so the
+mirror starts from flax's weights, and `mirror_check` compares G(z) and D(x) with flax's on them.
 
 Used by benchmarks/run.py; torch is a benchmark-only dependency.
 """
