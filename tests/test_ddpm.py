@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from configs import ddpm_cifar10, ddpm_grid25, ddpm_mnist
 from genmodels import data, diffusion, evaluation, families, trainer
 from genmodels.families import ddpm
+from tests.helpers import jitted_init
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
 SCHED = diffusion.make_schedule('linear', 1000, 1e-4, 0.02)
@@ -179,7 +180,7 @@ def test_objectives_and_targets_train(objective, prediction, data_dir):
     points = data.load_split(config.data, 'train', 256)['image']
     batch = {'image': jnp.asarray(points), 'label': jnp.zeros(256, jnp.int32),
              'index': jnp.arange(256)}
-    state = ddpm.init(config, jax.random.key(0), batch)
+    state = jitted_init(ddpm, config, jax.random.key(0), batch)
     step = jax.jit(lambda s: ddpm.train_step(config, s, batch, jax.random.key(1)))
     losses = []
     for _ in range(30):
@@ -278,7 +279,7 @@ def test_conditional_mnist_evaluation_reads_the_labels(monkeypatch, data_dir):
     monkeypatch.setattr(ddpm, 'LABEL_SAMPLES', 40)
     example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
                'index': np.zeros(1, np.int32)}
-    params = ddpm.init(config, jax.random.key(0), example)['params']
+    params = jitted_init(ddpm, config, jax.random.key(0), example)['params']
     test = {k: v[:20] for k, v in data.load_split(config.data, 'test', 20).items()}
     result = ddpm.evaluate(config, params, test, jax.random.key(1))
     assert sorted(result) == sorted(['nll_nats', 'nll_bits_per_dim', 'nll_timesteps',

@@ -16,9 +16,9 @@ from genmodels import families, trainer
 from genmodels.families import flow
 
 
-@functools.partial(jax.jit, static_argnums=2)
 def _perturbed(params, key, std):
-    """Initial parameters plus N(0, std^2) noise: every coupling (zero at init) does something."""
+    """Initial parameters plus N(0, std^2) noise: every coupling (zero at init) does something.
+    Op by op: as one program, its draw per parameter (a threefry each) compiled for 13 s."""
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     return treedef.unflatten([x + std * jax.random.normal(k, x.shape)

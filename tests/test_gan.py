@@ -15,6 +15,7 @@ from configs import cdcgan_mnist, dcgan_mnist, gan_grid25, infogan_mnist
 from genmodels import data, trainer
 from genmodels.families import gan
 from genmodels.metrics import labels, modes
+from tests.helpers import jitted_init
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
 KEYS = jax.random.split(jax.random.key(0), 4)
@@ -274,7 +275,7 @@ def test_conditional_and_infogan_shapes(make, data_dir):
     config.model.latent_dim = 6
     example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
                'index': np.zeros(1, np.int32)}
-    state = gan.init(config, jax.random.key(0), example)
+    state = jitted_init(gan, config, jax.random.key(0), example)
     images = gan.sample(config, gan.eval_params(config, state), jax.random.key(1), 20)
     assert images.shape == (20, 28, 28, 1)
     assert float(jnp.abs(images).max()) <= 1.0
@@ -297,7 +298,7 @@ def test_a_short_toy_run_moves_samples_toward_the_data(tmp_path, data_dir):
     trainer.train_and_evaluate(config, workdir)
     example = {'image': np.zeros((1, 2, 1, 1), np.float32), 'label': np.zeros(1, np.int32),
                'index': np.zeros(1, np.int32)}
-    before = gan.init(config, jax.random.fold_in(jax.random.key(0), 0), example)
+    before = jitted_init(gan, config, jax.random.fold_in(jax.random.key(0), 0), example)
     after = restore_params(workdir, 500)
     points = np.asarray(data.load_split(config.data, 'test', 2000)['image']).reshape(-1, 2)
 
@@ -350,7 +351,7 @@ def test_conditional_and_infogan_figures(make, data_dir, tmp_path):
     config.model.channels = (8, 16)
     example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
                'index': np.zeros(1, np.int32)}
-    state = gan.init(config, jax.random.key(0), example)
+    state = jitted_init(gan, config, jax.random.key(0), example)
     paths = gan.figures(config, gan.eval_params(config, state), example, jax.random.key(1),
                         str(tmp_path))
     names = sorted(os.path.basename(p) for p in paths)

@@ -15,6 +15,7 @@ import pytest
 from configs import score_mnist, score_toy2d
 from genmodels import config as config_lib, families, trainer
 from genmodels.families import score
+from tests.helpers import jitted_init
 from tests.test_trainer import read_metrics
 
 M = jnp.array([0.5, -0.3])
@@ -85,7 +86,7 @@ def test_sampler_keeps_the_chain_and_clips_images(data_dir):
     config.model.channels, config.model.channel_mults = 8, (1,)
     config.model.attention_resolutions = ()
     example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'index': np.zeros(1, np.int32)}
-    params = score.init(config, jax.random.key(0), example)['params']
+    params = jitted_init(score, config, jax.random.key(0), example)['params']
     x, trace = jax.jit(lambda key: score.sample(config, params, key, 3, keep=4))(
         jax.random.key(1))
     assert x.shape == (3, 28, 28, 1) and trace.shape == (4, 3, 28, 28, 1)

@@ -15,6 +15,7 @@ import pytest
 from configs import cdcgan_mnist, classifier_mnist
 from genmodels import data, families, parallel, train_state
 from genmodels.families import gan
+from tests.helpers import jitted_init
 from tests.test_ddpm import tiny_toy
 from tests.test_gan import small
 from tests.test_trainer import tiny_vae
@@ -44,6 +45,11 @@ def _gan(data_dir):
     return config
 
 
+def _init(family, config):
+    return jitted_init(family, config, jax.random.key(0),
+                       train_state.example_batch(data.dataset_info(config.data)))
+
+
 # The VAE, the classifier's convolutions, the GAN's two players and the DDPM step (the toy's MLP:
 # a U-Net compiles for 20 s and runs the same DDPM step). The autoencoder's step has the VAE's shape.
 CONFIGS = {'vae': tiny_vae, 'classifier': _classifier, 'gan': _gan, 'ddpm_toy': tiny_toy}
@@ -55,8 +61,7 @@ def test_accumulated_step_equals_the_large_batch_step(name, data_dir):
     family = families.validated(config)
     batch_size = 16
     batch = next(data.train_iterator(config.data, batch_size, seed=0))
-    state = family.init(config, jax.random.key(0),
-                        train_state.example_batch(data.dataset_info(config.data)))
+    state = _init(family, config)
     results = {}
     for k in (1, 4):
         c = copy.deepcopy(config)
@@ -85,8 +90,7 @@ def test_batch_that_does_not_split_into_micro_batches_is_a_clear_error():
 
 def _losses(config, family, num_steps: int) -> tuple[list[float], str, dict]:
     """Loss per step of `num_steps` jitted steps from init, the step's compiled HLO, final state."""
-    state = family.init(config, jax.random.key(0),
-                        train_state.example_batch(data.dataset_info(config.data)))
+    state = _init(family, config)
     batches = data.train_iterator(config.data, config.train.batch_size, seed=0)
     step = jax.jit(lambda s, b, i: family.train_step(config, s, b, jax.random.fold_in(
         jax.random.key(1), i)))
@@ -135,7 +139,8 @@ def test_bfloat16_compute_tracks_the_float32_loss_curve(name, data_dir):
                 dtypes[dtype] = logits.dtype
                 return logits.mean().astype('float32'), ({}, {}, None)
 
-            train_state.value_and_grad(c, loss_fn, d_vars['params'], batch)
+            jax.jit(lambda p, c=c, f=loss_fn: train_state.value_and_grad(c, f, p, batch))(
+                d_vars['params'])
         assert dtypes == {'float32': np.dtype('float32'), 'bfloat16': np.dtype('bfloat16')}
     if name == 'vae':  # a curve that moves in 30 steps: both fall alike
         assert f32[-10:].mean() < 0.97 * f32[0] and bf16[-10:].mean() < 0.97 * bf16[0]

@@ -11,6 +11,7 @@ import pytest
 from configs import vae_mnist
 from genmodels import noise
 from genmodels.families import vae
+from tests.helpers import jitted_init
 
 
 def _linear_gaussian_config(latent: int) -> ml_collections.ConfigDict:
@@ -55,7 +56,7 @@ def _ppca(d: int, latent: int, seed: int):
 
 def _ppca_params(config, x, w, b, sigma, mean_map, post_var, d):
     """Sets the linear VAE's weights to the pPCA model and a diagonal (mean-field) posterior."""
-    state = vae.init(config, jax.random.key(0), {'image': x.reshape(-1, d, 1, 1)})
+    state = jitted_init(vae, config, jax.random.key(0), {'image': x.reshape(-1, d, 1, 1)})
     params = jax.tree.map(np.asarray, state['params'])
     latent = w.shape[1]
     enc_kernel = np.concatenate([mean_map, np.zeros((d, latent), np.float32)], axis=1)
@@ -102,7 +103,7 @@ def test_elbo_below_iwae_k_below_iwae_larger_k():
     config.model.latent_dim = 8
     rng = np.random.default_rng(0)
     x = (rng.uniform(size=(64, 28, 28, 1)) < 0.3).astype(np.float32)
-    params = vae.init(config, jax.random.key(0), {'image': x})['params']
+    params = jitted_init(vae, config, jax.random.key(0), {'image': x})['params']
     batch = {'image': jnp.asarray(x), 'index': jnp.arange(64)}
     key = jax.random.key(5)
     # Averages over 64 examples keep the Monte Carlo error well below the gaps.
@@ -117,7 +118,7 @@ def test_iwae_chunking_covers_k_samples():
     config = vae_mnist.get_config()
     config.model.hidden = (32,)
     x = (np.random.default_rng(1).uniform(size=(4, 28, 28, 1)) < 0.5).astype(np.float32)
-    params = vae.init(config, jax.random.key(0), {'image': x})['params']
+    params = jitted_init(vae, config, jax.random.key(0), {'image': x})['params']
     batch = {'image': jnp.asarray(x), 'index': jnp.arange(4)}
     key = jax.random.key(3)
     one = vae.log_likelihood(config, params, batch, key, k=1, chunk=1)
@@ -137,7 +138,7 @@ def test_samples_and_reconstructions_in_data_range(architecture, scale):
     config.model.architecture = architecture
     config.data.scale = scale
     x = np.zeros((2, 28, 28, 1), np.float32)
-    params = vae.init(config, jax.random.key(0), {'image': x})['params']
+    params = jitted_init(vae, config, jax.random.key(0), {'image': x})['params']
     lo = -1.0 if scale == '-11' else 0.0
     sample = jax.jit(lambda p: vae.sample(config, p, jax.random.key(1), 3))(params)
     recon = jax.jit(lambda p: vae.reconstruct(config, p, x))(params)

@@ -50,6 +50,7 @@ sampling and evaluation when eval.use_ema.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -586,9 +587,15 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, codes=None) ->
         g_in = join_codes(config, g_in[:, :config.model.latent_dim], codes)
     if labels is None:
         labels = index % max(_num_classes(config), 1)
-    shape = data_lib.dataset_info(config.data).shape
-    g, _ = networks(config, shape)
-    return g.apply(params, g_in, labels, train=False)
+    g, _ = networks(config, data_lib.dataset_info(config.data).shape)
+    return _g_forward(g, params, g_in, labels)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _g_forward(g: Generator, variables: PyTree, g_in: jax.Array, labels: jax.Array) -> jax.Array:
+    """G's forward pass, compiled once per network and shape: the figures and the evaluation call
+    `sample` outside any jit, where the layers would otherwise compile op by op."""
+    return g.apply(variables, g_in, labels, train=False)
 
 
 CLASS_SAMPLES = 5000  # generated digits read by the MNIST classifier for label metrics
@@ -659,7 +666,7 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
 def _decode(config, params, z, labels, codes) -> np.ndarray:
     """G(z, codes) for given z [N, Z], labels [N] and InfoGAN codes."""
     g, _ = networks(config, data_lib.dataset_info(config.data).shape)
-    return np.asarray(g.apply(params, join_codes(config, z, codes), labels, train=False))
+    return np.asarray(_g_forward(g, params, join_codes(config, z, codes), labels))
 
 
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
