@@ -34,9 +34,15 @@ LIBRARY_FUSIONS = ('LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,'
 def configure(environ=os.environ) -> None:
     """Adds `FLAG=` (no YNN fusions) to XLA_FLAGS unless it is already there. Call it before the
     first JAX computation: XLA reads XLA_FLAGS once, when it creates the backend."""
+    add_default(FLAG, '', environ)
+
+
+def add_default(flag: str, value: str, environ=os.environ) -> None:
+    """Appends `flag=value` to XLA_FLAGS unless the flag is already there (the user's value
+    stands)."""
     flags = environ.get('XLA_FLAGS', '')
-    if FLAG not in flags:
-        environ['XLA_FLAGS'] = f'{flags} {FLAG}='.strip()
+    if flag not in flags:
+        environ['XLA_FLAGS'] = f'{flags} {flag}={value}'.strip()
 
 
 def library_fusion_options(environ=os.environ) -> dict[str, str] | None:

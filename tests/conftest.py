@@ -1,7 +1,6 @@
 """Shared fixtures."""
 
 import atexit
-import os
 import shutil
 import tempfile
 
@@ -18,9 +17,7 @@ xla_cpu.configure()  # the XLA:CPU settings train.py runs with; subprocesses inh
 # optimisation of the same programs; the suite passes alike at levels 0, 1 and 2. Level 0 compiles
 # faster still but runs slower: tests that run long chains (annealed Langevin, 1,000-step
 # samplers) took 3-8x longer. A level already in XLA_FLAGS is kept.
-if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
-    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                               ' --xla_backend_optimization_level=1').strip()
+xla_cpu.add_default('--xla_backend_optimization_level', '1')
 
 # Many tests compile the same small programs (the tiny VAE's init, step and evaluation; a
 # single-seed run beside its seed lanes). JAX's persistent compilation cache, for this test
