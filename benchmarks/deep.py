@@ -19,7 +19,9 @@ fetched before timing starts); the loop figure runs `train_and_evaluate` itself.
     step_memory_bytes    the compiled step's own buffers, one device (`memory_analysis()`:
                          arguments + outputs - donated + temporaries), comparable across backends
     sample_images_per_second  `evaluation.make_sampler` (eval.batch_size images a call), compiled
-                         first, per entry of eval.samplers where the family has them (DDPM)
+                         first, per entry of eval.samplers where the family has them (DDPM);
+                         timed once per config, at its first batch size, and shared by its other
+                         records (sample_rates_batch_size: the record that timed them)
     profile              with --profile: one more step under jax.profiler, its HLO ops' total ms,
                          ms by kind (convolutions, dots, ...) and the slowest ops (hlo_profile.py)
     loop_steps_per_second  `trainer.train_and_evaluate` in a scratch workdir: its own logged
@@ -77,8 +79,11 @@ def with_batch_size(config: ml_collections.ConfigDict, batch_size: int
     return config
 
 
-def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settings) -> dict:
-    """The record of `config` at `batch_size` on all devices (keys: see the module docstring)."""
+def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settings,
+            sampled: tuple[int, dict | None] | None = None) -> dict:
+    """The record of `config` at `batch_size` on all devices (keys: see the module docstring).
+    `sampled`: (batch size, sample_images_per_second) of an earlier record of the same config, whose
+    sampler rates this record reuses instead of timing them again."""
     config = with_batch_size(config, batch_size)
     family = families.validated(config)
     try:
@@ -140,10 +145,12 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
         record |= {'torch_step_ms_median': None, 'speedup_vs_torch': None,
                    'torch_note': why_no_torch}
 
-    # 2. Sampling, from the state the timed steps left.
-    params = families.eval_params(family, config, state)
-    record['sample_images_per_second'] = sample_rates(config, family, params,
-                                                      settings.sample_repeats)
+    # 2. Sampling, from the state the timed steps left: once per config, since the samplers do
+    # not depend on the training batch size (eval.batch_size images a call).
+    if sampled is None:
+        params = families.eval_params(family, config, state)
+        sampled = (batch_size, sample_rates(config, family, params, settings.sample_repeats))
+    record['sample_rates_batch_size'], record['sample_images_per_second'] = sampled
 
     # 3. The real loop.
     record['loop_log_every'] = loop_interval(config, median / 1e3, settings)

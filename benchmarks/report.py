@@ -1,8 +1,9 @@
 """What a run writes and how two runs compare: results.json, results.md, scaling.png, compare.md.
 
-results.json is {'environment': {...}, 'records': [...], 'skipped': [...]}: one record per (config,
-batch size, device set) for deep configs, one per classical row, each with the environment's
-identity keys (device_kind, num_devices, threads) so that a record stands alone.
+results.json is {'environment': {...}, 'records': [...], 'skipped': [...]} (and 'resumed': the
+environments of later sittings, with --resume): one record per (config, batch size, device set)
+for deep configs, one per classical row, each with the environment's identity keys (device_kind,
+num_devices, threads) and the date and commit it was measured at, so that a record stands alone.
 """
 
 from __future__ import annotations
@@ -80,8 +81,16 @@ def deep_rows(records: list[dict]) -> list[list[str]]:
             f"{fmt(r['loop_steps_per_second'], '.3g')} "
             f"({fmt(r['loop_fraction_of_step_rate'], '.0%')}; {r.get('loop_log_every', '-')})",
             fmt(r['torch_step_ms_median']), fmt(r['speedup_vs_torch'], '.2f'),
-            ', '.join(f'{k} {v:.3g}' for k, v in samples.items()) if samples else '-'])
+            sample_cell(samples, r.get('sample_rates_batch_size'), r['batch_size'])])
     return rows
+
+
+def sample_cell(samples: dict | None, timed_at: int | None, batch_size: int) -> str:
+    """Each sampler's images/s; 'as at batch B' where another record of the config timed them."""
+    if not samples:
+        return '-'
+    text = ', '.join(f'{k} {v:.3g}' for k, v in samples.items())
+    return text if timed_at in (None, batch_size) else f'as at batch {timed_at}'
 
 
 DEEP_HEADER = ['config', 'family', 'batch', 'devices', 'compile s', 'step ms median (p10-p90)',
@@ -98,6 +107,11 @@ def markdown(results: dict) -> str:
            f"{fmt(env['other_load_cores'], '.1f')} of {env['cpus']} CPUs busy before timing. "
            f"{'Smoke run: tiny batches and few steps, not for a table.' if env['smoke'] else ''}"
            '\n']
+    for later in results.get('resumed', []):
+        out.append(f"\nContinued (--resume) at commit {later['commit'] or 'unknown'}, "
+                   f"{later['date']}; other processes kept {fmt(later['other_load_cores'], '.1f')} "
+                   f"of {later['cpus']} CPUs busy. Each record's `date` and `commit` say which "
+                   'sitting measured it.\n')
     deep = [r for r in records if r.get('batch_size') is not None]
     if deep:
         out += ['\n## Deep configs: the train step\n\n',

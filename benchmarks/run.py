@@ -21,6 +21,13 @@ records share with the ratio B/A, into DIR/compare.md with --out.
 must act before JAX starts its CPU backend, so give it on the command line. Without it every side
 uses all usable CPUs. PyTorch (benchmarks/requirements-torch.txt) is optional: without it the torch
 columns are empty and the notes say how to install it.
+
+A full sweep is long on a small machine: --max_step_seconds S skips a config's larger batch sizes
+once its step, extrapolated linearly in the batch size from the largest one measured, would exceed
+S seconds (results.md lists each skip and the prediction). --resume continues an --out directory:
+the records it holds (same config, batch size, device kind, device count and thread count) are
+kept and not measured again, so a sweep can be split over several sittings or restarted after an
+interruption; each record carries the date and commit it was measured at.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import argparse
 import datetime
 import glob
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -118,9 +126,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         'record: where its time goes, by HLO op')
     parser.add_argument('--data_dir', help='TFDS data dir of every deep config (default: each '
                         'config\'s data.data_dir)')
+    parser.add_argument('--max_step_seconds', type=float,
+                        help='skip a larger batch size whose step, extrapolated linearly from '
+                        'the largest measured one, would take longer than this')
+    parser.add_argument('--resume', action='store_true', help='keep the records already in '
+                        '--out DIR/results.json and measure only the missing ones')
     for name, (full, smoke) in DEFAULTS.items():
         parser.add_argument(f'--{name}', type=int, help=f'default {full} (--smoke: {smoke})')
     args = parser.parse_args(argv)
+    if args.resume and not args.out:
+        raise SystemExit('error: --resume continues an --out directory: give --out DIR.')
+    if args.max_step_seconds is not None and not args.max_step_seconds > 0:
+        raise SystemExit(f'error: --max_step_seconds must be positive, got '
+                         f'{args.max_step_seconds}.')
     for name in DEFAULTS:
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -166,12 +184,19 @@ def run(args, on_record: Callable[[dict], None] = lambda results: None) -> dict:
     env = environment(args, threads)
     identity = {'device_kind': env['device_kind'], 'num_devices': env['num_devices'],
                 'threads': threads}
-    records, skipped = [], []
-    results = {'environment': env, 'records': records, 'skipped': skipped, 'complete': False}
+    stamp = {'date': env['date'], 'commit': env['commit']}
+    results = {'environment': env, 'records': [], 'skipped': [], 'complete': False}
+    if args.resume:
+        results = resumed(results, args.out)
+    records, skipped = results['records'], results['skipped']
+    done = {(r['config'], r['batch_size']) for r in records
+            if all(r.get(k) == v for k, v in identity.items())}
     for name in names:
         if name in classical.ROWS:
+            if (name, None) in done:
+                continue
             record = {'config': name, 'family': classical.FAMILY[name], 'batch_size': None,
-                      **identity, **classical.measure(name, args.smoke)}
+                      **identity, **classical.measure(name, args.smoke), **stamp}
             records.append(record)
             print(f'{name}: done', file=sys.stderr, flush=True)
             on_record(results)
@@ -179,21 +204,69 @@ def run(args, on_record: Callable[[dict], None] = lambda results: None) -> dict:
         config = load_config(name, args.smoke)
         if args.data_dir:
             config.data.data_dir = args.data_dir
+        mine = [r for r in records if r['config'] == name and (name, r['batch_size']) in done]
+        measured_steps = {r['batch_size']: r['step_ms_median'] / 1e3 for r in mine}
+        sampled = next(((r['sample_rates_batch_size'], r['sample_images_per_second'])
+                        for r in mine if 'sample_rates_batch_size' in r), None)
         for b in batch_sizes or [SMOKE_BATCH if args.smoke else config.train.batch_size]:
+            if (name, b) in done:
+                continue
+            skipped[:] = [s for s in skipped if (s['config'], s['batch_size']) != (name, b)]
+            why = too_slow(measured_steps, b, args.max_step_seconds)
             try:
-                measured = deep.measure(config, b, settings)
+                if why:
+                    raise deep.Skipped(why)
+                measured = deep.measure(config, b, settings, sampled)
             except deep.Skipped as e:
                 skipped.append({'config': name, 'batch_size': b, 'reason': str(e)})
                 print(f'{name} batch {b}: skipped, {e}', file=sys.stderr, flush=True)
                 on_record(results)
                 continue
+            measured_steps[b] = measured['step_ms_median'] / 1e3
+            sampled = measured['sample_rates_batch_size'], measured['sample_images_per_second']
             architecture = config.model.architecture if 'architecture' in config.model else None
             records.append({'config': name, 'family': config.family, 'batch_size': b,
-                            'architecture': architecture, **identity, **measured})
+                            'architecture': architecture, **measured, **identity, **stamp})
             print(f'{name} batch {b}: {measured["step_ms_median"]:.3g} ms/step', file=sys.stderr,
                   flush=True)
             on_record(results)
     results['complete'] = True
+    return results
+
+
+def too_slow(measured: dict[int, float], batch_size: int, limit: float | None) -> str | None:
+    """Why `batch_size` is skipped under --max_step_seconds `limit`, or None: its step predicted
+    linearly in the batch size from the largest measured batch size below it (seconds by batch
+    size in `measured`) exceeds the limit."""
+    below = [b for b in measured if b < batch_size]
+    if limit is None or not below:
+        return None
+    base = max(below)
+    predicted = measured[base] * batch_size / base
+    if predicted <= limit:
+        return None
+    return (f'its step would take about {predicted:.3g} s (linear from {measured[base]:.3g} s at '
+            f'batch {base}), over --max_step_seconds {limit:g}')
+
+
+def resumed(fresh: dict, out_dir: str) -> dict:
+    """The results in out_dir/results.json, to continue; `fresh` (this run's empty results) when
+    there are none. This run's environment goes to its 'resumed' list."""
+    try:
+        results = report.load(out_dir)
+    except FileNotFoundError:
+        return fresh
+    except (ValueError, json.JSONDecodeError) as e:
+        raise SystemExit(f'error: --resume: {e} Remove it or choose another --out.') from None
+    then, now = results['environment'], fresh['environment']
+    mine = {k: now[k] for k in ('device_kind', 'num_devices', 'threads', 'smoke')}
+    theirs = {k: then.get(k) for k in mine}
+    if theirs != mine:
+        raise SystemExit(f'error: --resume: {out_dir} holds a run with {theirs}, this one has '
+                         f'{mine}; choose another --out, or the same --threads.')
+    results.setdefault('skipped', [])
+    results['resumed'] = results.get('resumed', []) + [fresh['environment']]
+    results['complete'] = False
     return results
 
 

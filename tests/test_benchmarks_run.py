@@ -17,9 +17,9 @@ DEEP_KEYS = ('config', 'family', 'architecture', 'device_kind', 'num_devices', '
              'peak_memory_bytes', 'sample_images_per_second', 'loop_steps_per_second',
              'loop_log_every', 'loop_fraction_of_step_rate', 'torch_step_ms_median', 'speedup_vs_torch',
              'torch_note', 'torch_check', 'peak_source', 'peak_memory_source',
-             'step_memory_bytes')
+             'step_memory_bytes', 'sample_rates_batch_size', 'date', 'commit')
 TEXT_KEYS = ('config', 'family', 'architecture', 'device_kind', 'torch_note', 'torch_check',
-             'peak_source', 'peak_memory_source', 'sample_images_per_second')
+             'peak_source', 'peak_memory_source', 'sample_images_per_second', 'date', 'commit')
 # Null by design: the torch columns when no torch reference runs (torch is hidden below, as on a
 # machine without it: the suite never depends on torch); torch_note when one does, torch_check
 # when none does. peak_tflops and mfu are null only for a GPU/TPU kind without a published peak,
@@ -52,6 +52,28 @@ def test_smoke_run_records_tables_and_compare(tmp_path, data_dir, monkeypatch):
     check_records(results['records'])
     check_markdown(out)
     check_compare(out, results, tmp_path)
+    check_resume(out, results, monkeypatch)
+
+
+def check_resume(out: str, results: dict, monkeypatch) -> None:
+    """--resume keeps the records already there and measures nothing again; another machine's run
+    is refused (a device kind stands for any difference)."""
+    def measured_again(*args, **kwargs):
+        raise AssertionError('--resume measured a record that was already there')
+
+    monkeypatch.setattr(run.deep, 'measure', measured_again)
+    monkeypatch.setattr(run.classical, 'measure', measured_again)
+    argv = ['--smoke', '--configs', 'vae_mnist,kde', '--resume', '--out', out]
+    again = run.main(argv)
+    assert again['records'] == results['records'] and len(again['resumed']) == 1
+    with open(os.path.join(out, 'results.md')) as f:
+        assert 'Continued (--resume)' in f.read()
+    elsewhere = json.loads(json.dumps(again))
+    elsewhere['environment']['device_kind'] = 'another machine'
+    with open(os.path.join(out, 'results.json'), 'w') as f:
+        json.dump(elsewhere, f)
+    with pytest.raises(SystemExit, match='holds a run with'):
+        run.main(argv)
 
 
 def check_records(records: list[dict]) -> None:
@@ -62,6 +84,8 @@ def check_records(records: list[dict]) -> None:
     for key in set(DEEP_KEYS) - set(TORCH_KEYS) - set(TEXT_KEYS):
         assert positive(deep[key]), (key, deep[key])
     assert deep['step_ms_p10'] <= deep['step_ms_median'] <= deep['step_ms_p90']
+    assert deep['sample_rates_batch_size'] == run.SMOKE_BATCH  # timed by this record
+    assert kde['date'] and 'commit' in kde
     assert deep['sample_images_per_second'] and all(
         positive(v) for v in deep['sample_images_per_second'].values())
     assert all(deep[k] is None for k in TORCH_KEYS)
@@ -103,8 +127,53 @@ def check_compare(out: str, results: dict, tmp_path) -> None:
     (['--batch_sizes', '32,x'], '--batch_sizes'),
     (['--configs', 'vae_mnistt'], 'is not a config'),
     (['--configs', 'gmm_digits'], 'classical rows are em, kde'),
+    (['--resume'], 'give --out DIR'),
+    (['--max_step_seconds', '0'], 'must be positive'),
 ])
 def test_bad_flags_fail_in_one_line(argv, message):
     with pytest.raises(SystemExit, match=message) as e:
         run.main(argv + ['--no_torch'])
     assert '\n' not in str(e.value)
+
+
+def test_max_step_seconds_skips_batch_sizes_predicted_too_slow():
+    measured = {32: 0.1, 128: 0.5}  # seconds per step
+    assert run.too_slow(measured, 512, None) is None
+    assert run.too_slow(measured, 512, 2.5) is None  # 0.5 * 4 = 2 s
+    why = run.too_slow(measured, 2048, 2.5)  # 0.5 * 16 = 8 s, from the largest batch below
+    assert 'about 8 s' in why and 'batch 128' in why and '--max_step_seconds 2.5' in why
+    assert run.too_slow(measured, 16, 0.01) is None  # nothing measured below it
+
+
+def test_sweep_reuses_sampler_rates_skips_slow_batches_and_resumes(tmp_path, monkeypatch):
+    """The sweep's bookkeeping, with deep.measure replaced by a fake whose step takes 10 ms per
+    example: sampler rates are timed at the first batch size only, a batch size predicted over
+    --max_step_seconds is skipped, and --resume measures only what is missing."""
+    calls = []
+
+    def fake_measure(config, batch_size, settings, sampled=None):
+        calls.append((batch_size, sampled))
+        rates = sampled or (batch_size, {'sample': 100.0})
+        run_keys = ('batch_size', 'num_devices', 'threads')  # run.run adds these
+        record = {k: 1.0 for k in DEEP_KEYS if k not in TEXT_KEYS + run_keys}
+        record |= {'step_ms_median': 10.0 * batch_size, 'step_ms_p10': 10.0 * batch_size,
+                   'step_ms_p90': 10.0 * batch_size, 'sample_rates_batch_size': rates[0],
+                   'sample_images_per_second': rates[1], 'torch_note': 'off',
+                   'torch_check': None, 'peak_source': 'fake', 'peak_memory_source': 'fake',
+                   'loop_log_every': 20}
+        return record
+
+    monkeypatch.setattr(run.deep, 'measure', fake_measure)
+    out = str(tmp_path / 'sweep')
+    argv = ['--configs', 'vae_mnist', '--no_torch', '--out', out, '--max_step_seconds', '0.5']
+    results = run.main(argv + ['--batch_sizes', '8,16,64'])
+    assert calls == [(8, None), (16, (8, {'sample': 100.0}))]
+    assert [s['batch_size'] for s in results['skipped']] == [64]  # 0.16 s x 4 > 0.5 s
+    with open(os.path.join(out, 'results.md')) as f:
+        md = f.read()
+    assert 'as at batch 8' in md and 'over --max_step_seconds 0.5' in md
+    calls.clear()
+    results = run.main(argv + ['--batch_sizes', '8,16,32,64', '--resume'])
+    assert calls == [(32, (8, {'sample': 100.0}))]  # 64: 0.32 s x 2 > 0.5 s, skipped again
+    assert [r['batch_size'] for r in results['records']] == [8, 16, 32]
+    assert [s['batch_size'] for s in results['skipped']] == [64]
