@@ -160,7 +160,8 @@ def markdown(results: dict) -> str:
                      '(measured here: the torch MLP VAE step 40x slower at 2 threads than at 1), '
                      'so speedup_vs_torch is biased toward JAX; compare at --threads 1 or on idle '
                      'cores.')
-    notes += [f"{s['config']}: skipped, {s['reason']}" for s in results.get('skipped', [])]
+    notes += [f"{s['config']} batch {s['batch_size']}: skipped, {s['reason']}"
+              for s in results.get('skipped', [])]
     if notes:
         out += ['\n## Notes\n\n'] + [f'- {n}\n' for n in dict.fromkeys(notes)]
     return ''.join(out)
@@ -238,11 +239,14 @@ def compare(a: dict, b: dict, names: tuple[str, str]) -> str:
 
 def scaling_figure(records: list[dict], path: str) -> str:
     """Step time and throughput against batch size, one line per config (torch dashed), log-log."""
-    fig, (ax_t, ax_x) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for i, name in enumerate(dict.fromkeys(r['config'] for r in records)):
+    names = list(dict.fromkeys(r['config'] for r in records))
+    # Up to 10 configs: the default cycle; more (a full sweep has 20): tab20, markers alternating.
+    colors = [f'C{i}' for i in range(10)] if len(names) <= 10 else list(plt.cm.tab20.colors)
+    fig, (ax_t, ax_x) = plt.subplots(1, 2, figsize=(12 + 2 * (len(names) > 10), 4.5))
+    for i, name in enumerate(names):
         rows = sorted((r for r in records if r['config'] == name), key=lambda r: r['batch_size'])
         b = [r['batch_size'] for r in rows]
-        color = f'C{i % 10}'
+        color = colors[i % len(colors)]
         ax_t.plot(b, [r['step_ms_median'] for r in rows], 'o-', color=color, label=name)
         ax_t.fill_between(b, [r['step_ms_p10'] for r in rows], [r['step_ms_p90'] for r in rows],
                           color=color, alpha=0.2)
@@ -264,7 +268,10 @@ def scaling_figure(records: list[dict], path: str) -> str:
         ax.set_xlabel('batch size')
         ax.set_ylabel(label)
         ax.grid(True, which='both', alpha=0.3)
-    ax_x.legend(fontsize=7, loc='best')
+    if len(names) > 10:  # beside the panels, not over the lines
+        ax_x.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax_x.legend(fontsize=7, loc='best')
     fig.suptitle(f"{records[0]['device_kind']} x {records[0]['num_devices']}, "
                  f"{records[0]['threads']} thread(s)")
     fig.tight_layout()
