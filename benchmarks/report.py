@@ -240,7 +240,7 @@ def compare(a: dict, b: dict, names: tuple[str, str]) -> str:
 def scaling_figure(records: list[dict], path: str) -> str:
     """Step time and throughput against batch size, one line per config (torch dashed), log-log."""
     names = list(dict.fromkeys(r['config'] for r in records))
-    # Up to 10 configs: the default cycle; more (a full sweep has 20): tab20, markers alternating.
+    # Up to 10 configs: the default colour cycle; more (a full sweep has 20): tab20.
     colors = [f'C{i}' for i in range(10)] if len(names) <= 10 else list(plt.cm.tab20.colors)
     fig, (ax_t, ax_x) = plt.subplots(1, 2, figsize=(12 + 2 * (len(names) > 10), 4.5))
     for i, name in enumerate(names):
