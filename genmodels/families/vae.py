@@ -97,8 +97,12 @@ def log_px_given_z(config, params, x: jax.Array, out: jax.Array) -> jax.Array:
     axes = tuple(range(1, x.ndim))
     if config.model.likelihood == 'bernoulli':
         xb = data_lib.to_unit(config.data, x)
-        # log Bernoulli(x; sigmoid(l)) = x log sigmoid(l) + (1 - x) log sigmoid(-l)
-        return jnp.sum(xb * jax.nn.log_sigmoid(out) + (1.0 - xb) * jax.nn.log_sigmoid(-out), axes)
+        # log Bernoulli(x; sigmoid(l)) = x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l),
+        # with softplus(l) = max(l, 0) + log1p(exp(-|l|)) written out: XLA:CPU's fusions of
+        # jax.nn.log_sigmoid take 2-4x as long for the value and gradient (2048 x 784 logits: 16.4
+        # against 4.2 ms), which is a tenth of the MLP VAE's step at large batch.
+        softplus = jnp.maximum(out, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(out)))
+        return jnp.sum(xb * out - softplus, axes)
     log_scale = params['log_scale']
     z = (x - out) * jnp.exp(-log_scale)
     return jnp.sum(-0.5 * z * z - log_scale - 0.5 * LOG_2PI, axes)
