@@ -161,6 +161,11 @@ def test_info_bound_is_code_entropy_minus_cross_entropy():
     entropy = math.log(k) + n * math.log(2.0)  # uniform categorical, U[-1, 1] codes
     np.testing.assert_allclose(gan.info_lower_bound(config, q, codes),
                                entropy - cross_entropy - gauss_nll, rtol=1e-5)
+    # The loss's lambda L_I: each code's term times its own lambda.
+    config.loss.info_weight, config.loss.info_continuous_weight = 0.7, 0.1
+    np.testing.assert_allclose(
+        gan.info_lower_bound(config, q, codes, weighted=True),
+        0.7 * (math.log(k) - cross_entropy) + 0.1 * (n * math.log(2.0) - gauss_nll), rtol=1e-5)
     # A perfect categorical prediction bounds the categorical part of I(c; x) by log K = H(c).
     perfect = jnp.concatenate([100.0 * jax.nn.one_hot(codes['categorical'], k), q[:, k:]], 1)
     config.model.info_continuous = 0

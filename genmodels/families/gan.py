@@ -36,7 +36,10 @@ InfoGAN (Chen et al. 2016): codes c (a categorical of model.info_categorical cla
 model.info_continuous codes ~ U[-1, 1]) join z; a head Q on D's trunk predicts them, and
     L_I = E[log Q(c | G(z, c))] + H(c) <= I(c; G(z, c))                 (Chen et al., Eq. 5)
 (cross-entropy for the categorical code, a unit-variance Gaussian log-likelihood for continuous
-ones); G and Q (D's parameters) both maximise loss.info_weight * L_I.
+ones); G and Q (D's parameters) both maximise lambda L_I, with lambda = loss.info_weight on the
+categorical code's term and loss.info_continuous_weight on the continuous codes' (Chen et al.
+set 1 for discrete codes and smaller values for continuous ones, whose log-likelihood is on a
+different scale).
 
 DCGAN (Radford et al. 2016): weights ~ N(0, 0.02) (model.init_std; the toy MLP GAN uses LeCun
 normal, init_std 0, and trains faster with it), batch norm in G (its running statistics in the
@@ -88,7 +91,8 @@ CONFIG_SCHEMA = {
         'gp_weight': float,       # WGAN-GP's penalty weight (objective 'wgan_gp' only)
         'r1_weight': float,       # R1 penalty on real data, any objective (0: off)
         'r1_fraction': float,     # share of the real batch R1 is computed on (1: all)
-        'info_weight': float,     # lambda of InfoGAN's mutual-information term
+        'info_weight': float,     # lambda of InfoGAN's mutual-information term (categorical code)
+        'info_continuous_weight': float,  # lambda of its continuous codes' term
         'top_k': float,           # fraction of G's samples its update keeps at the end (1: all)
         'top_k_decay_steps': int,  # G steps over which the kept fraction falls from 1 to top_k
         'augment': str,           # DiffAugment of D's inputs: '', 'translation', 'cutout', ...
@@ -127,8 +131,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           f'separated subset of {list(AUGMENTS)}, or \'\' for none.')
     if loss.augment and data_lib.is_toy(config.data.name):
         raise ConfigError("loss.augment transforms images; toy data are points: set it to ''.")
-    if min(loss.gp_weight, loss.r1_weight, loss.info_weight) < 0:
-        raise ConfigError('loss.gp_weight, r1_weight and info_weight must be >= 0.')
+    if min(loss.gp_weight, loss.r1_weight, loss.info_weight, loss.info_continuous_weight) < 0:
+        raise ConfigError('loss.gp_weight, r1_weight, info_weight and info_continuous_weight must '
+                          'be >= 0.')
     if config.objective == 'wgan_gp' and loss.gp_weight <= 0:
         raise ConfigError('the wgan_gp objective needs loss.gp_weight > 0 (10 in Gulrajani et al.).')
     if m.info_categorical == 1:
@@ -292,21 +297,25 @@ def join_codes(config, z: jax.Array, codes: dict[str, jax.Array]) -> jax.Array:
     return jnp.concatenate(parts, -1)
 
 
-def info_lower_bound(config, q: jax.Array, codes: dict[str, jax.Array]) -> jax.Array:
+def info_lower_bound(config, q: jax.Array, codes: dict[str, jax.Array],
+                     weighted: bool = False) -> jax.Array:
     """L_I = E log Q(c | x) + H(c) per example [B], nats (Chen et al. Eq. 5); Q's outputs q
     [B, K + n]: categorical logits, then continuous means of unit-variance Gaussians. H(c) =
-    log K + n log 2 for the uniform categorical and the U[-1, 1] codes."""
+    log K + n log 2 for the uniform categorical and the U[-1, 1] codes. weighted: the loss's
+    lambda L_I instead, the categorical term times loss.info_weight and the continuous one times
+    loss.info_continuous_weight."""
     m = config.model
+    weights = ((config.loss.info_weight, config.loss.info_continuous_weight) if weighted
+               else (1.0, 1.0))
     bound = jnp.zeros(q.shape[0])
     if m.info_categorical:
-        logits = q[:, :m.info_categorical]
-        log_q = jax.nn.log_softmax(logits)
-        bound += jnp.take_along_axis(log_q, codes['categorical'][:, None], 1)[:, 0]
-        bound += math.log(m.info_categorical)
+        log_q = jax.nn.log_softmax(q[:, :m.info_categorical])
+        term = jnp.take_along_axis(log_q, codes['categorical'][:, None], 1)[:, 0]
+        bound += weights[0] * (term + math.log(m.info_categorical))
     if m.info_continuous:
         mean = q[:, m.info_categorical:]
-        bound += jnp.sum(-0.5 * (codes['continuous'] - mean) ** 2 - 0.5 * LOG_2PI, -1)
-        bound += m.info_continuous * math.log(2.0)
+        term = jnp.sum(-0.5 * (codes['continuous'] - mean) ** 2 - 0.5 * LOG_2PI, -1)
+        bound += weights[1] * (term + m.info_continuous * math.log(2.0))
     return bound
 
 
@@ -510,7 +519,7 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
             if info:
                 _, q = d.apply({'params': params, **stats}, mb['fake'], mb['labels'])
                 terms['info_bound'] = jnp.mean(info_lower_bound(config, q, mb['codes']))
-                total -= config.loss.info_weight * terms['info_bound']
+                total -= jnp.mean(info_lower_bound(config, q, mb['codes'], weighted=True))
             # Accuracy of D's decision l > 0 (real) on both sets; one power iteration of SN.
             if stats:
                 (l_real, _), new_stats = d.apply({'params': params, **stats}, mb['real'],
@@ -555,7 +564,7 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
             total = aux['g_loss']
         if info:
             _, q = d.apply(d_vars, fake, mb['labels'])
-            total -= config.loss.info_weight * jnp.mean(info_lower_bound(config, q, mb['codes']))
+            total -= jnp.mean(info_lower_bound(config, q, mb['codes'], weighted=True))
         return total, (aux, {}, new_g)
 
     micro = {'g_in': g_in, 'real': real, 'index': index, 'labels': labels, 'codes': codes}
