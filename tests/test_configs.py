@@ -2,11 +2,13 @@
 
 import glob
 import importlib
+import json
 import os
 
+import ml_collections
 import pytest
 
-from genmodels import families
+from genmodels import config as config_lib, families
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))
@@ -21,3 +23,19 @@ def test_config_validates_with_and_without_smoke(name):
         families.validated(module.get_config(arg))
     with pytest.raises(ValueError, match='unknown config argument'):
         module.get_config('smoek')
+
+
+
+# Every config's config.json as train.py saved it on 2026-12-01 (gan_grid25's from a run made before
+# loss.info_continuous_weight existed). A schema key added later without an ADDED_KEYS entry
+# fails here: workdirs saved before it would no longer resume or evaluate.
+SAVED = os.path.join(ROOT, 'tests', 'data', 'saved_configs.json')
+
+
+@pytest.mark.parametrize('name', sorted(json.load(open(SAVED))))
+def test_workdirs_saved_by_earlier_versions_still_load(name, tmp_path):
+    with open(SAVED) as f:
+        saved = json.load(f)[name]
+    with open(tmp_path / 'config.json', 'w') as f:
+        json.dump(saved, f)
+    families.validated(ml_collections.ConfigDict(config_lib.read_saved(str(tmp_path))))
