@@ -25,17 +25,15 @@ def test_config_validates_with_and_without_smoke(name):
         module.get_config('smoek')
 
 
-
 # Every config's config.json as train.py saved it on 2026-12-01 (gan_grid25's from a run made before
 # loss.info_continuous_weight existed). A schema key added later without an ADDED_KEYS entry
 # fails here: workdirs saved before it would no longer resume or evaluate.
-SAVED = os.path.join(ROOT, 'tests', 'data', 'saved_configs.json')
+with open(os.path.join(ROOT, 'tests', 'data', 'saved_configs.json')) as _f:
+    SAVED = json.load(_f)
 
 
-@pytest.mark.parametrize('name', sorted(json.load(open(SAVED))))
+@pytest.mark.parametrize('name', sorted(SAVED))
 def test_workdirs_saved_by_earlier_versions_still_load(name, tmp_path):
-    with open(SAVED) as f:
-        saved = json.load(f)[name]
     with open(tmp_path / 'config.json', 'w') as f:
-        json.dump(saved, f)
+        json.dump(SAVED[name], f)
     families.validated(ml_collections.ConfigDict(config_lib.read_saved(str(tmp_path))))
