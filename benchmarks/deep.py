@@ -24,11 +24,16 @@ fetched before timing starts); the loop figure runs `train_and_evaluate` itself.
                          records (sample_rates_batch_size: the record that timed them)
     profile              with --profile: one more step under jax.profiler, its HLO ops' total ms,
                          ms by kind (convolutions, dots, ...) and the slowest ops (hlo_profile.py)
-    loop_steps_per_second  `trainer.train_and_evaluate` in a scratch workdir: its own logged
-                         steps_per_sec over one logging interval after the first (which holds
-                         the compilation); its data stream (the trainer's `iterator_hook`)
-                         ends the run after those steps, before any
+    loop_steps_per_second  `trainer.train_and_evaluate` in a scratch workdir: the median of its
+                         own logged steps_per_sec over `loop_intervals` logging intervals after
+                         the first (which holds the compilation); its data stream (the trainer's
+                         `iterator_hook`) ends the run after those steps, before any
                          checkpoint or evaluation. Figures and FID during training are off.
+    step_ms_median_after_loop  the bare step timed again (`steps` steps) right after the loop
+    loop_fraction_of_step_rate  loop rate x the mean of the bare step's medians before and after
+                         the loop: the machine's speed drifts between sittings of a few seconds
+                         (one interval against the earlier median alone swung from 82% to 134%
+                         for one config between runs).
     loop_log_every       that interval: the config's own train.log_every, so logging weighs
                          what it weighs in training, cut to what fits in `loop_seconds` at the
                          step's rate (at least `loop_steps`). Logging costs 3-30 ms an interval
@@ -60,8 +65,9 @@ class Settings:
     steps: int           # timed steps per implementation per round
     rounds: int          # rounds alternating the implementations
     warmup: int          # untimed steps of each implementation first
-    loop_steps: int      # fewest steps per logged interval of the loop run (it runs two)
+    loop_steps: int      # fewest steps per logged interval of the loop run
     loop_seconds: int    # longest a logged interval may take, when log_every's would take more
+    loop_intervals: int  # timed logged intervals of the loop run (their median rate)
     sample_repeats: int  # timed sampler calls
     matmul_size: int     # n of the n x n matmul that measures the CPU peak
     torch: bool          # time the torch reference where one mirrors the config
@@ -154,8 +160,16 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
 
     # 3. The real loop.
     record['loop_log_every'] = loop_interval(config, median / 1e3, settings)
-    record['loop_steps_per_second'] = loop_rate(config, record['loop_log_every'])
-    record['loop_fraction_of_step_rate'] = record['loop_steps_per_second'] * median / 1e3
+    record['loop_steps_per_second'] = loop_rate(config, record['loop_log_every'],
+                                                settings.loop_intervals)
+    after = []
+    for i in range(settings.steps):
+        start = time.perf_counter()
+        jax_step(i)
+        after.append(time.perf_counter() - start)
+    record['step_ms_median_after_loop'] = 1e3 * float(np.median(after))
+    bare_ms = 0.5 * (median + record['step_ms_median_after_loop'])
+    record['loop_fraction_of_step_rate'] = record['loop_steps_per_second'] * bare_ms / 1e3
     return record
 
 
@@ -224,19 +238,21 @@ class _LoopDone(Exception):
     """Raised by the data stream after the steps the loop figure needs."""
 
 
-def loop_rate(config: ml_collections.ConfigDict, loop_steps: int) -> float:
+def loop_rate(config: ml_collections.ConfigDict, loop_steps: int, intervals: int = 1) -> float:
     """Steps per second of `trainer.train_and_evaluate` itself (data pipeline, dispatch, metric
-    logging) over `loop_steps` steps after a first logged interval of as many (compilation)."""
+    logging): the median over `intervals` logged intervals of `loop_steps` steps, after a first
+    interval of as many (compilation)."""
     config = copy.deepcopy(config)
     t = config.train
     # num_steps is part of the step's program (its schedules): changed only if too few to time.
-    t.num_steps = max(t.num_steps, 2 * loop_steps + 1)
+    total = (1 + intervals) * loop_steps
+    t.num_steps = max(t.num_steps, total + 1)
     t.log_every = loop_steps
     t.checkpoint_every = t.num_steps  # no checkpoint inside the timed steps
     t.figures_every = t.fid_every = 0
 
     def stop_after_timed_steps(batches):
-        for _ in range(2 * loop_steps):
+        for _ in range(total):
             yield next(batches)
         raise _LoopDone
 
@@ -248,4 +264,4 @@ def loop_rate(config: ml_collections.ConfigDict, loop_steps: int) -> float:
         with open(os.path.join(workdir, 'metrics.jsonl')) as f:
             logged = [json.loads(line) for line in f]
     rates = [r['steps_per_sec'] for r in logged if 'steps_per_sec' in r]
-    return float(rates[1])
+    return float(np.median(rates[1:1 + intervals]))

@@ -119,8 +119,9 @@ def markdown(results: dict) -> str:
         peaks = ' / '.join(dict.fromkeys(fmt(r['peak_tflops'], '.3g') for r in deep))
         out += ['\n## Deep configs: the train step\n\n',
                 'step: the trainer\'s jitted step alone, timed step by step after warm-up; loop: '
-                f"train_and_evaluate's own steps/s; MFU against {deep[0]['peak_source']} "
-                f"({peaks} TFLOP/s{', each record against its sitting' if '/' in peaks else ''}); "
+                "train_and_evaluate's own steps/s (median of its logged intervals), as a share of "
+                "the bare step's rate timed before and after it; MFU against "
+                f"{deep[0]['peak_source']} ({peaks} TFLOP/s{', each record against its sitting' if '/' in peaks else ''}); "
                 f"peak memory: {deep[0]['peak_memory_source']}.\n\n",
                 table(DEEP_HEADER, deep_rows(deep))]
     em = [r for r in records if r['config'] == 'em']

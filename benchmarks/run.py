@@ -57,7 +57,8 @@ SMOKE_CONFIGS = ('vae_mnist',) + classical.ROWS
 SMOKE_BATCH = 8
 # Defaults of the timing settings: (full run, --smoke).
 DEFAULTS = {'steps': (10, 3), 'rounds': (3, 1), 'warmup': (3, 1), 'loop_steps': (20, 2),
-            'loop_seconds': (5, 1), 'sample_repeats': (3, 1), 'matmul_size': (2048, 512)}
+            'loop_seconds': (5, 1), 'loop_intervals': (3, 1), 'sample_repeats': (3, 1),
+            'matmul_size': (2048, 512)}
 
 
 def config_names() -> list[str]:

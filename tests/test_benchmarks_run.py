@@ -15,7 +15,8 @@ DEEP_KEYS = ('config', 'family', 'architecture', 'device_kind', 'num_devices', '
              'threads', 'compile_seconds', 'step_ms_median', 'step_ms_p10', 'step_ms_p90',
              'examples_per_second', 'flops_per_step', 'achieved_tflops', 'peak_tflops', 'mfu',
              'peak_memory_bytes', 'sample_images_per_second', 'loop_steps_per_second',
-             'loop_log_every', 'loop_fraction_of_step_rate', 'torch_step_ms_median', 'speedup_vs_torch',
+             'loop_log_every', 'step_ms_median_after_loop', 'loop_fraction_of_step_rate',
+             'torch_step_ms_median', 'speedup_vs_torch',
              'torch_note', 'torch_check', 'peak_source', 'peak_memory_source',
              'step_memory_bytes', 'sample_rates_batch_size', 'date', 'commit')
 TEXT_KEYS = ('config', 'family', 'architecture', 'device_kind', 'torch_note', 'torch_check',
