@@ -162,12 +162,8 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
     record['loop_log_every'] = loop_interval(config, median / 1e3, settings)
     record['loop_steps_per_second'] = loop_rate(config, record['loop_log_every'],
                                                 settings.loop_intervals)
-    after = []
-    for i in range(settings.steps):
-        start = time.perf_counter()
-        jax_step(i)
-        after.append(time.perf_counter() - start)
-    record['step_ms_median_after_loop'] = 1e3 * float(np.median(after))
+    after = alternate({'jax': jax_step}, dataclasses.replace(settings, warmup=0, rounds=1))
+    record['step_ms_median_after_loop'] = 1e3 * float(np.median(after['jax']))
     bare_ms = 0.5 * (median + record['step_ms_median_after_loop'])
     record['loop_fraction_of_step_rate'] = record['loop_steps_per_second'] * bare_ms / 1e3
     return record
@@ -238,7 +234,7 @@ class _LoopDone(Exception):
     """Raised by the data stream after the steps the loop figure needs."""
 
 
-def loop_rate(config: ml_collections.ConfigDict, loop_steps: int, intervals: int = 1) -> float:
+def loop_rate(config: ml_collections.ConfigDict, loop_steps: int, intervals: int) -> float:
     """Steps per second of `trainer.train_and_evaluate` itself (data pipeline, dispatch, metric
     logging): the median over `intervals` logged intervals of `loop_steps` steps, after a first
     interval of as many (compilation)."""

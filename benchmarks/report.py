@@ -116,12 +116,14 @@ def markdown(results: dict) -> str:
     deep = sorted((r for r in records if r.get('batch_size') is not None),
                   key=lambda r: (r['config'], r['batch_size']))
     if deep:
-        peaks = ' / '.join(dict.fromkeys(fmt(r['peak_tflops'], '.3g') for r in deep))
+        peaks = list(dict.fromkeys(fmt(r['peak_tflops'], '.3g') for r in deep))
+        peak_text = ' / '.join(peaks) + ' TFLOP/s' + (', each record against its sitting'
+                                                      if len(peaks) > 1 else '')
         out += ['\n## Deep configs: the train step\n\n',
                 'step: the trainer\'s jitted step alone, timed step by step after warm-up; loop: '
                 "train_and_evaluate's own steps/s (median of its logged intervals), as a share of "
                 "the bare step's rate timed before and after it; MFU against "
-                f"{deep[0]['peak_source']} ({peaks} TFLOP/s{', each record against its sitting' if '/' in peaks else ''}); "
+                f"{deep[0]['peak_source']} ({peak_text}); "
                 f"peak memory: {deep[0]['peak_memory_source']}.\n\n",
                 table(DEEP_HEADER, deep_rows(deep))]
     em = [r for r in records if r['config'] == 'em']
