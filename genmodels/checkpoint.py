@@ -48,11 +48,11 @@ def manager(workdir: str, keep: int | None = None, read_only: bool = False
 
 
 def all_finite(tree: PyTree) -> bool:
+    """Whether every floating-point array in `tree` is finite, checked on host copies. An eager
+    jnp.isfinite per array compiles one program per shape: 11 s for a small U-Net's 80 arrays."""
     leaves = [x for x in jax.tree.leaves(tree)
               if hasattr(x, 'dtype') and jnp.issubdtype(x.dtype, jnp.inexact)]
-    if not leaves:
-        return True
-    return bool(jax.device_get(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))))
+    return all(np.isfinite(x).all() for x in jax.device_get(leaves))
 
 
 def digests(tree: PyTree) -> dict[str, str]:
@@ -75,10 +75,11 @@ def _key_name(key) -> str | int:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: PyTree) -> None:
-    if not all_finite(state):
+    host = jax.device_get(state)  # one copy for both checks
+    if not all_finite(host):
         raise CheckpointError(f'refusing to save a non-finite state at step {step}.')
     mngr.save(step, args=ocp.args.StandardSave(state), force=True,
-              custom_metadata={'sha256': digests(state)})
+              custom_metadata={'sha256': digests(host)})
 
 
 def restore(mngr: ocp.CheckpointManager, abstract_state: PyTree, step: int | None = None

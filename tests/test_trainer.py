@@ -545,6 +545,27 @@ def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, dat
     assert checkpoint.all_finite(restore_params(workdir, 4))
 
 
+def test_a_non_finite_state_is_never_saved(tmp_path):
+    """all_finite reads every floating array (bfloat16 too) and skips integer ones; save refuses a
+    state with one bad value and leaves no checkpoint behind."""
+    import jax.numpy as jnp
+    good = {'step': jnp.int32(3), 'w': jnp.ones((2, 3)), 'h': jnp.ones(4, jnp.bfloat16)}
+    assert checkpoint.all_finite(good) and checkpoint.all_finite({'step': jnp.int32(1)})
+    for leaf, bad in [('w', jnp.ones((2, 3)).at[1, 2].set(jnp.nan)),
+                      ('h', jnp.ones(4, jnp.bfloat16).at[0].set(-jnp.inf))]:
+        state = dict(good, **{leaf: bad})
+        assert not checkpoint.all_finite(state)
+        mngr = checkpoint.manager(str(tmp_path / leaf))
+        with pytest.raises(checkpoint.CheckpointError, match='non-finite state at step 3'):
+            checkpoint.save(mngr, 3, state)
+        mngr.wait_until_finished()
+        assert mngr.all_steps() == []
+    mngr = checkpoint.manager(str(tmp_path / 'good'))
+    checkpoint.save(mngr, 3, good)
+    mngr.wait_until_finished()
+    assert mngr.all_steps() == [3]
+
+
 def test_resume_with_a_different_config_is_refused(tmp_path, data_dir):
     config = tiny_vae(data_dir, num_steps=4)
     workdir = str(tmp_path / 'w')
