@@ -397,20 +397,18 @@ def _run_multi_device_script(data_dir: str, workdir: str, num_processes: int,
 
 
 def test_eight_devices_and_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
-    """Every MULTI_DEVICE_RUNS family trained on one device is the reference. On 8 devices of one
-    process, the loss curves agree. In two local processes of two CPU devices each, joined by
-    jax.distributed (gloo collectives), each reading its half of every global batch, the loss
-    curves and the final parameters agree. One test, so that the reference is trained once."""
-    paths = {n: str(tmp_path / n) for n in ('one', 'dev8', 'p2')}
+    """Every MULTI_DEVICE_RUNS family trained on one device is the reference. On 8 devices in two
+    local processes of four CPU devices each, joined by jax.distributed (gloo collectives), each
+    reading its half of every global batch, the loss curves and the final parameters agree. (A
+    launch of 8 devices in one process, checked here before, added 50 s and no code path: the
+    mesh spans several local devices in each process either way.)"""
+    paths = {n: str(tmp_path / n) for n in ('one', 'p2')}
     _run_multi_device_script(data_dir, paths['one'], 1, 1)
-    _run_multi_device_script(data_dir, paths['dev8'], 1, 8)
-    _run_multi_device_script(data_dir, paths['p2'], 2, 2)
+    _run_multi_device_script(data_dir, paths['p2'], 2, 4)
     curves = {name: _curves(path) for name, path in paths.items()}
     assert all(len(c) == 4 for c in curves['one'].values())
-    for run in ('dev8', 'p2'):
-        for key in curves['one']:
-            np.testing.assert_allclose(curves[run][key], curves['one'][key], rtol=2e-5,
-                                       err_msg=f'{run}: {key}')
+    for key in curves['one']:
+        np.testing.assert_allclose(curves['p2'][key], curves['one'][key], rtol=2e-5, err_msg=key)
     for name in MULTI_DEVICE_RUNS:
         one, two = (restore_params(os.path.join(paths[w], name), 8) for w in ('one', 'p2'))
         # Equal up to float reassociation (the reductions run over other device groupings),
