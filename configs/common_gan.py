@@ -31,6 +31,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'r1_fraction': 1.0,         # R1 on this share of the real batch (1: all of it)
         'info_weight': 1.0,         # read by InfoGAN configs only: lambda of the categorical code
         'info_continuous_weight': 1.0,  # and of the continuous codes
+        'info_decay_fraction': 0.0,  # both fall linearly to 0 over this last share of the steps
         'top_k': 1.0,               # top-k G updates off
         'top_k_decay_steps': 0,
         'augment': '',              # DiffAugment of D's inputs, e.g. 'translation,cutout'

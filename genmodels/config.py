@@ -315,6 +315,7 @@ ADDED_KEYS = {
     ('loss', 'r1_fraction'): ('n_disc', 1.0),         # GAN
     ('loss', 'augment'): ('n_disc', ''),              # GAN
     ('loss', 'info_continuous_weight'): ('n_disc', 1.0),  # GAN
+    ('loss', 'info_decay_fraction'): ('n_disc', 0.0),  # GAN
     ('model', 'fourier_features'): ('init_std', 0),    # GAN
     ('model', 'fourier_scale'): ('init_std', 1.0),     # GAN
     ('data', 'sequence_length'): ('name', 0),

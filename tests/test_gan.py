@@ -173,6 +173,36 @@ def test_info_bound_is_code_entropy_minus_cross_entropy():
                                atol=1e-4)
 
 
+def test_info_lambdas_decay_linearly_to_zero_over_the_last_share_of_the_steps(data_dir):
+    config = small(infogan_mnist.get_config(), data_dir, num_steps=12)
+    steps = jnp.arange(12)
+    np.testing.assert_array_equal(gan.info_weight_scale(config, steps), 1.0)  # off by default
+    config.loss.info_decay_fraction = 0.25  # the last 3 of 12 steps
+    np.testing.assert_allclose(gan.info_weight_scale(config, steps),
+                               [1] * 9 + [1.0, 2 / 3, 1 / 3], rtol=1e-6)
+    config.loss.info_decay_fraction = 1.5
+    with pytest.raises(gan.ConfigError, match='info_decay_fraction must be in'):
+        gan.check_config(config)
+    # The step uses it: at scale 1/2 a step equals one with both lambdas halved and no decay.
+    config.model.channels = (4, 8)
+    config.model.latent_dim = 6
+    config.loss.info_decay_fraction = 1.0
+    config.loss.info_weight, config.loss.info_continuous_weight = 0.8, 0.4
+    example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    state = dict(jitted_init(gan, config, jax.random.key(0), example), step=jnp.int32(6))
+    rng = np.random.default_rng(0)
+    batch = {'image': jnp.asarray(rng.uniform(-1, 1, (16, 28, 28, 1)), jnp.float32),
+             'label': jnp.zeros(16, jnp.int32), 'index': jnp.arange(16, dtype=jnp.int32)}
+    halved = config.copy_and_resolve_references()
+    halved.loss.info_decay_fraction = 0.0
+    halved.loss.info_weight, halved.loss.info_continuous_weight = 0.4, 0.2
+    decayed, plain = (jax.jit(lambda s, b, c=c: gan.train_step(c, s, b, jax.random.key(1)))(
+        state, batch) for c in (config, halved))
+    for x, y in zip(jax.tree.leaves(decayed), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
 def test_fourier_features_have_the_configured_frequencies_and_feed_the_mlp_discriminator():
     """sin/cos(2 pi x B): at x = 0 they are (0, 1); near 0, phase / (2 pi x_d) recovers row d of
     B, whose std is fourier_scale cycles per unit; D's first layer sees x and both."""
