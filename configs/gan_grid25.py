@@ -22,6 +22,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # latent space onto 25 separate blobs. A categorical code joined to z with InfoGAN's MI term
     # (model.info_categorical = 36, loss.info_weight = 1) lets each category own a mode and raised
     # high quality to 0.97, but found the modes later: 24 of 25 on average after 12,000 steps.
+    # A 50-way code whose term fades out over the last quarter (loss.info_decay_fraction = 0.25)
+    # reached 0.981 over 5 seeds, but also 24 of 25 modes, in 14.8 min instead of 9.4.
     # A high learning rate decayed to zero: the modes are found early and sharpened at the end.
     for name in ('optimizer', 'disc_optimizer'):
         config[name] = common.optimizer(4e-3, name='adam', schedule='cosine')
