@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -546,7 +547,6 @@ def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, dat
 def test_a_non_finite_state_is_never_saved(tmp_path):
     """all_finite reads every floating array (bfloat16 too) and skips integer ones; save refuses a
     state with one bad value and leaves no checkpoint behind."""
-    import jax.numpy as jnp
     good = {'step': jnp.int32(3), 'w': jnp.ones((2, 3)), 'h': jnp.ones(4, jnp.bfloat16)}
     assert checkpoint.all_finite(good) and checkpoint.all_finite({'step': jnp.int32(1)})
     for leaf, bad in [('w', jnp.ones((2, 3)).at[1, 2].set(jnp.nan)),

@@ -42,8 +42,9 @@ set 1 for discrete codes and smaller values for continuous ones, whose log-likel
 different scale). With loss.info_decay_fraction f, both lambdas fall linearly to 0 over the last
 f of train.num_steps. On the 25-Gaussian grid a 50-way code lets each category settle on one
 mode, and Q, which must tell apart the categories that share a mode, keeps pushing them apart:
-with lambda 1 throughout, 2-4% of the samples lie 3-6 std from their mode. Without the term at
-the end, the modes close up.
+with lambda 1 throughout, 2-4% of the samples lie 3-6 std from their mode. Faded out over the
+last quarter, the modes close up (high quality 1.000 in 4 single-seed runs, 0.981 over 5 seeds in
+one run, which lost 1 mode on average: README).
 
 DCGAN (Radford et al. 2016): weights ~ N(0, 0.02) (model.init_std; the toy MLP GAN uses LeCun
 normal, init_std 0, and trains faster with it), batch norm in G (its running statistics in the
