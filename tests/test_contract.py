@@ -106,14 +106,15 @@ def test_nan_guard_names_the_metric_and_the_seed_lanes_are_checked(tmp_path, dat
     assert not os.path.exists(os.path.join(workdir, 'checkpoints', '4'))
 
 
-def run_lanes(config, tmp_path, name):
-    """Trains config with num_seeds=3 and each lane alone (num_seeds=1, seed + s); returns the
-    workdirs."""
-    many = str(tmp_path / f'{name}_seeds3')
-    config.train.num_seeds = 3
+def run_lanes(config, tmp_path, name, num_seeds=3):
+    """Trains config with num_seeds lanes and each lane alone (num_seeds=1, seed + s); returns the
+    workdirs. The families' tests use 2 lanes: each lane costs a whole training and evaluation,
+    and lane 1 already checks that lanes get their own seed and are not mixed with lane 0."""
+    many = str(tmp_path / f'{name}_seeds{num_seeds}')
+    config.train.num_seeds = num_seeds
     trainer.train_and_evaluate(config, many)
     singles = []
-    for s in range(3):
+    for s in range(num_seeds):
         single = ml_collections.ConfigDict(config.to_dict())
         single.train.num_seeds = 1
         single.seed = config.seed + s
@@ -124,9 +125,13 @@ def run_lanes(config, tmp_path, name):
 
 def assert_lanes_match(stacked, s, single):
     """Lane s equals the single-seed run up to float32 round-off: vmap batches the reductions,
-    which XLA may sum in another order (seen: 1 ulp on some elements after 4 steps)."""
+    which XLA may sum in another order (seen: 1 ulp on some elements after 4 steps). Adam divides
+    each gradient by its running RMS, so the round-off of a near-zero gradient can move that
+    weight by a good share of one step's update (lr 2e-4): seen 1.1e-6 on 1 of 3,136 weights of
+    the 2-lane GAN. A lane mixed with another, or given the wrong seed, differs by whole updates
+    on most weights and in the logged losses."""
     for x, y in zip(jax.tree.leaves(lane(stacked, s)), jax.tree.leaves(single), strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
 
 
 def test_each_seed_lane_is_the_single_seed_run_with_that_seed(tmp_path, data_dir):
@@ -151,7 +156,7 @@ def test_each_seed_lane_is_the_single_seed_run_with_that_seed(tmp_path, data_dir
 def test_vae_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
     config = tiny_vae(data_dir, num_steps=4)
     config.train.checkpoint_every = 4
-    many, singles = run_lanes(config, tmp_path, 'vae')
+    many, singles = run_lanes(config, tmp_path, 'vae', num_seeds=2)
     stacked = restore_params(many, 4)
     record = json.load(open(os.path.join(many, 'eval.json')))
     for s, single in enumerate(singles):
@@ -166,7 +171,7 @@ def test_gan_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
     """Both players, both optimizers, batch-norm and spectral-norm state and n_disc = 2 D steps,
     lane by lane."""
     config = tiny_gan(data_dir, num_steps=4)
-    many, singles = run_lanes(config, tmp_path, 'gan')
+    many, singles = run_lanes(config, tmp_path, 'gan', num_seeds=2)
     stacked = restore_params(many, 4)
     record = json.load(open(os.path.join(many, 'eval.json')))
     logs = read_metrics(many)

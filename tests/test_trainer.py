@@ -282,9 +282,10 @@ def logged_steps(workdir: str) -> list[int]:
 
 def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
         tmp_path, data_dir):
-    """The CLI under a scheduler: SIGTERM saves and exits 75 with one line; then 4 SIGKILLs at
-    random moments, half of them as soon as a checkpoint is being written; every rerun resumes,
-    and the last one ends with the parameters of an uninterrupted run, bit for bit."""
+    """The CLI under a scheduler: SIGTERM saves and exits 75 with one line; then 2 SIGKILLs, one
+    as soon as a checkpoint is being written and one at a random moment; every rerun resumes, and
+    the last one ends with the parameters of an uninterrupted run, bit for bit. (Each launch costs
+    about 12 s of start-up and compiles: 4 SIGKILLs made this the suite's second-slowest test.)"""
     num_steps, rng = 60, np.random.default_rng(0)
     workdir = str(tmp_path / 'killed')
     ckpts = os.path.join(workdir, 'checkpoints')
@@ -310,7 +311,7 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
         return {n for n in os.listdir(ckpts) if 'tmp' in n} if os.path.isdir(ckpts) else set()
 
     kills, mid_save = 0, 0
-    while kills < 4:
+    while kills < 2 or (not mid_save and kills < 4):  # a save can finish before the kill lands
         seen, left = max(logged_steps(workdir), default=0), temporary()
         run = start()
         if kills % 2:  # a random moment after the run got going
@@ -325,7 +326,7 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
         run.wait()
         kills += 1
         mid_save += bool(temporary() - left)  # the kill cut a save short
-    assert kills == 4 and mid_save >= 1, (kills, mid_save)
+    assert kills >= 2 and mid_save >= 1, (kills, mid_save)
     final = subprocess.run(_cli_tiny_vae(data_dir, workdir, num_steps), cwd=ROOT,
                            capture_output=True, text=True, timeout=300,
                            env={**os.environ, 'XLA_FLAGS': XLA_FLAGS})
