@@ -512,9 +512,27 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     info = _has_info(config)
     info_scale = info_weight_scale(config, state['step'])
 
-    def critic_fn(params, stats, labels, aug_keys):
-        return lambda x: d.apply({'params': params, **stats}, diff_augment(config, x, aug_keys),
-                                 labels[:x.shape[0]])[0]
+    def critic_fn(params, stats, labels, aug_keys, seen=None):
+        """x -> D's logits [B]. With a list `seen`, each call also appends (x, Q's outputs), so
+        that InfoGAN's term reuses the objective's pass over the generated batch (`_q_of`)."""
+        def critic(x):
+            logits, q = d.apply({'params': params, **stats}, diff_augment(config, x, aug_keys),
+                                labels[:x.shape[0]])
+            if seen is not None:
+                seen.append((x, q))
+            return logits
+        return critic
+
+    def q_of(seen, params, stats, fake, labels):
+        """Q's outputs on the generated batch `fake`: from the critic's own pass over it when the
+        objective made one on the same images (no augmentation), else a pass of their own. One
+        pass gives one backward pass through D's trunk for both terms; two passes gave two (XLA
+        merges the repeated forward pass, not the two backward ones)."""
+        if not config.loss.augment:
+            for x, q in seen:
+                if x is fake:
+                    return q
+        return d.apply({'params': params, **stats}, fake, labels)[1]
 
     # 1. DISCRIMINATOR: n_disc steps, each with fresh z (same real batch). Gradients go through
     # train_state.value_and_grad (micro-batches when train.grad_accum_steps > 1), so the loss
@@ -528,8 +546,10 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
         stats = {k: v for k, v in d_vars.items() if k != 'params'}
 
         def loss_fn(params, mb):
+            seen = []
             critic = critic_fn(params, stats, mb['labels'],
-                               noise.keys(jax.random.fold_in(key, AUGMENT_STREAM), mb['index']))
+                               noise.keys(jax.random.fold_in(key, AUGMENT_STREAM), mb['index']),
+                               seen)
             d_loss, _ = objective(config, critic, mb['real'], mb['fake'],
                                   noise.keys(key, mb['index']))
             terms = {'d_loss': jnp.mean(d_loss)}
@@ -538,7 +558,7 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
                 terms['r1'] = r1_subset(config, critic, mb['real'])
                 total += 0.5 * config.loss.r1_weight * terms['r1']
             if info:
-                _, q = d.apply({'params': params, **stats}, mb['fake'], mb['labels'])
+                q = q_of(seen, params, stats, mb['fake'], mb['labels'])
                 terms['info_bound'] = jnp.mean(info_lower_bound(config, q, mb['codes']))
                 total -= info_scale * jnp.mean(info_lower_bound(config, q, mb['codes'],
                                                                 weighted=True))
@@ -577,7 +597,9 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
         fake, new_g = _generate(config, g, {**state['g'], 'params': g_params}, mb['g_in'],
                                 mb['labels'], train=True)
         aug_keys = noise.keys(jax.random.fold_in(g_key, AUGMENT_STREAM), mb['index'])
-        _, g_loss = objective(config, critic_fn(d_vars['params'], d_stats, mb['labels'], aug_keys),
+        seen = []
+        _, g_loss = objective(config,
+                              critic_fn(d_vars['params'], d_stats, mb['labels'], aug_keys, seen),
                               mb['real'], fake, noise.keys(g_key, mb['index']))
         aux = {'g_loss': jnp.mean(g_loss)}
         if config.loss.top_k < 1:
@@ -585,7 +607,7 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
         else:
             total = aux['g_loss']
         if info:
-            _, q = d.apply(d_vars, fake, mb['labels'])
+            q = q_of(seen, d_vars['params'], d_stats, fake, mb['labels'])
             total -= info_scale * jnp.mean(info_lower_bound(config, q, mb['codes'],
                                                             weighted=True))
         return total, (aux, {}, new_g)
