@@ -1,7 +1,6 @@
 """Shared fixtures."""
 
 import atexit
-import os
 import shutil
 import tempfile
 
@@ -21,23 +20,18 @@ xla_cpu.configure()  # the XLA:CPU settings train.py runs with; subprocesses inh
 xla_cpu.add_default('--xla_backend_optimization_level', '1')
 
 # Many tests compile the same small programs (the tiny VAE's init, step and evaluation; a
-# single-seed run beside its seed lanes; the MNIST classifier's features behind every FID). JAX's
-# persistent compilation cache compiles each once: test_trainer.py and test_contract.py went from
-# 286 s to 201 s. A hit returns the executable XLA would build for the same program and options,
-# so what the tests check is unchanged. The first process (pytest itself, or the controller of
-# `make test`'s two workers, which inherit its environment) makes the directory and empties it
-# at exit, so both workers share one cache. Any size limit turns on JAX's file lock around each
-# read and write (the `filelock` package), so a worker never reads an entry the other is still
-# writing. Subprocesses (train.py, the multi-device and kill tests) do not use it: the variable
-# below is read here only, and a SIGKILL mid-write would leave a truncated entry.
-_CACHE_ENV = 'GENMODELS_TEST_XLA_CACHE'
-_CACHE = os.environ.get(_CACHE_ENV)
-if _CACHE is None:
-    _CACHE = tempfile.mkdtemp(prefix='genmodels-test-xla-cache-')
-    os.environ[_CACHE_ENV] = _CACHE
-    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# single-seed run beside its seed lanes). JAX's persistent compilation cache, for this test
+# process only and emptied at exit, compiles each once: test_trainer.py and test_contract.py
+# went from 286 s to 201 s. A hit returns the executable XLA would build for the same program
+# and options, so what the tests check is unchanged. Subprocesses (train.py, the multi-device
+# and kill tests) do not inherit it: JAX writes cache files in place, and a SIGKILL mid-write
+# would leave a truncated entry. Each pytest-xdist worker keeps its own: a directory shared by
+# both needs JAX's file lock, which comes only with its size limit, and with a limit every write
+# reads the size and access time of every entry (quadratic in the entries). The suite with one
+# shared cache took 15 min 50 s, longer than the 14 min 38 s of its last run without.
+_CACHE = tempfile.mkdtemp(prefix='genmodels-test-xla-cache-')
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update('jax_compilation_cache_dir', _CACHE)
-jax.config.update('jax_compilation_cache_max_size', 16 << 30)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
