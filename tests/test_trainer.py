@@ -284,8 +284,8 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
         tmp_path, data_dir):
     """The CLI under a scheduler: SIGTERM saves and exits 75 with one line; then 2 SIGKILLs, one
     as soon as a checkpoint is being written and one at a random moment; every rerun resumes, and
-    the last one ends with the parameters of an uninterrupted run, bit for bit. (Each launch costs
-    about 12 s of start-up and compiles: 4 SIGKILLs made this the suite's second-slowest test.)"""
+    the last one ends with the parameters of an uninterrupted run, bit for bit. (Each launch pays
+    for start-up and compiles: with 4 SIGKILLs this was the suite's second-slowest test, 75 s.)"""
     num_steps, rng = 60, np.random.default_rng(0)
     workdir = str(tmp_path / 'killed')
     ckpts = os.path.join(workdir, 'checkpoints')

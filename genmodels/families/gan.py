@@ -514,7 +514,7 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
 
     def critic_fn(params, stats, labels, aug_keys, seen=None):
         """x -> D's logits [B]. With a list `seen`, each call also appends (x, Q's outputs), so
-        that InfoGAN's term reuses the objective's pass over the generated batch (`_q_of`)."""
+        that InfoGAN's term reuses the objective's pass over the generated batch (`q_of`)."""
         def critic(x):
             logits, q = d.apply({'params': params, **stats}, diff_augment(config, x, aug_keys),
                                 labels[:x.shape[0]])
