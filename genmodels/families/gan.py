@@ -513,25 +513,25 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     info_scale = info_weight_scale(config, state['step'])
 
     def critic_fn(params, stats, labels, aug_keys, seen=None):
-        """x -> D's logits [B]. With a list `seen`, each call also appends (x, Q's outputs), so
-        that InfoGAN's term reuses the objective's pass over the generated batch (`q_of`)."""
+        """x -> D's logits [B]. With a list `seen`, each call also appends (the images D saw, Q's
+        outputs), so that InfoGAN's term reuses the objective's pass over the generated batch
+        (`q_of`)."""
         def critic(x):
-            logits, q = d.apply({'params': params, **stats}, diff_augment(config, x, aug_keys),
-                                labels[:x.shape[0]])
+            shown = diff_augment(config, x, aug_keys)  # x itself when loss.augment is off
+            logits, q = d.apply({'params': params, **stats}, shown, labels[:x.shape[0]])
             if seen is not None:
-                seen.append((x, q))
+                seen.append((shown, q))
             return logits
         return critic
 
     def q_of(seen, params, stats, fake, labels):
-        """Q's outputs on the generated batch `fake`: from the critic's own pass over it when the
-        objective made one on the same images (no augmentation), else a pass of their own. One
-        pass gives one backward pass through D's trunk for both terms; two passes gave two (XLA
-        merges the repeated forward pass, not the two backward ones)."""
-        if not config.loss.augment:
-            for x, q in seen:
-                if x is fake:
-                    return q
+        """Q's outputs on the generated batch `fake`: from the critic's pass when D saw `fake`
+        itself (not an augmented copy), else a pass of their own. One pass gives one backward pass
+        through D's trunk for both terms; two passes gave two (XLA merges the repeated forward
+        pass, not the two backward ones)."""
+        for shown, q in seen:
+            if shown is fake:
+                return q
         return d.apply({'params': params, **stats}, fake, labels)[1]
 
     # 1. DISCRIMINATOR: n_disc steps, each with fresh z (same real batch). Gradients go through
