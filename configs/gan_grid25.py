@@ -36,4 +36,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # G's weights jump between modes while the learning rate is high: an average of them is no
     # generator, so samples come from the weights themselves.
     config.eval = common.evaluation(batch_size=500, num_samples=2500, use_ema=False)
+    # The samples between modes are where G stretches its latent space most: rejecting the 5% of
+    # z with the largest |dG/dz| (gan.jacobian_truncation) takes them out (the default's 5 seeds
+    # put 2.7-3.9% of their samples between modes). eval.py --set sampler.jacobian_truncation=0
+    # evaluates G's own samples.
+    config.sampler.jacobian_truncation = 0.05
     return common.apply_arg(config, arg, 'configs/gan_grid25.py')

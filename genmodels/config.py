@@ -320,11 +320,16 @@ ADDED_KEYS = {
     ('model', 'fourier_scale'): ('init_std', 1.0),     # GAN
     ('data', 'sequence_length'): ('name', 0),
 }
+# Sections added to a family's schema since, filled in where a marker (section, key) shows that
+# family.
+ADDED_SECTIONS = {
+    'sampler': (('loss', 'n_disc'), {'jacobian_truncation': 0.0}),  # GAN
+}
 
 
 def read_saved(workdir: str) -> dict | None:
-    """The run config saved in `workdir`/config.json as a dict (keys added since filled in from
-    ADDED_KEYS); None if there is none. Raises ValueError (one line) for a workdir that is a file
+    """The run config saved in `workdir`/config.json as a dict (keys and sections added since
+    filled in from ADDED_KEYS and ADDED_SECTIONS); None if there is none. Raises ValueError (one line) for a workdir that is a file
     or a config.json that is not JSON."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
@@ -337,6 +342,11 @@ def read_saved(workdir: str) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f'{path} is not readable JSON ({e}); use a new --workdir, or restore '
                          f'that file.') from None
+    for section, ((marker_section, marker), values) in ADDED_SECTIONS.items():
+        if isinstance(saved.get(marker_section), dict) and marker in saved[marker_section]:
+            saved.setdefault(section, {})
+            for key, value in values.items():
+                saved[section].setdefault(key, value)
     for (section, key), (marker, value) in ADDED_KEYS.items():
         if isinstance(saved.get(section), dict) and marker in saved[section]:
             saved[section].setdefault(key, value)
