@@ -234,6 +234,62 @@ def test_fourier_feature_config_errors(model, match):
         gan.check_config(config)
 
 
+def toy_generator(data_dir, **model):
+    config = small(gan_grid25.get_config(), data_dir)
+    config.model.hidden = (32, 32)
+    config.model.update(model)
+    shape = data.dataset_info(config.data).shape
+    example = {'image': np.zeros((1,) + shape, np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    params = gan.eval_params(config, jitted_init(gan, config, jax.random.key(0), example))
+    g, _ = gan.networks(config, shape)
+    return config, g, params
+
+
+def test_jacobian_norms_match_central_differences(data_dir):
+    config, g, params = toy_generator(data_dir)
+    g_in, _ = gan.latents(config, jax.random.key(1), jnp.arange(6))
+    labels = jnp.zeros(6, jnp.int32)
+    norms = gan.jacobian_norms(g, 2, params, g_in, labels)
+    eps = 1e-3  # small enough that no ReLU of G changes side between z - eps and z + eps
+    columns = [(g.apply(params, g_in + eps * e, labels, train=False)
+                - g.apply(params, g_in - eps * e, labels, train=False)).reshape(6, -1) / (2 * eps)
+               for e in jnp.eye(2)]
+    want = jnp.sqrt(sum(jnp.sum(c ** 2, axis=1) for c in columns))
+    np.testing.assert_allclose(norms, want, rtol=2e-3)
+
+
+def test_jacobian_truncation_redraws_exactly_the_rows_above_the_threshold(data_dir):
+    config, g, params = toy_generator(data_dir, info_categorical=5, info_continuous=1)
+    config.sampler.jacobian_truncation = 0.2
+    n, rng = 2000, jax.random.key(3)
+    g_in, _ = gan.latents(config, rng, jnp.arange(n))
+    labels = jnp.zeros(n, jnp.int32)
+    out = np.asarray(gan.jacobian_truncation(config, g, params, rng, g_in, labels))
+    threshold = float(gan.truncation_threshold(config, g, params, rng))
+    before = np.asarray(gan.jacobian_norms(g, 2, params, g_in, labels))
+    after = np.asarray(gan.jacobian_norms(g, 2, params, jnp.asarray(out), labels))
+    kept = before <= threshold
+    np.testing.assert_array_equal(out[kept], np.asarray(g_in)[kept])  # z under it: unchanged
+    assert not np.any(np.all(out[~kept, :2] == np.asarray(g_in)[~kept, :2], axis=1))
+    np.testing.assert_array_equal(out[:, 2:], np.asarray(g_in)[:, 2:])  # the codes: kept
+    # A row whose code leaves few z under the threshold may run out of candidates and keep its
+    # least steep one (here 1 row of 2,000; 19% lay above the threshold before).
+    assert (after > threshold).mean() < 0.002
+    # The threshold is the prior's 80th percentile: about a fifth of fresh draws lie above it
+    # (binomial sd 0.009 at n = 2,000).
+    assert abs((~kept).mean() - 0.2) < 0.04
+    samples = gan.sample(config, params, rng, n)
+    np.testing.assert_array_equal(samples, g.apply(params, jnp.asarray(out), labels, train=False))
+
+
+def test_jacobian_truncation_config_error():
+    config = gan_grid25.get_config('smoke')
+    config.sampler.jacobian_truncation = 0.7
+    with pytest.raises(gan.ConfigError, match=r'jacobian_truncation must be in \[0, 0.5\]'):
+        gan.check_config(config)
+
+
 def test_mode_coverage_counts_modes_and_quality():
     centres = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]])
     stds = np.full(3, 0.05)
@@ -318,7 +374,7 @@ def test_conditional_and_infogan_shapes(make, data_dir):
         assert not np.allclose(images[0], images[10])
     result = gan.evaluate(config, gan.eval_params(config, state), {}, jax.random.key(2))
     key = 'label_accuracy' if config.model.conditional else 'code_class_agreement'
-    assert list(result) == [key] and 0.0 <= result[key] <= 1.0
+    assert set(result) == {key, 'sampler_jacobian_truncation'} and 0.0 <= result[key] <= 1.0
 
 
 def test_a_short_toy_run_moves_samples_toward_the_data(tmp_path, data_dir):
