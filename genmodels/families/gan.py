@@ -46,6 +46,11 @@ with lambda 1 throughout, 2-4% of the samples lie 3-6 std from their mode. Faded
 last quarter, the modes close up (high quality 1.000 in 4 single-seed runs, 0.981 over 5 seeds in
 one run, which lost 1 mode on average: README).
 
+Sampling (sampler.jacobian_truncation = r > 0): z is redrawn where |dG/dz| lies in the top r of
+its values under the prior (Tanielian et al. 2020), which removes the samples G spreads on bridges
+between separate modes: on the 25-grid, r = 0.05 raised high quality from 0.949 to 0.989 over 5
+seeds and left the KL estimate no worse (README).
+
 DCGAN (Radford et al. 2016): weights ~ N(0, 0.02) (model.init_std; the toy MLP GAN uses LeCun
 normal, init_std 0, and trains faster with it), batch norm in G (its running statistics in the
 state, used for sampling), LeakyReLU 0.2 in D. D has no batch norm: a gradient penalty or R1 of a
