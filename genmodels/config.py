@@ -329,8 +329,8 @@ ADDED_SECTIONS = {
 
 def read_saved(workdir: str) -> dict | None:
     """The run config saved in `workdir`/config.json as a dict (keys and sections added since
-    filled in from ADDED_KEYS and ADDED_SECTIONS); None if there is none. Raises ValueError (one line) for a workdir that is a file
-    or a config.json that is not JSON."""
+    filled in from ADDED_KEYS and ADDED_SECTIONS); None if there is none. Raises ValueError (one
+    line) for a workdir that is a file or a config.json that is not JSON."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
     path = os.path.join(workdir, 'config.json')

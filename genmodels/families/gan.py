@@ -149,8 +149,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if loss.augment and data_lib.is_toy(config.data.name):
         raise ConfigError("loss.augment transforms images; toy data are points: set it to ''.")
     if not 0 <= config.sampler.jacobian_truncation <= MAX_TRUNCATION:
-        raise ConfigError(f'sampler.jacobian_truncation must be in [0, {MAX_TRUNCATION}] (0: off), '
-                          f'got {config.sampler.jacobian_truncation}.')
+        raise ConfigError(f'sampler.jacobian_truncation must be in [0, {MAX_TRUNCATION}] (0: '
+                          f'off), got {config.sampler.jacobian_truncation}.')
     if not 0 <= loss.info_decay_fraction <= 1:
         raise ConfigError(f'loss.info_decay_fraction must be in [0, 1] (0: off), got '
                           f'{loss.info_decay_fraction}.')
