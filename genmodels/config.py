@@ -305,8 +305,9 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 
 # Keys added to a schema after runs were saved without them, with the value that reproduces those
-# runs: read_saved fills them in, so older workdirs resume and evaluate. Each is added to a section
-# that holds the marker key (the section a family reads the new key beside).
+# runs: read_saved fills them in, so older workdirs resume and evaluate. Each is added where its
+# section holds the marker key (the key a family reads the new one beside), or where the marker
+# (section, key) elsewhere shows the family, creating the section if it is new.
 ADDED_KEYS = {
     ('train', 'grad_accum_steps'): ('num_steps', 1),
     ('train', 'compute_dtype'): ('num_steps', 'float32'),
@@ -319,18 +320,14 @@ ADDED_KEYS = {
     ('model', 'fourier_features'): ('init_std', 0),    # GAN
     ('model', 'fourier_scale'): ('init_std', 1.0),     # GAN
     ('data', 'sequence_length'): ('name', 0),
-}
-# Sections added to a family's schema since, filled in where a marker (section, key) shows that
-# family.
-ADDED_SECTIONS = {
-    'sampler': (('loss', 'n_disc'), {'jacobian_truncation': 0.0}),  # GAN
+    ('sampler', 'jacobian_truncation'): (('loss', 'n_disc'), 0.0),  # GAN
 }
 
 
 def read_saved(workdir: str) -> dict | None:
-    """The run config saved in `workdir`/config.json as a dict (keys and sections added since
-    filled in from ADDED_KEYS and ADDED_SECTIONS); None if there is none. Raises ValueError (one
-    line) for a workdir that is a file or a config.json that is not JSON."""
+    """The run config saved in `workdir`/config.json as a dict (keys added since filled in from
+    ADDED_KEYS); None if there is none. Raises ValueError (one line) for a workdir that is a file
+    or a config.json that is not JSON."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
     path = os.path.join(workdir, 'config.json')
@@ -342,12 +339,8 @@ def read_saved(workdir: str) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f'{path} is not readable JSON ({e}); use a new --workdir, or restore '
                          f'that file.') from None
-    for section, ((marker_section, marker), values) in ADDED_SECTIONS.items():
-        if isinstance(saved.get(marker_section), dict) and marker in saved[marker_section]:
-            saved.setdefault(section, {})
-            for key, value in values.items():
-                saved[section].setdefault(key, value)
     for (section, key), (marker, value) in ADDED_KEYS.items():
-        if isinstance(saved.get(section), dict) and marker in saved[section]:
-            saved[section].setdefault(key, value)
+        marker_section, marker_key = marker if isinstance(marker, tuple) else (section, marker)
+        if isinstance(saved.get(marker_section), dict) and marker_key in saved[marker_section]:
+            saved.setdefault(section, {}).setdefault(key, value)
     return saved
