@@ -10,7 +10,8 @@ import sys
 
 from absl import app, flags, logging
 
-from genmodels import cli, compare, evaluation, families, parallel, trainer, xla_cpu
+from genmodels import cli, compare, evaluation, families, trainer, xla_cpu
+from genmodels.training import parallel
 
 xla_cpu.configure()  # before the first JAX computation
 

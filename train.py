@@ -5,7 +5,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genmodels import cli, parallel, preemption, trainer, xla_cpu
+from genmodels import cli, trainer, xla_cpu
+from genmodels.training import parallel, preemption
 
 xla_cpu.configure()  # before the first JAX computation
 

@@ -27,7 +27,8 @@ import importlib  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from genmodels import checkpoint, data, families, parallel, train_state  # noqa: E402
+from genmodels import data, families  # noqa: E402
+from genmodels.training import checkpoint, parallel, train_state  # noqa: E402
 
 
 def main() -> None:

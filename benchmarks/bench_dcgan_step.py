@@ -48,7 +48,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import dcgan_mnist  # noqa: E402
-from genmodels import data, families, parallel, train_state, trainer  # noqa: E402
+from genmodels import data, families, trainer  # noqa: E402
+from genmodels.training import parallel, train_state  # noqa: E402
 from genmodels.families import gan  # noqa: E402
 from benchmarks import hlo_profile  # noqa: E402
 from benchmarks.hardware import busy_cores  # noqa: E402
@@ -256,7 +257,7 @@ def profile(config, jax_side, host_batch, kernels, jax_ms, torch_ms, rounds, rep
         print(f'\n-- per-op trace not possible here: {type(e).__name__}: {e}')
     time_convs(config, host_batch, kernels, d_in_scan, jax_ms, torch_ms, rounds, reps)
 
-    # The one piece of the step that differs by design: per-example keyed noise (genmodels.noise).
+    # The one piece of the step that differs by design: per-example keyed noise (genmodels.nn.noise).
     b = len(host_batch['image'])
     index = jnp.arange(b, dtype=jnp.int32)
     draw = jax.jit(lambda key: gan.latents(config, key, index)[0])

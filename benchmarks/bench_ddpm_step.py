@@ -9,13 +9,13 @@ U{0..T-1}, eps ~ N(0, I), x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, loss = mean
 eps)^2, Adam at the config's learning-rate schedule after clipping the gradient's global norm at
 optimizer.grad_clip_norm, then the EMA of the params at train.ema_rate. The JAX side is
 trainer.make_train_step on that config. The PyTorch side (benchmarks/torch_ref/ddpm.py) mirrors
-genmodels/unet.py's UNet module for module (NCHW; one torch module per flax module, under the same
+genmodels/nn/unet.py's UNet module for module (NCHW; one torch module per flax module, under the same
 names; GroupNorm with unet.num_groups and flax's epsilon 1e-6; the stride-2 SAME downsample padded
 (0, 1) on even sizes, as XLA pads; zero-initialised last convs; nearest 2x upsample;
 scaled_dot_product_attention) and is checked against flax's on the same weights before timing:
 outputs and every gradient, on random weights (flax's initial U-Net outputs 0, so its initial
 weights would check nothing). Both sides then train from flax's initial weights on the same
-pre-fetched real batches, each drawing t and eps its own way (JAX: genmodels.noise's per-example
+pre-fetched real batches, each drawing t and eps its own way (JAX: genmodels.nn.noise's per-example
 keys); torch uses os.cpu_count() threads unless --torch_threads says otherwise.
 
 After warm-up (JAX compilation included), rounds alternate: --steps JAX steps, then --steps torch
@@ -54,7 +54,8 @@ import torch  # noqa: E402
 from benchmarks.torch_ref.ddpm import (MirrorError, TorchDDPM, TorchUNet,  # noqa: E402
                                        mirror_check, nchw, unmirrored)
 from configs import ddpm_mnist  # noqa: E402
-from genmodels import data, parallel  # noqa: E402
+from genmodels import data  # noqa: E402
+from genmodels.training import parallel  # noqa: E402
 from genmodels.families import ddpm  # noqa: E402
 
 

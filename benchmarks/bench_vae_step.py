@@ -17,7 +17,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import vae_mnist  # noqa: E402
-from genmodels import data, families, parallel, train_state, trainer  # noqa: E402
+from genmodels import data, families, trainer  # noqa: E402
+from genmodels.training import parallel, train_state  # noqa: E402
 
 
 def main() -> None:

@@ -55,7 +55,8 @@ import ml_collections
 import numpy as np
 
 from benchmarks import hardware, hlo_profile, torch_ref
-from genmodels import data, evaluation, families, parallel, train_state, trainer
+from genmodels import data, evaluation, families, trainer
+from genmodels.training import parallel, train_state
 
 NUM_BATCHES = 4  # distinct real batches, cycled by both implementations
 

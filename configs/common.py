@@ -21,7 +21,7 @@ def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bo
 
 
 def denoiser_model() -> dict:
-    """The network keys the DDPM and score configs share: genmodels/unet.py's U-Net (images) and
+    """The network keys the DDPM and score configs share: genmodels/nn/unet.py's U-Net (images) and
     MLP denoiser (toy points), at the small size the MNIST configs use."""
     return {
         'architecture': 'unet',     # 'unet' (images) or 'mlp' (toy points)

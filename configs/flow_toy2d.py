@@ -1,4 +1,4 @@
-"""RealNVP-style coupling flow with MLP nets on the two moons (genmodels/toy.py): exact density,
+"""RealNVP-style coupling flow with MLP nets on the two moons (genmodels/data/toy.py): exact density,
 scored against the true one (eval.json's kl_estimate_nats), drawn beside it in density.png.
 
     python train.py --config configs/flow_toy2d.py --workdir workdirs/flow_toy2d

@@ -1,5 +1,5 @@
 """One Gaussian fitted in closed form (mu* = mean, sigma*^2 = biased variance; PRML 2.121-2.122) to
-bumps_1d: genmodels/toy.py has no single-Gaussian 1D toy, so this is the misspecified one-Gaussian
+bumps_1d: genmodels/data/toy.py has no single-Gaussian 1D toy, so this is the misspecified one-Gaussian
 fit of three bumps, to set beside configs/gmm_bumps_1d.py's K = 2 and K = 3 (eval.json's
 kl_estimate_nats).
 

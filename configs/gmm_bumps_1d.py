@@ -1,5 +1,5 @@
 """Three bumps but only two Gaussians: a mixture with K = 2 fitted by EM to bumps_1d (three
-Gaussian bumps, genmodels/toy.py) is misspecified, and eval.json's kl_estimate_nats (test NLL minus
+Gaussian bumps, genmodels/data/toy.py) is misspecified, and eval.json's kl_estimate_nats (test NLL minus
 the exact density's) is what that costs; K = 3 is the well-specified fit, with a KL near zero.
 
     python train.py --config configs/gmm_bumps_1d.py --workdir workdirs/gmm_bumps_1d

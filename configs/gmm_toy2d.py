@@ -1,4 +1,4 @@
-"""Gaussian mixture fitted by EM to the two moons (genmodels/toy.py): 20,000 train points, scored
+"""Gaussian mixture fitted by EM to the two moons (genmodels/data/toy.py): 20,000 train points, scored
 on 10,000 test points against the exact density (eval.json's kl_estimate_nats).
 
     python train.py --config configs/gmm_toy2d.py --workdir workdirs/gmm_toy2d

@@ -31,8 +31,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from genmodels import data, noise
+from genmodels import data
 from genmodels.families import vae
+from genmodels.nn import noise
 
 
 def decompose(z: jax.Array, mean: jax.Array, log_var: jax.Array, dataset_size: int

@@ -7,7 +7,7 @@ Families that can `sample` also get FID/KID/IS/precision/recall of generated ima
 the exact density is known, so eval.json also has `true_nll_nats` and `kl_estimate_nats`.
 
 A run of several seeds (train.num_seeds = S) is evaluated lane by lane, each lane with its own
-evaluation key (genmodels/train_state.py), and eval.json holds, for every number that differs
+evaluation key (genmodels/training/train_state.py), and eval.json holds, for every number that differs
 between lanes, `<key>` (the mean over seeds), `<key>_seeds_std` and `<key>_seed<i>`; a number
 every lane shares (a setting, the data floor) is written once. Figures show lane 0.
 """
@@ -23,9 +23,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from genmodels import (checkpoint, config as config_lib, data, families, parallel, train_state,
-                       viz)
+from genmodels import config as config_lib, data, families, viz
 from genmodels.metrics import sample_quality
+from genmodels.training import checkpoint, parallel, train_state
 
 PyTree = Any
 

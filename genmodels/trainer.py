@@ -21,8 +21,8 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from genmodels import checkpoint, config as config_lib, data, evaluation, families, parallel
-from genmodels import metric_writer, preemption, train_state
+from genmodels import config as config_lib, data, evaluation, families
+from genmodels.training import checkpoint, metric_writer, parallel, preemption, train_state
 
 PyTree = Any
 

@@ -7,7 +7,8 @@ import tempfile
 import jax
 import pytest
 
-from genmodels import bundled, xla_cpu
+from genmodels import xla_cpu
+from genmodels.data import bundled
 
 xla_cpu.configure()  # the XLA:CPU settings train.py runs with; subprocesses inherit them
 

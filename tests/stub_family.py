@@ -11,7 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genmodels import config as config_lib, data, noise, train_state
+from genmodels import config as config_lib, data
+from genmodels.nn import noise
+from genmodels.training import train_state
 
 CONFIG_SCHEMA = {
     'model': {'temperature': float},     # scales the sampling noise; may change on resume

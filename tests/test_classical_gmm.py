@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
-from genmodels import toy
-from genmodels.classical import GaussianMixture, em, gmm
+from genmodels.classical import em, GaussianMixture, gmm
+from genmodels.data import toy
 
 K, D, N, MAX_ITER = 3, 3, 600, 200
 

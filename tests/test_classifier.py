@@ -9,7 +9,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import classifier_mnist
-from genmodels import bundled, config as config_lib, families, trainer
+from genmodels import config as config_lib, families, trainer
+from genmodels.data import bundled
 from genmodels.families import classifier
 from genmodels.metrics import inception_weights, mnist_classifier
 from tools import export_mnist_classifier

@@ -1,4 +1,4 @@
-"""Tests of genmodels.data and genmodels.bundled against the source data, not only shapes."""
+"""Tests of genmodels.data and genmodels.data.bundled against the source data, not only shapes."""
 
 import collections
 import functools
@@ -11,8 +11,8 @@ import pytest
 from sklearn.datasets import load_digits
 import tensorflow_datasets as tfds
 
-from genmodels import bundled
 from genmodels import data
+from genmodels.data import bundled, preprocess, sources
 
 # digits: 14 steps of 100 per epoch (1,442 train examples, 42 dropped).
 DIGITS_BATCH, DIGITS_STEPS = 100, 14
@@ -208,12 +208,12 @@ def test_binarization_is_fresh_at_each_visit(data_dir):
 def test_training_noise_of_a_row_depends_on_the_row_alone():
     """Any split of the global batch's rows (processes, block edges at 64) draws the same noise."""
     key, shape = (3, 0, 7), (4, 3, 1)
-    whole = data._train_uniform(key, np.arange(200), shape)
-    parts = [data._train_uniform(key, np.arange(a, b), shape) for a, b in ((0, 100), (100, 200))]
+    whole = preprocess.train_uniform(key, np.arange(200), shape)
+    parts = [preprocess.train_uniform(key, np.arange(a, b), shape) for a, b in ((0, 100), (100, 200))]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
-    np.testing.assert_array_equal(data._train_uniform(key, np.array([150, 5, 70]), shape),
+    np.testing.assert_array_equal(preprocess.train_uniform(key, np.array([150, 5, 70]), shape),
                                   whole[[150, 5, 70]])
-    assert not np.array_equal(data._train_uniform((3, 0, 8), np.arange(200), shape), whole)
+    assert not np.array_equal(preprocess.train_uniform((3, 0, 8), np.arange(200), shape), whole)
     assert whole.dtype == np.float32 and whole.shape == (200, *shape)
     assert np.all(whole * 2**24 == np.floor(whole * 2**24))  # numpy's float32 grid
     assert 0 <= whole.min() and whole.max() < 1
@@ -347,15 +347,15 @@ def test_text_file_is_cut_into_windows_of_character_ids(tmp_path):
 
 
 def test_tiny_shakespeare_on_mock_data():
-    data._text_corpus.cache_clear()
-    data._text_windows_cached.cache_clear()
+    sources._text_corpus.cache_clear()
+    sources._text_windows_cached.cache_clear()
     with tfds.testing.mock_data(num_examples=1):
         config = make_config(None, 'tiny_shakespeare', sequence_length=4)
         info = data.dataset_info(config)
         (batch,) = take(config, 1, 2)
         chars = data.vocabulary(config)
         decoded = data.decode_text(config, batch['image'])
-    data._text_corpus.cache_clear()  # the mock text is not the dataset's
-    data._text_windows_cached.cache_clear()
+    sources._text_corpus.cache_clear()  # the mock text is not the dataset's
+    sources._text_windows_cached.cache_clear()
     assert info.shape == (4, 1, 1) and info.max_value == len(chars) - 1
     assert len(decoded) == 2 and all(len(t) == 4 and set(t) <= set(chars) for t in decoded)

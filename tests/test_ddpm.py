@@ -13,8 +13,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ddpm_cifar10, ddpm_grid25, ddpm_mnist
-from genmodels import data, diffusion, evaluation, families, trainer
+from genmodels import data, evaluation, families, trainer
 from genmodels.families import ddpm
+from genmodels.nn import diffusion
 from tests.helpers import jitted_init
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 

@@ -14,11 +14,10 @@ PACKAGE = os.path.join(ROOT, 'genmodels')
 # Layer of each module (by dotted-name prefix; the longest matching prefix wins). A module may import
 # only modules of its own layer or lower ones.
 LAYERS = {
-    'genmodels': 0, 'genmodels.bundled': 0, 'genmodels.toy': 0, 'genmodels.config': 0,
-    'genmodels.data': 0, 'genmodels.nets': 0, 'genmodels.noise': 0, 'genmodels.parallel': 0,
-    'genmodels.checkpoint': 0, 'genmodels.train_state': 0, 'genmodels.viz': 0,
-    'genmodels.metric_writer': 0, 'genmodels.compare': 0, 'genmodels.classical': 0,
-    'genmodels.unet': 0, 'genmodels.diffusion': 0,
+    'genmodels': 0, 'genmodels.config': 0, 'genmodels.viz': 0, 'genmodels.compare': 0,
+    'genmodels.cli': 0, 'genmodels.xla_cpu': 0,
+    'genmodels.data': 0, 'genmodels.nn': 0, 'genmodels.classical': 0,
+    'genmodels.training': 1,
     'genmodels.metrics': 1,
     'genmodels.families': 2,
     'genmodels.evaluation': 3,

@@ -12,8 +12,9 @@ import pytest
 from jax.scipy.stats import norm
 
 from examples import beta_tc_vae
-from genmodels import config as config_lib, data, noise, trainer
+from genmodels import config as config_lib, data, trainer
 from genmodels.families import vae
+from genmodels.nn import noise
 from tests.test_trainer import ROOT, read_metrics, tiny_vae
 
 MODULE_SPEC = 'examples.beta_tc_vae:beta_tc_elbo'

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from configs import cdcgan_mnist, classifier_mnist
-from genmodels import data, families, parallel, train_state
+from genmodels import data, families
 from genmodels.families import gan
+from genmodels.training import parallel, train_state
 from tests.helpers import jitted_init
 from tests.test_ddpm import tiny_toy
 from tests.test_gan import small

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genmodels import toy
+from genmodels.data import toy
 
 # name -> (grid half-width, midpoint-rule step): the step is at most half the narrowest noise scale,
 # where the midpoint rule on a Gaussian is exact to far below the tolerance.

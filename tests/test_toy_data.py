@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from configs import gaussian_1d, gmm_bumps_1d, gmm_toy2d
-from genmodels import data, metrics, toy, trainer
+from genmodels import data, metrics, trainer
+from genmodels.data import sources, toy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +24,7 @@ def test_every_toy_is_a_dataset_with_fixed_splits():
     assert (info.shape, info.num_classes) == ((2, 1, 1), 1)
     assert info.num_examples == {'train': 20_000, 'test': 10_000}
     first = data.load_split(config, 'train')
-    data._toy_points.cache_clear()  # draw again: the splits come from fixed seeds, not a cache
+    sources._toy_points.cache_clear()  # draw again: the splits come from fixed seeds, not a cache
     again = data.load_split(config, 'train')
     np.testing.assert_array_equal(first['image'], again['image'])
     assert first['image'].shape == (20_000, 2, 1, 1) and first['image'].dtype == np.float32

@@ -20,8 +20,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import ae_mnist, vae_mnist
-from genmodels import checkpoint, config as config_lib, families, metric_writer, parallel
-from genmodels import preemption, trainer
+from genmodels import config as config_lib, families, trainer
+from genmodels.training import checkpoint, metric_writer, parallel, preemption
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XLA_FLAGS = os.environ.get('XLA_FLAGS', '')  # conftest's xla_cpu settings, kept in subprocesses
@@ -358,7 +358,8 @@ def _multi_device_script(data_dir: str) -> str:
     return textwrap.dedent(f"""
         import importlib, json, os, sys
         sys.path.insert(0, {ROOT!r})
-        from genmodels import parallel, trainer
+        from genmodels import trainer
+        from genmodels.training import parallel
         parallel.maybe_initialize_distributed()
         import jax
         for name, (module, fn, _) in {MULTI_DEVICE_RUNS!r}.items():

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from genmodels import unet
+from genmodels.nn import unet
 
 TINY = dict(channels=8, channel_mults=(1, 2), num_res_blocks=1)
 jit = partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from configs import vae_mnist
-from genmodels import data as data_lib, noise
+from genmodels import data as data_lib
 from genmodels.families import vae
+from genmodels.nn import noise
 from tests.helpers import jitted_init
 
 

@@ -21,8 +21,8 @@ import jax
 import numpy as np
 import portpicker
 
-from genmodels import preemption
 from genmodels.data import bundled
+from genmodels.training import preemption
 from tests import test_trainer
 
 NUM_STEPS = 60

@@ -6,7 +6,7 @@ Three demos, each a figure in --out, with the numbers printed as a table and sav
 
   gaussian_mle.png  1. samples of N(--mean, --std^2) under the closed-form MLE density,
                        mu* = (1/N) sum x_n, sigma*^2 = (1/N) sum (x_n - mu*)^2 (PRML 2.121-2.122)
-  bumps.png         2. "three bumps but only two Gaussians": samples of bumps_1d (genmodels/toy.py)
+  bumps.png         2. "three bumps but only two Gaussians": samples of bumps_1d (genmodels/data/toy.py)
                        under its exact density and mixtures with K = 2 and K = 3 fitted by EM, and a
                        KDE with its bandwidth chosen by held-out likelihood. Each is scored by its
                        test log-likelihood (nats per example); true minus fitted is a Monte Carlo
@@ -22,8 +22,9 @@ import os
 import jax
 import numpy as np
 
-from genmodels import toy, viz
+from genmodels import viz
 from genmodels.classical import em, gaussian, gmm, kde
+from genmodels.data import toy
 
 
 def draw(seed: int, num_train: int, num_test: int, mean: float, std: float) -> dict:

@@ -1,4 +1,4 @@
-"""A Gaussian mixture fitted by EM to a 2D toy distribution (genmodels/toy.py), with figures.
+"""A Gaussian mixture fitted by EM to a 2D toy distribution (genmodels/data/toy.py), with figures.
 
     .venv/bin/python -m tools.gmm_toy2d --out workdirs/gmm_toy2d                  # two_moons
     .venv/bin/python -m tools.gmm_toy2d --toy grid_25 --k_max 30 --out workdirs/gmm_grid25
@@ -22,8 +22,9 @@ import jax
 import matplotlib
 import numpy as np
 
-from genmodels import toy, viz
+from genmodels import viz
 from genmodels.classical import em, gmm
+from genmodels.data import toy
 
 matplotlib.use('Agg')  # No display needed.
 import matplotlib.pyplot as plt  # noqa: E402

@@ -1,4 +1,4 @@
-"""PyTorch eager mirror of genmodels/unet.py's U-Net and ddpm.train_step (configs/ddpm_mnist.py).
+"""PyTorch eager mirror of genmodels/nn/unet.py's U-Net and ddpm.train_step (configs/ddpm_mnist.py).
 
 One torch module per flax module, under the same names, so weights map by name (NCHW; GroupNorm
 with unet.num_groups and flax's epsilon 1e-6; the stride-2 SAME downsample padded (0, 1) on even
@@ -18,8 +18,9 @@ import torch
 from flax import traverse_util
 
 from benchmarks.torch_ref.optim import ScheduledAdam
-from genmodels import train_state, unet
 from genmodels.families import ddpm
+from genmodels.nn import unet
+from genmodels.training import train_state
 
 F = torch.nn.functional
 TOLERANCE = 1e-4  # mirror check: max |flax - torch| / max |flax|, per tensor

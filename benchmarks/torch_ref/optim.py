@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from genmodels import train_state
+from genmodels.training import train_state
 
 
 def global_norm(tensors):

@@ -16,7 +16,7 @@ Required of a deep family (trained step by step):
     train_step(config, state, batch, rng) -> (state, metrics)
         Pure and jitted by the trainer, which shards the batch over devices, replicates the state
         and donates it. `metrics` is a flat dict of scalar arrays; every float metric is checked
-        for NaN/Inf. Per-example randomness comes from genmodels.noise (keyed by batch['index']).
+        for NaN/Inf. Per-example randomness comes from genmodels.nn.noise (keyed by batch['index']).
         Gradients come from `train_state.value_and_grad(config, loss_fn, params, batch)`, which
         applies train.grad_accum_steps (micro-batches) and train.compute_dtype (bfloat16 layers)
         for every family alike.

@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genmodels import config as config_lib, data as data_lib, nets, train_state, viz
+from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
+from genmodels.nn import nets
+from genmodels.training import train_state
 
 CONFIG_SCHEMA = {
     'model': {

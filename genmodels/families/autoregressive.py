@@ -32,8 +32,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import config as config_lib, data as data_lib, metrics, train_state, viz
+from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
+from genmodels.training import train_state
 
 PyTree = Any
 Batch = dict[str, jax.Array]

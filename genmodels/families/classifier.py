@@ -16,8 +16,10 @@ import matplotlib
 import numpy as np
 import optax
 
-from genmodels import config as config_lib, data as data_lib, nets, train_state
+from genmodels import config as config_lib, data as data_lib
 from genmodels.config import ConfigError
+from genmodels.nn import nets
+from genmodels.training import train_state
 
 matplotlib.use('Agg')  # No display on training machines.
 import matplotlib.pyplot as plt  # noqa: E402

@@ -1,7 +1,7 @@
 """Denoising diffusion probabilistic models (Ho et al. 2020), with the improvements researchers use:
 a cosine schedule and respaced sampling (Nichol & Dhariwal 2021), DDIM (Song et al. 2021), x_0 and v
 targets (Salimans & Ho 2022), and classifier-free guidance (Ho & Salimans 2022). The maths is in
-genmodels/diffusion.py; this module is the family contract around it.
+genmodels/nn/diffusion.py; this module is the family contract around it.
 
 Training (objective 'simple', Ho Eq. 14): t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_sample(x_0, t, eps),
 loss = mean over pixels of (target - net(x_t, t))^2 with target eps, x_0 or v (model.prediction).
@@ -35,10 +35,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import config as config_lib, data as data_lib, diffusion, noise, train_state, unet
-from genmodels import viz
+from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
+from genmodels.nn import diffusion, noise, unet
+from genmodels.training import train_state
 
 PyTree = Any
 Batch = dict[str, jax.Array]

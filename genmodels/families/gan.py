@@ -74,10 +74,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from genmodels import config as config_lib, data as data_lib, nets, noise, train_state, viz
+from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.classical import kde as kde_lib
 from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality
+from genmodels.nn import nets, noise
+from genmodels.training import train_state
 
 PyTree = Any
 Batch = dict[str, jax.Array]
@@ -302,7 +304,7 @@ def networks(config, image_shape) -> tuple[Generator, Discriminator]:
 
 def latents(config, rng: jax.Array, index: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """G's input [B, Z + codes] and the codes {'categorical': int [B], 'continuous': [B, n]},
-    each example's draw keyed by its index (genmodels.noise)."""
+    each example's draw keyed by its index (genmodels.nn.noise)."""
     m = config.model
     k_z, k_cat, k_cont = jax.random.split(rng, 3)
     z = noise.normal(k_z, index, (m.latent_dim,))

@@ -60,9 +60,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import config as config_lib, data as data_lib, noise, train_state, unet, viz
+from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import modes as modes_lib
+from genmodels.nn import noise, unet
+from genmodels.training import train_state
 
 PyTree = Any
 Batch = dict[str, jax.Array]

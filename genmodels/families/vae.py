@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genmodels import config as config_lib, data as data_lib, metrics, nets, noise, train_state
-from genmodels import viz
+from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
+from genmodels.nn import nets, noise
+from genmodels.training import train_state
 
 PyTree = Any
 Batch = dict[str, jax.Array]

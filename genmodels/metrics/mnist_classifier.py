@@ -26,8 +26,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from genmodels import nets
 from genmodels.metrics.inception_weights import file_sha256
+from genmodels.nn import nets
 
 WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights',
                             'mnist_classifier.npz')

@@ -33,7 +33,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from genmodels import checkpoint, data, parallel
+from genmodels import data
+from genmodels.training import checkpoint, parallel
 
 PyTree = Any
 
@@ -143,7 +144,7 @@ def value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params:
     j + 2k, ... form micro-batch j, so each device keeps its own rows) and one lax.scan adds
     their gradients: loss, means and gradients are the micro-batch averages, which equal the
     large-batch step's up to float rounding when the loss's randomness is keyed per example
-    (genmodels.noise), and only B/k examples' activations are live at a time. `per_example` comes
+    (genmodels.nn.noise), and only B/k examples' activations are live at a time. `per_example` comes
     back in batch order; `last` is the last micro-batch's (batch-norm statistics are then those of
     B/k examples, as with any accumulation).
 

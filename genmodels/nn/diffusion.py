@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
-from genmodels import noise
+from genmodels.nn import noise
 
 LOG_2PI = math.log(2.0 * math.pi)
 
