@@ -3,19 +3,17 @@
 
 XLA:CPU hands convolutions, dots, reductions and elementwise ops to YNNPACK ("YNN fusions") by
 default in jax 0.10. Without them, with XLA's own kernels, every convolutional train step measured
-faster on the 2-core x86 CPU (same run, alternating): the DDPM U-Net step by 25% and its forward by
-33%, the conv VAE step by 20%, the DCGAN step by 13%; the MLP VAE step is unchanged
-(`python benchmarks/bench_ddpm_step.py` prints which setting it ran with). The flag only concerns
+faster on the 2-core x86 CPU and the MLP steps the same (measured: docs/benchmarks.md;
+`python benchmarks/bench_ddpm_step.py` prints which setting it ran with). The flag only concerns
 the CPU backend; GPU and TPU runs are unaffected. A user who sets
 `--xla_cpu_experimental_ynn_fusion_type` in XLA_FLAGS keeps their value.
 
 KDE's programs (genmodels/classical/kde.py, kde_kernels.py) are one large matmul with
-elementwise maps and reductions, and there YNNPACK is the faster one: the Gaussian KDE of 20,000 x
-20,000 points in D=8 took 0.84 s without YNN fusions, 0.45 s with YNN's dot, elementwise and reduce
-fusions, and 0.47 s with XLA's defaults, on idle cores. Their jits (`jit` below) ask for those
-three fusions per program (`compiler_options`, which apply to that program only), unless the user
-set the flag. The DCGAN step with them measured 245 ms against 205-220 ms without any, so the
-neural nets keep the global setting. XLA:CPU fails with those three fusions on programs holding a
+elementwise maps and reductions, and there YNNPACK's dot, elementwise and reduce fusions measured
+faster than both XLA's kernels and XLA's defaults (docs/benchmarks.md). Their jits (`jit` below)
+ask for those three fusions per program (`compiler_options`, which apply to that program only),
+unless the user set the flag. The DCGAN step measured slower with them, so the neural nets keep the
+global setting. XLA:CPU fails with those three fusions on programs holding a
 batch of D x D matrices ("Instruction with unsupported layout in YNN fusion": EM's [K, D, D]
 precisions at K = D = 16, KDE's cross-validation over 21 bandwidths at D >= 16), and only when the
 program runs, so EM and `kde.cv_factor` use plain jax.jit, and `jit` below waits for each top-level

@@ -30,9 +30,8 @@ def check_covariance_type(covariance_type):
 
 def default_chunk_size(k, d):
     """Rows per block so that the [K, D, rows] whitened block is near 8 MiB (at most 16,384 rows).
-    Each block of the scan has a fixed cost beside its work: an EM iteration on 200,000 points
-    (D = K = 16, float32, 2 cores) took 162 ms in 2 MiB blocks of 2,048 rows and 118 ms in 8 MiB
-    blocks of 8,192; at D = 64, K = 8 and at D = 8, K = 64, 4,096 rows beat 1,024 by 13-20%."""
+    Each block of the scan has a fixed cost beside its work, so larger blocks measured faster per
+    EM iteration up to this size (measured: docs/benchmarks.md, classical estimators)."""
     return int(min(16384, max(256, 2 ** 21 // (k * d))))
 
 

@@ -82,8 +82,8 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     local_batch = global_batch_size // num_processes
     local_rows = process * local_batch + np.arange(local_batch)  # [b] rows of the global batch
     # The supported datasets are small (at most 73k images of 32x32x3 uint8, 225 MB), so the split
-    # is decoded once into memory: TFDS decodes records in Python at ~35 us each, 4.5 ms for a
-    # batch of 128, as slow as a whole train step.
+    # is decoded once into memory: TFDS decodes records one by one in Python, as slow per batch as
+    # a whole train step (measured: docs/benchmarks.md).
     all_pixels, all_labels = read(np.arange(num_examples))
     steps_per_epoch = num_examples // global_batch_size  # the incomplete last batch is dropped
 

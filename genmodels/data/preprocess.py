@@ -111,7 +111,7 @@ def eval_uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int, 
     seed, stream, step = key
     bits = np.random.Philox(key=[seed, stream])
     generator = np.random.Generator(bits)
-    fresh = bits.state  # empty output buffer; resetting it is 3x cheaper than a new Philox per row
+    fresh = bits.state  # empty output buffer; resetting it is cheaper than a new Philox per row
     noise = np.empty((len(rows), *shape), np.float32)
     for i, row in enumerate(rows):
         fresh['state']['counter'] = np.array([0, row, step, 0], np.uint64)
@@ -132,9 +132,7 @@ def train_uniform(key: tuple[int, int, int], rows: np.ndarray, shape: tuple[int,
     Rows come in blocks of _NOISE_BLOCK_ROWS: block b of step `step` is one PCG64DXSM stream seeded
     by (seed, stream, step, b) through numpy's SeedSequence, read as raw 32-bit words. Per-row
     Philox streams (`eval_uniform`) cost a Python round trip per row and Philox's 10 rounds per
-    word: preprocessing a batch of 2,048 binarised MNIST digits took 24-37 ms with them against
-    16-22 ms with this, next to the MLP VAE's 100 ms step; a batch of 128, 1.2-2.5 ms against
-    0.5-1.2 ms (alternating, `scale_pixels` alone, cores shared with a training run).
+    word: this is faster at every batch size measured (docs/benchmarks.md).
     """
     seed, stream, step = key
     per_block = _NOISE_BLOCK_ROWS * int(np.prod(shape))

@@ -101,8 +101,8 @@ def log_px_given_z(config, params, x: jax.Array, out: jax.Array) -> jax.Array:
         # log Bernoulli(x; sigmoid(l)) = x log sigmoid(l) + (1 - x) log sigmoid(-l)
         #                              = x l - softplus(l),
         # with softplus(l) = max(l, 0) + log1p(exp(-|l|)) written out: XLA:CPU's fusions of
-        # jax.nn.log_sigmoid take 2-4x as long for the value and gradient (2048 x 784 logits: 16.4
-        # against 4.2 ms), which is a tenth of the MLP VAE's step at large batch.
+        # jax.nn.log_sigmoid take several times as long for the value and gradient, a noticeable
+        # share of the MLP VAE's step at large batch (measured: docs/benchmarks.md).
         out = out.astype(jnp.float32)  # bfloat16 logits (train.compute_dtype): the loss in float32
         softplus = jnp.maximum(out, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(out)))
         return jnp.sum(xb * out - softplus, axes)

@@ -1,8 +1,8 @@
 """The shipped MNIST classifier: the feature extractor of FID/KID/IS/precision-recall on digits.
 
 The convnet of genmodels/families/classifier.py (configs/classifier_mnist.py), trained by this
-codebase's own trainer on the 4,500 bundled MNIST train digits in [0, 1]; 97.6% accuracy on the
-500 bundled test digits. Its 128 penultimate ReLU units are the features, its softmax the class
+codebase's own trainer on the 4,500 bundled MNIST train digits in [0, 1] (its test accuracy:
+docs/results/comparison.md). Its 128 penultimate ReLU units are the features, its softmax the class
 probabilities of the Inception Score. The weights ship in weights/mnist_classifier.npz (float32,
 checked by sha256 on load) and are reproduced, on this CPU, by
 

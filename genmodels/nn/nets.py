@@ -1,8 +1,9 @@
 """flax.linen building blocks shared by the families: MLPs, conv trunks, the classifier convnet.
 
 Upsampling is sub-pixel (conv to 4C channels, then depth-to-space) rather than a strided
-ConvTranspose: XLA:CPU runs the backward pass of a strided ConvTranspose about 24x slower than
-PyTorch does (see DESIGN.md), and sub-pixel convolution is equally expressive (Shi et al. 2016).
+ConvTranspose: XLA:CPU runs the backward pass of a strided ConvTranspose far slower than PyTorch
+does (measured: docs/benchmarks.md), and sub-pixel convolution is equally expressive (Shi et al.
+2016).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ Komodakis 2016):
   predicts 0.
 
 Downsampling is a stride-2 3x3 conv. Upsampling is a nearest-neighbour resize followed by a 3x3 conv
-rather than a strided ConvTranspose: XLA:CPU runs the backward pass of a strided ConvTranspose about
-24x slower than PyTorch does (see DESIGN.md).
+rather than a strided ConvTranspose: XLA:CPU runs the backward pass of a strided ConvTranspose far
+slower than PyTorch does (measured: docs/benchmarks.md).
 
 Class conditioning adds a learned class embedding to the time embedding. The table has
 `num_classes + 1` rows: the last index, `num_classes`, means "no label", so classifier-free guidance
@@ -174,7 +174,8 @@ class Upsample(nn.Module):
     `size` is the matching skip connection's spatial size, normally (2H, 2W); when a level was odd
     (7 -> 4 on the way down) it is 2H - 1, and `jax.image.resize` maps the 4 rows onto 7. Exact
     doubling copies each pixel into a 2x2 block instead, which equals the resize but whose backward
-    pass is a reduction rather than the gather's scatter (~5x faster on XLA:CPU).
+    pass is a reduction rather than the gather's scatter (measured faster on XLA:CPU;
+    docs/benchmarks.md).
     """
 
     @nn.compact

@@ -49,8 +49,8 @@ def manager(workdir: str, keep: int | None = None, read_only: bool = False
 
 def all_finite(tree: PyTree) -> bool:
     """Whether every floating-point array in `tree` is finite, checked on host copies. An eager
-    jnp.isfinite per array compiles one program per shape: 11 s the first time for 80 arrays of
-    conv, dense and bias shapes."""
+    jnp.isfinite per array compiles one program per shape, seconds for a model's conv, dense and
+    bias shapes (measured: docs/benchmarks.md)."""
     leaves = [x for x in jax.tree.leaves(tree)
               if hasattr(x, 'dtype') and jnp.issubdtype(x.dtype, jnp.inexact)]
     return all(np.isfinite(x).all() for x in jax.device_get(leaves))
