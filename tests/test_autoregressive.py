@@ -12,36 +12,34 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import ar_digits, ar_text
+from configs import ar_digits
 from genmodels import data, families, trainer
 from genmodels.families import autoregressive as ar
+from tests.helpers import smoke_config
 
 LEVELS, LENGTH = 3, 4  # a tiny vocabulary and sequence: 3^4 = 81 sequences to enumerate
+
+
+CONDITIONAL = {'model.conditional': True}  # ar_digits' smoke model with a leading class token
 
 
 @functools.cache
 def _initial_params():
     """The smoke config's transformer over LEVELS levels and 2 classes, 12 positions, at its
     random initialisation (jitted: eager flax init takes seconds)."""
-    net = ar.network(_config(), LEVELS, 2, 12)
+    net = ar.network(smoke_config('ar_digits', None, CONDITIONAL), LEVELS, 2, 12)
     return jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 12), jnp.int32))['params']
 
 
-def _config():
-    config = ar_digits.get_config('smoke')
-    config.model.conditional = True
-    return config
-
-
-def _tiny(length=LENGTH):
-    """The config and the parameters cut to `length` positions (a model of shorter sequences)."""
+def _params(length=LENGTH):
+    """The initial parameters cut to `length` positions (a model of shorter sequences)."""
     params = dict(_initial_params())
     params['pos_embed'] = params['pos_embed'][:length]
-    return _config(), params
+    return params
 
 
 def test_probabilities_of_all_sequences_sum_to_one_for_each_context():
-    config, params = _tiny()
+    config, params = smoke_config('ar_digits', None, CONDITIONAL), _params()
     seqs = jnp.array(list(itertools.product(range(LEVELS), repeat=LENGTH)), jnp.int32)  # [81, 4]
     log_probs = jax.jit(lambda p, context: ar.token_log_probs(config, p, seqs, context))
     for c in range(2):
@@ -52,7 +50,7 @@ def test_probabilities_of_all_sequences_sum_to_one_for_each_context():
 
 
 def test_changing_a_token_never_changes_the_distributions_up_to_it():
-    config, params = _tiny()
+    config, params = smoke_config('ar_digits', None, CONDITIONAL), _params()
     tokens = jax.random.randint(jax.random.key(1), (8, LENGTH), 0, LEVELS)
     context = jnp.full((8,), LEVELS, jnp.int32)
 
@@ -70,7 +68,7 @@ def test_changing_a_token_never_changes_the_distributions_up_to_it():
 
 
 def test_cached_and_recomputing_samplers_draw_the_same_tokens():
-    config, params = _tiny(length=12)
+    config, params = smoke_config('ar_digits', None, CONDITIONAL), _params(12)
     config.sampler.temperature = 0.7
     context = LEVELS + jnp.arange(32, dtype=jnp.int32) % 2
     prefix = jax.random.randint(jax.random.key(2), (32, 12), 0, LEVELS)
@@ -99,12 +97,10 @@ def test_bad_configs_are_one_line_errors():
 
 
 def test_digits_smoke_run_reports_exact_nll_and_perplexity(tmp_path, data_dir):
-    config = ar_digits.get_config('smoke')
-    config.data.data_dir = data_dir
     # Figures and the sampler timing cost compilations (a third of the run); the sampler is tested
     # above.
-    config.train.figures = False
-    config.eval.timing_samples = 0
+    config = smoke_config('ar_digits', data_dir, {'train.figures': False,
+                                                  'eval.timing_samples': 0})
     workdir = str(tmp_path / 'ar')
     result = trainer.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, 'eval.json')) as f:
@@ -125,10 +121,9 @@ def test_digits_smoke_run_reports_exact_nll_and_perplexity(tmp_path, data_dir):
 def test_text_file_smoke_run_reports_perplexity_per_character_and_text_figures(tmp_path):
     path = tmp_path / 'corpus.txt'
     path.write_text('the quick brown fox jumps over the lazy dog. ' * 40, encoding='utf-8')
-    config = ar_text.get_config('smoke')
-    config.data.name = f'text:{path}'
-    config.eval.timing_samples = 0
-    config.optimizer.learning_rate = 1e-2  # a repeated sentence: 20 steps learn much of it
+    # a repeated sentence: 20 steps at a higher learning rate learn much of it
+    config = smoke_config('ar_text', None, {'data.name': f'text:{path}', 'eval.timing_samples': 0,
+                                            'optimizer.learning_rate': 1e-2})
     workdir = str(tmp_path / 'ar_text')
     trainer.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, 'eval.json')) as f:

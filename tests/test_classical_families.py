@@ -13,24 +13,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from configs import gaussian_mnist, gmm_digits, kde_digits
 from genmodels import config as config_lib, data, families, trainer
 from genmodels.families import density, gaussian_mle, gmm
+from tests.helpers import smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {'gaussian': gaussian_mnist, 'kde': kde_digits, 'gmm': gmm_digits}
-
-
-def small_config(name: str, data_dir: str) -> ml_collections.ConfigDict:
-    """The family's smoke config on `digits` (test split: its first 100 images)."""
-    config = CONFIGS[name].get_config('smoke')
-    config.data.name = 'digits'
-    config.data.data_dir = data_dir
-    config.eval.num_samples = 10  # digits is not MNIST: sample metrics are skipped anyway
-    config.train.figures = name == 'gmm'
-    if name == 'gmm':
-        config.model.pca_components = 10
-    return config
+# Each family's smoke config, on `digits` (the test split: its first 100 images) with 10 samples
+# (digits is not MNIST: sample metrics are skipped anyway), and figures of the mixture only.
+CONFIGS = {'gaussian': 'gaussian_mnist', 'kde': 'kde_digits', 'gmm': 'gmm_digits'}
+OVERRIDES = {'gaussian': {'data.name': 'digits', 'eval.num_samples': 10, 'train.figures': False},
+             'kde': {'eval.num_samples': 10, 'train.figures': False},
+             'gmm': {'eval.num_samples': 10, 'model.pca_components': 10}}
 
 
 def read_lines(path: str) -> list[dict]:
@@ -46,7 +39,7 @@ def runs(data_dir, tmp_path_factory):
 
     def run(name: str):
         if name not in made:
-            config = small_config(name, data_dir)
+            config = smoke_config(CONFIGS[name], data_dir, OVERRIDES[name])
             workdir = str(tmp_path_factory.mktemp(name) / 'run')
             made[name] = config, workdir, trainer.train_and_evaluate(config, workdir)
         return made[name]
@@ -119,7 +112,7 @@ def fitted(family, config, images, rng=jax.random.key(0)):
 
 
 def digits_config(data_dir, pca_components: int) -> ml_collections.ConfigDict:
-    config = small_config('gaussian', data_dir)
+    config = smoke_config('gaussian_mnist', data_dir, OVERRIDES['gaussian'])
     config.model.pca_components = pca_components
     return config
 
@@ -178,18 +171,18 @@ def test_bad_input_leaves_no_workdir(data_dir, tmp_path):
 
 
 def test_fit_configs_have_no_optimizer_or_loop_settings(data_dir):
-    config = small_config('gmm', data_dir)
+    config = smoke_config('gmm_digits', data_dir, OVERRIDES['gmm'])
     config.optimizer = ml_collections.ConfigDict({'learning_rate': 1e-3})
     with pytest.raises(config_lib.ConfigError, match='unknown config key optimizer'):
         families.validated(config)
-    config = small_config('kde', data_dir)
+    config = smoke_config('kde_digits', data_dir, OVERRIDES['kde'])
     config.eval.use_ema = True
     with pytest.raises(config_lib.ConfigError, match='a fit has no moving average'):
         families.validated(config)
 
 
 def test_kde_bandwidth_from_the_command_line_is_a_number(data_dir):
-    config = small_config('kde', data_dir)
+    config = smoke_config('kde_digits', data_dir, OVERRIDES['kde'])
     config.model.bandwidth = '0.25'  # absl parses --config.model.bandwidth=0.25 as a string
     families.validated(config)
     assert families.get('kde').bandwidth(config) == 0.25

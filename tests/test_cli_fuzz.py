@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from genmodels import trainer
-from tests.test_trainer import ROOT, XLA_FLAGS, tiny_vae
+from tests import helpers
+from tests.test_trainer import ROOT, XLA_FLAGS
 
 VAE = ['--config', 'configs/vae_mnist.py:smoke']
 
@@ -87,7 +88,8 @@ def _run_cases(script: str, cases) -> list[dict]:
 
 def test_bad_input_through_train_py_and_eval_py_fails_cleanly(tmp_path, data_dir):
     run = str(tmp_path / 'run')
-    trainer.train_and_evaluate(tiny_vae(data_dir, num_steps=4), run)
+    config = helpers.smoke_config('vae_mnist', data_dir, helpers.VAE, {'train.num_steps': 4})
+    trainer.train_and_evaluate(config, run)
     bad_json = str(tmp_path / 'bad_json')
     os.makedirs(bad_json)
     with open(os.path.join(bad_json, 'config.json'), 'w') as f:

@@ -11,9 +11,8 @@ import pytest
 
 from configs import common
 from genmodels import config as config_lib, evaluation, families, trainer
-from tests.test_gan import tiny_gan
-from tests.test_trainer import (Killed, kill_after, poison_at, read_metrics, restore_params,
-                                tiny_vae)
+from tests.helpers import DCGAN, VAE, smoke_config
+from tests.test_trainer import Killed, kill_after, poison_at, read_metrics, restore_params
 
 families.register('stub', 'tests.stub_family')
 
@@ -154,7 +153,7 @@ def test_each_seed_lane_is_the_single_seed_run_with_that_seed(tmp_path, data_dir
 
 
 def test_vae_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
-    config = tiny_vae(data_dir, num_steps=4)
+    config = smoke_config('vae_mnist', data_dir, VAE, {'train.num_steps': 4})
     config.train.checkpoint_every = 4
     many, singles = run_lanes(config, tmp_path, 'vae', num_seeds=2)
     stacked = restore_params(many, 4)
@@ -170,7 +169,7 @@ def test_vae_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
 def test_gan_seed_lanes_match_single_seed_runs(tmp_path, data_dir):
     """Both players, both optimizers, batch-norm and spectral-norm state and n_disc = 2 D steps,
     lane by lane."""
-    config = tiny_gan(data_dir, num_steps=4)
+    config = smoke_config('dcgan_mnist', data_dir, DCGAN, {'train.num_steps': 4})
     many, singles = run_lanes(config, tmp_path, 'gan', num_seeds=2)
     stacked = restore_params(many, 4)
     record = json.load(open(os.path.join(many, 'eval.json')))

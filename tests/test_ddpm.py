@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import ddpm_cifar10, ddpm_grid25, ddpm_mnist
+from configs import ddpm_cifar10, ddpm_mnist
 from genmodels import data, evaluation, families, trainer
 from genmodels.families import ddpm
 from genmodels.nn import diffusion
-from tests.helpers import jitted_init
+from tests.helpers import DDPM_TOY, jitted_init, smoke_config
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
 SCHED = diffusion.make_schedule('linear', 1000, 1e-4, 0.02)
@@ -153,30 +153,11 @@ def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_chain():
 # ------------------------------------------------------------------------------------------------
 # The family
 
-def tiny_toy(data_dir, num_steps=8):
-    config = ddpm_grid25.get_config()
-    config.data.data_dir = data_dir
-    config.model.hidden = (32, 32)
-    config.model.embed_dim = 16
-    config.model.num_timesteps = 100
-    config.sampler.num_steps = 10
-    config.train.num_steps = num_steps
-    config.train.batch_size = 32
-    config.train.log_every = 2
-    config.train.checkpoint_every = 4
-    config.train.figures = False
-    config.train.figures_every = 0
-    config.eval.max_examples = 64
-    config.eval.batch_size = 32
-    config.eval.nll_timesteps = 10
-    return config
-
-
 @pytest.mark.parametrize('objective,prediction', [('simple', 'x0'), ('simple', 'v'),
                                                   ('vlb', 'eps')])
 def test_objectives_and_targets_train(objective, prediction, data_dir):
     """Each objective and target takes finite steps that lower its loss on a fixed batch."""
-    config = tiny_toy(data_dir)
+    config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY)
     config.objective, config.model.prediction = objective, prediction
     points = data.load_split(config.data, 'train', 256)['image']
     batch = {'image': jnp.asarray(points), 'label': jnp.zeros(256, jnp.int32),
@@ -191,7 +172,7 @@ def test_objectives_and_targets_train(objective, prediction, data_dir):
 
 
 def test_guidance_scale_zero_is_the_unconditional_prediction(data_dir):
-    config = tiny_toy(data_dir)
+    config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY)
     config.model.conditional = True
     example = {'image': np.zeros((1, 2, 1, 1), np.float32), 'label': np.zeros(1, np.int32),
                'index': np.zeros(1, np.int32)}
@@ -208,7 +189,7 @@ def test_guidance_scale_zero_is_the_unconditional_prediction(data_dir):
 
 
 def test_toy_run_resumes_bit_for_bit_and_eval_settings_change(tmp_path, data_dir):
-    config = tiny_toy(data_dir)
+    config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY)
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     result = trainer.train_and_evaluate(config, straight)
     with pytest.raises(Killed):

@@ -344,21 +344,6 @@ def small(config, data_dir, num_steps=8):
     return config
 
 
-def tiny_gan(data_dir, num_steps=8):
-    """A DCGAN small enough for the multi-device and seed-lane tests, with batch-norm and
-    spectral-norm state and a scanned second D step."""
-    config = small(dcgan_mnist.get_config(), data_dir, num_steps)
-    config.model.channels = (4, 8)
-    config.model.latent_dim = 8
-    config.model.spectral_norm = True
-    config.loss.n_disc = 2
-    config.loss.r1_weight = 0.0  # R1's double backward pass is tested by the resume test
-    config.eval.max_examples = 64
-    config.eval.num_samples = 64
-    config.eval.batch_size = 32
-    return config
-
-
 @pytest.mark.parametrize('make', [cdcgan_mnist.get_config, infogan_mnist.get_config])
 def test_conditional_and_infogan_shapes(make, data_dir):
     config = small(make(), data_dir)

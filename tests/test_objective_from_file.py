@@ -15,7 +15,8 @@ from examples import beta_tc_vae
 from genmodels import config as config_lib, data, trainer
 from genmodels.families import vae
 from genmodels.nn import noise
-from tests.test_trainer import ROOT, read_metrics, tiny_vae
+from tests.helpers import VAE, smoke_config
+from tests.test_trainer import ROOT, read_metrics
 
 MODULE_SPEC = 'examples.beta_tc_vae:beta_tc_elbo'
 FILE_SPEC = os.path.join(ROOT, 'examples', 'beta_tc_vae.py') + ':beta_tc_elbo'
@@ -31,7 +32,7 @@ def jitted(objective, config):
 @pytest.fixture(scope='module')
 def setup(data_dir):
     """A tiny VAE's initial parameters and one real training batch (16 binarised digits)."""
-    config = tiny_vae(data_dir)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     batch = jax.tree.map(jnp.asarray, next(data.train_iterator(config.data, 16, 0)))
     params = jax.jit(lambda key: vae.init(config, key, batch)['params'])(jax.random.key(0))
     n = data.dataset_info(config.data).num_examples[config.data.train_split]
@@ -121,7 +122,7 @@ def test_tc_is_larger_when_the_aggregate_posterior_is_correlated():
 def test_trains_by_module_and_by_file_then_resumes(tmp_path, data_dir):
     results = {}
     for name, spec in (('module', MODULE_SPEC), ('file', FILE_SPEC)):
-        config = tiny_vae(data_dir, num_steps=8)
+        config = smoke_config('vae_mnist', data_dir, VAE, {'train.num_steps': 8})
         config.objective, config.loss.beta = spec, 4.0
         config.loss.kl_warmup_steps = 0  # so the logged loss is one objective throughout
         workdir = str(tmp_path / name)
@@ -132,7 +133,7 @@ def test_trains_by_module_and_by_file_then_resumes(tmp_path, data_dir):
     # One function, two spellings: the same run.
     assert results['module']['nll_nats'] == results['file']['nll_nats']
 
-    config = tiny_vae(data_dir, num_steps=12)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     config.objective, config.loss.beta, config.loss.kl_warmup_steps = MODULE_SPEC, 4.0, 0
     workdir = str(tmp_path / 'module')
     result = trainer.train_and_evaluate(config, workdir)
@@ -157,7 +158,7 @@ def _bad_signature(tmp_path):
 def test_bad_objective_is_one_line_and_leaves_no_workdir(tmp_path, data_dir, spec, expect):
     if callable(spec):
         spec, expect = spec(tmp_path)
-    config = tiny_vae(data_dir)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     config.objective = spec
     workdir = str(tmp_path / 'run')
     with pytest.raises(config_lib.ConfigError) as e:

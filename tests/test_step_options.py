@@ -16,10 +16,8 @@ from configs import cdcgan_mnist, classifier_mnist
 from genmodels import data, families
 from genmodels.families import gan
 from genmodels.training import parallel, train_state
-from tests.helpers import jitted_init
-from tests.test_ddpm import tiny_toy
+from tests.helpers import DDPM_TOY, VAE, jitted_init, smoke_config
 from tests.test_gan import small
-from tests.test_trainer import tiny_vae
 
 
 def _classifier(data_dir):
@@ -53,7 +51,9 @@ def _init(family, config):
 
 # The VAE, the classifier's convolutions, the GAN's two players and the DDPM step (the toy's MLP:
 # a U-Net compiles for 20 s and runs the same DDPM step). The autoencoder's step has the VAE's shape.
-CONFIGS = {'vae': tiny_vae, 'classifier': _classifier, 'gan': _gan, 'ddpm_toy': tiny_toy}
+CONFIGS = {'vae': lambda data_dir: smoke_config('vae_mnist', data_dir, VAE),
+           'classifier': _classifier, 'gan': _gan,
+           'ddpm_toy': lambda data_dir: smoke_config('ddpm_grid25', data_dir, DDPM_TOY)}
 
 
 @pytest.mark.parametrize('name', list(CONFIGS))

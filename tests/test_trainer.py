@@ -19,38 +19,20 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import ae_mnist, vae_mnist
+from configs import ae_mnist
 from genmodels import config as config_lib, families, trainer
 from genmodels.training import checkpoint, metric_writer, parallel, preemption
+from tests.helpers import DCGAN, DDPM_TOY, VAE, smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XLA_FLAGS = os.environ.get('XLA_FLAGS', '')  # conftest's xla_cpu settings, kept in subprocesses
 
 
-def tiny_vae(data_dir: str | None, num_steps: int = 12):
-    config = vae_mnist.get_config()
-    config.data.data_dir = data_dir
-    config.model.hidden = (32,)
-    config.model.latent_dim = 4
-    config.loss.kl_warmup_steps = 4
-    config.optimizer.warmup_steps = 2
-    config.train.batch_size = 16
-    config.train.num_steps = num_steps
-    config.train.log_every = 2
-    config.train.checkpoint_every = 4
-    config.train.figures = False
-    config.eval.iwae_k = 4
-    config.eval.max_examples = 32
-    config.eval.batch_size = 16
-    config.eval.num_samples = 64
-    return config
-
-
 @pytest.fixture(scope='module')
 def straight(tmp_path_factory, data_dir) -> str:
-    """tiny_vae trained 12 steps without interruption: what every interrupted run must end as."""
+    """The VAE trained 12 steps without interruption: what every interrupted run must end as."""
     workdir = str(tmp_path_factory.mktemp('straight') / 'w')
-    trainer.train_and_evaluate(tiny_vae(data_dir, num_steps=12), workdir)
+    trainer.train_and_evaluate(smoke_config('vae_mnist', data_dir, VAE), workdir)
     return workdir
 
 
@@ -68,7 +50,7 @@ def restore_params(workdir: str, step: int):
 
 def test_smoke_on_mock_mnist_writes_every_output(tmp_path):
     """The flax-examples smoke test: the real loop on TFDS mock data."""
-    config = tiny_vae(None, num_steps=8)
+    config = smoke_config('vae_mnist', None, VAE, {'train.num_steps': 8})
     config.data.name = 'mnist'
     config.train.figures = True
     config.train.fid_every = 4  # FID of a small sample during training, labelled with its size.
@@ -109,7 +91,7 @@ def test_autoencoder_trains(tmp_path, data_dir):
 
 
 def test_iwae_objective_trains(tmp_path, data_dir):
-    config = tiny_vae(data_dir, num_steps=8)
+    config = smoke_config('vae_mnist', data_dir, VAE, {'train.num_steps': 8})
     config.objective = 'iwae'
     config.loss.num_samples = 3
     workdir = str(tmp_path / 'iwae')
@@ -134,7 +116,7 @@ def kill_after(n: int):
 
 
 def test_kill_and_resume_equals_uninterrupted_bit_for_bit(tmp_path, data_dir, straight):
-    config = tiny_vae(data_dir, num_steps=12)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     resumed = str(tmp_path / 'resumed')
     with pytest.raises(Killed):  # Dies while computing step 7; the last checkpoint is step 4.
         trainer.train_and_evaluate(config, resumed, iterator_hook=kill_after(6))
@@ -161,7 +143,7 @@ def signal_after(n: int, signum: int):
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
 def test_signal_saves_the_current_step_and_resume_equals_uninterrupted(
         tmp_path, data_dir, monkeypatch, signum, straight):
-    config = tiny_vae(data_dir, num_steps=12)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     stopped = str(tmp_path / 'stopped')
     save = checkpoint.save
 
@@ -211,7 +193,7 @@ def test_the_loop_keeps_at_most_two_steps_in_flight(tmp_path, data_dir, monkeypa
             seen.append((i, len(completed)))  # steps run when the batch of step i + 1 is fetched
             yield batch
 
-    config = tiny_vae(data_dir, num_steps=12)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     config.train.log_every = config.train.checkpoint_every = 12  # no sync point before the end
     monkeypatch.setattr(trainer, 'make_train_step', make_slow_train_step)
     trainer.train_and_evaluate(config, str(tmp_path / 'w'), iterator_hook=hook)
@@ -247,21 +229,17 @@ def test_metrics_log_with_a_torn_last_line_resumes_with_a_warning(tmp_path, monk
         metric_writer.MetricWriter(workdir, start_step=6)
 
 
-def _cli_config(data_dir: str, num_steps: int) -> ml_collections.ConfigDict:
-    config = tiny_vae(data_dir, num_steps)
-    config.train.checkpoint_every = 2
-    return config
+# The kill-and-resume test's run: the VAE, saving every 2 steps.
+def _cli_overrides(num_steps: int) -> dict:
+    return {**VAE, 'train.num_steps': num_steps, 'train.checkpoint_every': 2}
 
 
-def _cli_tiny_vae(data_dir: str, workdir: str, num_steps: int) -> list[str]:
-    """train.py running _cli_config: an override for every key where it differs from
-    configs/vae_mnist.py."""
-    base = trainer._flatten(vae_mnist.get_config().to_dict())
-    tiny = trainer._flatten(_cli_config(data_dir, num_steps).to_dict())
-    overrides = [f'--config.{k}={tuple(v) if isinstance(v, list) else v}'
-                 for k, v in tiny.items() if base.get(k) != v]
-    return [sys.executable, 'train.py', '--config', 'configs/vae_mnist.py', '--workdir', workdir,
-            *overrides]
+def _cli_vae(data_dir: str, workdir: str, num_steps: int) -> list[str]:
+    """train.py running configs/vae_mnist.py:smoke with _cli_overrides as --config flags."""
+    flags = [f'--config.{k}={v}' for k, v in {**_cli_overrides(num_steps),
+                                             'data.data_dir': data_dir}.items()]
+    return [sys.executable, 'train.py', '--config', 'configs/vae_mnist.py:smoke',
+            '--workdir', workdir, *flags]
 
 
 def _wait_for(predicate, timeout: float = 240.0) -> None:
@@ -291,7 +269,7 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
     ckpts = os.path.join(workdir, 'checkpoints')
 
     def start():
-        return subprocess.Popen(_cli_tiny_vae(data_dir, workdir, num_steps), cwd=ROOT,
+        return subprocess.Popen(_cli_vae(data_dir, workdir, num_steps), cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, 'XLA_FLAGS': XLA_FLAGS})
 
@@ -327,43 +305,39 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
         kills += 1
         mid_save += bool(temporary() - left)  # the kill cut a save short
     assert kills >= 2 and mid_save >= 1, (kills, mid_save)
-    final = subprocess.run(_cli_tiny_vae(data_dir, workdir, num_steps), cwd=ROOT,
+    final = subprocess.run(_cli_vae(data_dir, workdir, num_steps), cwd=ROOT,
                            capture_output=True, text=True, timeout=300,
                            env={**os.environ, 'XLA_FLAGS': XLA_FLAGS})
     assert final.returncode == 0, final.stderr[-2000:]
     straight = str(tmp_path / 'straight')
-    trainer.train_and_evaluate(_cli_config(data_dir, num_steps), straight)
+    trainer.train_and_evaluate(
+        smoke_config('vae_mnist', data_dir, _cli_overrides(num_steps)), straight)
     assert_same_params(straight, workdir, num_steps)
 
 
-# The multi-device tests train these families in each launched process: (module, config
-# function, logged metrics compared).
-def tiny_vae_accum_bf16(data_dir: str | None, num_steps: int = 12):
-    """tiny_vae with each batch of 16 taken as 2 micro-batches of 8 (train.grad_accum_steps), its
-    layers computing in bfloat16."""
-    config = tiny_vae(data_dir, num_steps)
-    config.train.grad_accum_steps = 2
-    config.train.compute_dtype = 'bfloat16'
-    return config
-
-
-MULTI_DEVICE_RUNS = {'vae_accum_bf16': ('tests.test_trainer', 'tiny_vae_accum_bf16', ('loss',)),
-                     'gan': ('tests.test_gan', 'tiny_gan', ('d_loss', 'g_loss')),
-                     'ddpm': ('tests.test_ddpm', 'tiny_toy', ('loss', 'loss_q0'))}
+# The multi-device tests train these families in each launched process: (config, overrides of
+# its smoke config, logged metrics compared). The VAE takes each batch of 16 as 2 micro-batches of
+# 8 (train.grad_accum_steps), its layers computing in bfloat16.
+MULTI_DEVICE_RUNS = {
+    'vae_accum_bf16': ('vae_mnist', {**VAE, 'train.grad_accum_steps': 2,
+                                     'train.compute_dtype': 'bfloat16'}, ('loss',)),
+    'gan': ('dcgan_mnist', DCGAN, ('d_loss', 'g_loss')),
+    'ddpm': ('ddpm_grid25', DDPM_TOY, ('loss', 'loss_q0'))}
 
 
 def _multi_device_script(data_dir: str) -> str:
     """Python that trains every MULTI_DEVICE_RUNS family for 8 steps into <argv[1]>/<name>, joining
     jax.distributed first as train.py does (a no-op without the JAX_* variables)."""
     return textwrap.dedent(f"""
-        import importlib, json, os, sys
+        import json, os, sys
         sys.path.insert(0, {ROOT!r})
         from genmodels import trainer
         from genmodels.training import parallel
+        from tests.helpers import smoke_config
         parallel.maybe_initialize_distributed()
         import jax
-        for name, (module, fn, _) in {MULTI_DEVICE_RUNS!r}.items():
-            config = getattr(importlib.import_module(module), fn)({data_dir!r}, num_steps=8)
+        for name, (config_name, overrides, _) in {MULTI_DEVICE_RUNS!r}.items():
+            config = smoke_config(config_name, {data_dir!r}, overrides, {{'train.num_steps': 8}})
             trainer.train_and_evaluate(config, os.path.join(sys.argv[1], name))
         print(json.dumps({{'devices': jax.device_count(), 'processes': jax.process_count()}}))
     """)
@@ -429,9 +403,9 @@ def test_batch_size_not_dividing_devices_is_a_clear_error(tmp_path, data_dir):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {ROOT!r})
-        from tests.test_trainer import tiny_vae
         from genmodels import trainer
-        config = tiny_vae({data_dir!r})
+        from tests.helpers import VAE, smoke_config
+        config = smoke_config('vae_mnist', {data_dir!r}, VAE)
         config.train.batch_size = 12
         trainer.train_and_evaluate(config, sys.argv[1])
     """)
@@ -463,7 +437,7 @@ def replace(config, section, **values):
                                                        'examples of mnist_bundled:train'),
 ])
 def test_bad_config_fails_before_touching_the_workdir(tmp_path, data_dir, mutate, message):
-    config = tiny_vae(data_dir)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     mutate(config)
     workdir = str(tmp_path / 'w')
     with pytest.raises(ValueError) as e:
@@ -479,13 +453,13 @@ def test_workdir_that_cannot_be_a_directory_is_a_one_line_error(tmp_path, data_d
     path.write_text('not a directory')
     workdir = str(path) if where == 'file' else str(path / 'w')
     with pytest.raises(trainer.WorkdirError, match='is a file|which is a file') as e:
-        trainer.train_and_evaluate(tiny_vae(data_dir), workdir)
+        trainer.train_and_evaluate(smoke_config('vae_mnist', data_dir, VAE), workdir)
     assert '\n' not in str(e.value) and path.read_text() == 'not a directory'
 
 
 def test_workdir_saved_before_a_key_was_added_resumes(tmp_path, data_dir):
     """config.json written before train.grad_accum_steps existed: resumed with its default."""
-    config = tiny_vae(data_dir, num_steps=4)
+    config = smoke_config('vae_mnist', data_dir, VAE, {'train.num_steps': 4})
     workdir = str(tmp_path / 'w')
     trainer.train_and_evaluate(config, workdir)
     path = os.path.join(workdir, 'config.json')
@@ -502,14 +476,14 @@ def test_corrupt_config_json_is_a_one_line_error_and_is_kept(tmp_path, data_dir)
     workdir.mkdir()
     (workdir / 'config.json').write_text('{"family": "va')
     with pytest.raises(trainer.WorkdirError, match='config.json is not readable JSON') as e:
-        trainer.train_and_evaluate(tiny_vae(data_dir), str(workdir))
+        trainer.train_and_evaluate(smoke_config('vae_mnist', data_dir, VAE), str(workdir))
     assert '\n' not in str(e.value)
     assert os.listdir(workdir) == ['config.json']
     assert (workdir / 'config.json').read_text() == '{"family": "va'
 
 
 def test_unknown_dataset_lists_known_names(tmp_path):
-    config = tiny_vae(None)
+    config = smoke_config('vae_mnist', None, VAE)
     config.data.name = 'imagenet_sketchy'
     with pytest.raises(ValueError, match='mnist_bundled'):
         trainer.train_and_evaluate(config, str(tmp_path / 'w'))
@@ -537,7 +511,7 @@ def poison_at(step: int, value: float):
 
 
 def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, data_dir):
-    config = tiny_vae(data_dir, num_steps=12)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     workdir = str(tmp_path / 'nan')
     with pytest.raises(trainer.NonFiniteLossError,
                        match='between steps 6 and 7; last good checkpoint: step 4'):
@@ -567,7 +541,7 @@ def test_a_non_finite_state_is_never_saved(tmp_path):
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path, data_dir):
-    config = tiny_vae(data_dir, num_steps=4)
+    config = smoke_config('vae_mnist', data_dir, VAE, {'train.num_steps': 4})
     workdir = str(tmp_path / 'w')
     trainer.train_and_evaluate(config, workdir)
     config.model.latent_dim = 5
@@ -597,7 +571,7 @@ def assert_same_params(workdir_a: str, workdir_b: str, step: int) -> None:
 
 def test_corrupt_latest_checkpoint_is_moved_aside_and_the_previous_one_used(
         tmp_path, data_dir, monkeypatch, straight):
-    config = tiny_vae(data_dir, num_steps=12)
+    config = smoke_config('vae_mnist', data_dir, VAE)
     workdir = str(tmp_path / 'w')
     with pytest.raises(Killed):  # dies computing step 9, after the checkpoint of step 8
         trainer.train_and_evaluate(config, workdir, iterator_hook=kill_after(8))
@@ -612,7 +586,7 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_the_previous_one_used(
 
 
 def test_no_good_checkpoint_is_a_clear_error_and_moves_nothing(tmp_path, data_dir):
-    config = tiny_vae(data_dir, num_steps=8)
+    config = smoke_config('vae_mnist', data_dir, VAE, {'train.num_steps': 8})
     workdir = str(tmp_path / 'w')
     trainer.train_and_evaluate(config, workdir)
     for step in (4, 8):
