@@ -148,7 +148,7 @@ PROGRESS_TEXTS = 8  # of a text dataset's samples, those shown
 
 def make_progress_sampler(config: ml_collections.ConfigDict, family):
     """jit(sample) of a progress figure's size: (params, key) -> samples."""
-    num = PROGRESS_POINTS if data.is_toy(config.data.name) else PROGRESS_IMAGES
+    num = viz.num_samples(config.data, PROGRESS_POINTS, PROGRESS_IMAGES)
     return jax.jit(lambda p, key: family.sample(config, p, key, num))
 
 
@@ -163,20 +163,10 @@ def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, st
     samples = np.asarray(sampler(jax.device_get(families.eval_params(family, config, lane)), key))
     path = os.path.join(workdir, 'figures', 'progress', f'samples_{step:07d}.png')
     title = f'{config.family} samples, step {step}'
-    if data.is_toy(config.data.name):
-        toy = data.toy_distribution(config.data.name)
-        points = samples.reshape(len(samples), -1)
-        if toy.dim == 2:
-            truth = np.asarray(toy.sample(key, PROGRESS_POINTS))
-            return viz.save_log_density_2d(truth, {title: lambda x: np.asarray(toy.log_prob(x))},
-                                           path, samples=points)
-        grid = np.linspace(points.min() - 0.5, points.max() + 0.5, 400)
-        return viz.save_histogram(points[:, 0], grid, {}, path, title,
-                                  truth=np.exp(np.asarray(toy.log_prob(grid))))
-    if data.is_text(config.data.name):
-        return viz.save_text(data.decode_text(config.data, samples[:PROGRESS_TEXTS]), path, title)
-    lo, hi = data.value_range(config.data)
-    return viz.save_grid(samples, path, title, lo, hi)
+    reference = (np.asarray(data.toy_distribution(config.data.name).sample(key, PROGRESS_POINTS))
+                 if data.is_toy(config.data.name) else None)  # the box of the toy's figure
+    return viz.save_samples(config.data, samples, path, title, reference=reference,
+                            panel_title=title, num_texts=PROGRESS_TEXTS)[0]
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

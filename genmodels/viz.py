@@ -2,7 +2,8 @@
 1D and 2D points (histograms, log-density contours, Gaussian ellipses).
 
 Every function takes numpy arrays (images in the data's value range [lo, hi]) and writes one PNG
-(`save_text` also a .txt beside it).
+(`save_text` also a .txt beside it). `save_samples` is the one place that picks the samples figure
+for the data's kind (image grid, text, toy points over the true density).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from typing import Callable, Sequence
 
 import jax.numpy as jnp
 import matplotlib
+import ml_collections
 
 matplotlib.use('Agg')  # No display on training machines.
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 import numpy as np  # noqa: E402
+
+from genmodels import data  # noqa: E402
 
 
 def lerp(a: jnp.ndarray, b: jnp.ndarray, num: int) -> jnp.ndarray:
@@ -214,3 +218,46 @@ def save_ellipses(weights: np.ndarray, means: np.ndarray, covariances: np.ndarra
     ax.set_aspect('equal')
     ax.set_title(title)
     return _save(fig, path)
+
+
+SAMPLE_IMAGES, SAMPLE_POINTS = 64, 2500  # samples in a samples figure: images (or texts), points
+
+
+def num_samples(data_config: ml_collections.ConfigDict, points: int = SAMPLE_POINTS,
+                images: int = SAMPLE_IMAGES) -> int:
+    """How many samples a samples figure of the data's kind shows: toy points, or images/texts."""
+    return points if data.is_toy(data_config.name) else images
+
+
+def save_samples(data_config: ml_collections.ConfigDict, samples: np.ndarray, path: str, title: str,
+                 *, reference: np.ndarray | None = None,
+                 log_density: Callable[[np.ndarray], np.ndarray] | None = None,
+                 panel_title: str | None = None, num_texts: int = 16) -> list[str]:
+    """The samples figure of the data's kind at `path` ([] for toys of more than 2 dimensions).
+
+    Images: a grid in the data's value range. Text: the first `num_texts` samples decoded
+    (save_text, with its .txt twin). Toy points: the samples over the true density, on the box of
+    `reference` (points of the data [N, ...]; default: the samples): in 1D a histogram under the
+    true density; in 2D filled contours of the true log-density (titled `panel_title`, default
+    title + ' over the true log-density'), or with `log_density` (the model's, [G, 2] -> [G]) its
+    panel, titled `title`, beside the exact one.
+    """
+    samples = np.asarray(samples)
+    if data.is_text(data_config.name):
+        return [save_text(data.decode_text(data_config, samples[:num_texts]), path, title)]
+    if not data.is_toy(data_config.name):
+        return [save_grid(samples, path, title, *data.value_range(data_config))]
+    toy = data.toy_distribution(data_config.name)
+    points = samples.reshape(len(samples), -1)  # [N, D]
+    box = points if reference is None else np.asarray(reference).reshape(len(reference), -1)
+    if toy.dim == 1:
+        grid = np.linspace(box.min() - 0.5, box.max() + 0.5, 400)
+        return [save_histogram(points[:, 0], grid, {}, path, title,
+                               truth=np.exp(np.asarray(toy.log_prob(grid))))]
+    if toy.dim != 2:
+        return []
+    if log_density is None:
+        panels = {panel_title or f'{title} over the true log-density': toy.log_prob}
+    else:
+        panels = {title: log_density, f'exact log-density of {toy.name}': toy.log_prob}
+    return [save_log_density_2d(box, panels, path, samples=points)]

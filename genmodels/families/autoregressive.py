@@ -391,10 +391,12 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     grids and rows, or for text the decoded characters (viz.save_text, with .txt twins)."""
     k_sample, k_complete = jax.random.split(rng)
     samples = np.asarray(jax.jit(lambda p, k: sample(config, p, k, 64))(params, k_sample))
-    if data_lib.is_text(config.data.name):
-        return _text_figures(config, params, data, samples, k_complete, out_dir)
-    lo, hi = data_lib.value_range(config.data)
     t = config.sampler.temperature
+    paths = viz.save_samples(config.data, samples, f'{out_dir}/samples.png',
+                             f'autoregressive samples (temperature {t:g})')
+    if data_lib.is_text(config.data.name):
+        return paths + [_text_completions(config, params, data, k_complete, out_dir)]
+    lo, hi = data_lib.value_range(config.data)
     x = jnp.asarray(data['image'][:10])
     labels = jnp.asarray(data['label'][:10])
     given = np.asarray(x).copy()
@@ -402,23 +404,16 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     fill = jax.jit(lambda p, k: complete(config, p, k, x, labels))
     rows = [np.asarray(x), given] + [np.asarray(fill(params, jax.random.fold_in(k_complete, i)))
                                      for i in range(3)]
-    return [
-        viz.save_grid(samples, f'{out_dir}/samples.png',
-                      f'autoregressive samples (temperature {t:g})', lo, hi),
-        viz.save_rows(rows, f'{out_dir}/completions.png',
-                      ['data', 'top half given', 'completions'] + [''] * 2, lo, hi),
-    ]
+    return paths + [viz.save_rows(rows, f'{out_dir}/completions.png',
+                                  ['data', 'top half given', 'completions'] + [''] * 2, lo, hi)]
 
 
-def _text_figures(config, params, data, samples, rng, out_dir) -> list[str]:
+def _text_completions(config, params, data, rng, out_dir) -> str:
     decode = functools.partial(data_lib.decode_text, config.data)
     x = jnp.asarray(data['image'][:4])
     half = x.shape[1] // 2
     filled = np.asarray(jax.jit(lambda p, k: complete(config, p, k, x))(params, rng))
     texts = [f'{given[:half]}|{done[half:]}   (data: {given[half:]!r})'
              for given, done in zip(decode(x), decode(filled))]
-    t = config.sampler.temperature
-    return [viz.save_text(decode(samples[:16]), f'{out_dir}/samples.png',
-                          f'autoregressive samples (temperature {t:g})'),
-            viz.save_text(texts, f'{out_dir}/completions.png',
-                          'completions: the first half given | the model\'s second half')]
+    return viz.save_text(texts, f'{out_dir}/completions.png',
+                         'completions: the first half given | the model\'s second half')

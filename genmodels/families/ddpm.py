@@ -403,24 +403,17 @@ STRIP_POINTS = 10  # columns of the denoising strip: x_T, ..., x_0
 
 
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
-    """Samples (2D toys: over the true log-density); the denoising strip, one row per sample from
-    x_T (left) to x_0 (right) at evenly spaced steps of the sampler; a conditional model's rows of
-    one class each (same x_T down each column)."""
-    if data_lib.is_toy(config.data.name):
-        toy = data_lib.toy_distribution(config.data.name)
-        points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
-        truth = data['image'].reshape(len(data['image']), -1)
-        if toy.dim != 2:
-            return []
-        return [viz.save_log_density_2d(
-            truth, {f'DDPM samples ({config.sampler.name}, {config.sampler.num_steps} steps) over '
-                    'the true log-density': lambda x: np.asarray(toy.log_prob(x))},
-            f'{out_dir}/samples.png', samples=points)]
-    lo, hi = data_lib.value_range(config.data)
+    """Samples (viz.save_samples); for images also the denoising strip, one row per sample from
+    x_T (left) to x_0 (right) at evenly spaced steps of the sampler, and a conditional model's rows
+    of one class each (same x_T down each column)."""
     s = config.sampler
-    title = f'DDPM samples ({s.name}, {s.num_steps} steps)'
-    paths = [viz.save_grid(np.asarray(sample(config, params, rng, 64)), f'{out_dir}/samples.png',
-                           title, lo, hi)]
+    samples = sample(config, params, rng, viz.num_samples(config.data))
+    paths = viz.save_samples(config.data, samples, f'{out_dir}/samples.png',
+                             f'DDPM samples ({s.name}, {s.num_steps} steps)',
+                             reference=data['image'])
+    if data_lib.is_toy(config.data.name):
+        return paths
+    lo, hi = data_lib.value_range(config.data)
     x0, trace = sample(config, params, jax.random.fold_in(rng, 1), 8, keep=STRIP_POINTS - 1)
     strip = np.concatenate([np.asarray(trace), np.asarray(x0)[None]])   # [points, 8, H, W, C]
     rows = [np.clip(strip[:, i], lo, hi) for i in range(strip.shape[1])]

@@ -151,8 +151,8 @@ def figures(config: Config, params: PyTree, data: dict[str, np.ndarray], rng: ja
         return toy_figures(config, params, rng, out_dir, estimator)
     lo, hi = data_lib.value_range(config.data)
     sample_key, z_key = jax.random.split(rng)
-    paths = [viz.save_grid(np.asarray(sample(config, params, sample_key, 64, estimator)),
-                           f'{out_dir}/samples.png', f'{estimator.name} samples', lo, hi)]
+    paths = viz.save_samples(config.data, sample(config, params, sample_key, 64, estimator),
+                             f'{out_dir}/samples.png', f'{estimator.name} samples')
     if 'components' in params:
         k = params['components'].shape[1]
         z = estimator.sample(config, params['estimator'], z_key, 48)
@@ -179,10 +179,9 @@ def toy_figures(config: Config, params: PyTree, rng: jax.Array, out_dir: str,
         return [viz.save_histogram(train[:, 0], grid, {estimator.name: np.exp(log_q(grid))}, path,
                                    f'{dist.name}: {estimator.name} and the true density',
                                    truth=np.exp(np.asarray(dist.log_prob(grid))))]
-    samples = np.asarray(sample(config, params, rng, 500, estimator)).reshape(500, dist.dim)
-    return [viz.save_log_density_2d(
-        train, {f'{estimator.name} log-density, with 500 samples': log_q,
-                f'exact log-density of {dist.name}': dist.log_prob}, path, samples)]
+    return viz.save_samples(config.data, sample(config, params, rng, 500, estimator), path,
+                            f'{estimator.name} log-density, with 500 samples', reference=train,
+                            log_density=log_q)
 
 
 def contract(estimator: Estimator):

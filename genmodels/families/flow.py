@@ -457,27 +457,22 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     """Images: samples.png (sampler.temperature) and temperatures.png (data, then 16 samples at
     each of TEMPERATURES). 2D toys: density.png, the flow's log-density with 500 samples beside
     the true one."""
-    draw = jax.jit(lambda p, k, t: sample(config, p, k, 500 if data_lib.is_toy(config.data.name)
-                                          else 64, temperature=t))
+    num, t = viz.num_samples(config.data, points=500), config.sampler.temperature
+    draw = jax.jit(lambda p, k, temp: sample(config, p, k, num, temperature=temp))
     k_sample, k_temp = jax.random.split(rng)
+    samples = draw(params, k_sample, t)
     if data_lib.is_toy(config.data.name):
-        toy = data_lib.toy_distribution(config.data.name)
-        train = data_lib.load_split(config.data, config.data.train_split)['image']
         log_q = jax.jit(lambda pts: log_density(config, params, pts.reshape(
             (len(pts),) + data_lib.dataset_info(config.data).shape)))
-        samples = np.asarray(draw(params, k_sample, config.sampler.temperature))
-        return [viz.save_log_density_2d(
-            train.reshape(len(train), toy.dim),
-            {'flow log-density, with 500 samples': log_q,
-             f'exact log-density of {toy.name}': toy.log_prob},
-            f'{out_dir}/density.png', samples.reshape(len(samples), toy.dim))]
+        return viz.save_samples(
+            config.data, samples, f'{out_dir}/density.png', 'flow log-density, with 500 samples',
+            reference=data_lib.load_split(config.data, config.data.train_split)['image'],
+            log_density=log_q)
     lo, hi = data_lib.value_range(config.data)
-    t = config.sampler.temperature
-    rows = [data['image'][:16]] + [np.asarray(draw(params, jax.random.fold_in(k_temp, i), temp))[:16]
-                                   for i, temp in enumerate(TEMPERATURES)]
-    return [
-        viz.save_grid(np.asarray(draw(params, k_sample, t)), f'{out_dir}/samples.png',
-                      f'flow samples (temperature {t:g})', lo, hi),
+    rows = [data['image'][:16]] + [
+        np.asarray(draw(params, jax.random.fold_in(k_temp, i), temp))[:16]
+        for i, temp in enumerate(TEMPERATURES)]
+    return viz.save_samples(config.data, samples, f'{out_dir}/samples.png',
+                            f'flow samples (temperature {t:g})') + [
         viz.save_rows(rows, f'{out_dir}/temperatures.png',
-                      ['data'] + [f'T = {temp:g}' for temp in TEMPERATURES], lo, hi),
-    ]
+                      ['data'] + [f'T = {temp:g}' for temp in TEMPERATURES], lo, hi)]

@@ -316,24 +316,24 @@ def _toy_metrics(config, params, rng: jax.Array) -> dict[str, float]:
     return out
 
 
-FIGURE_POINTS = 2500  # samples drawn over a 2D toy's density
 STRIP_POINTS = 10  # columns of the Langevin strip: the chain at 9 evenly spaced steps, then x
 
 
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
-    """Images: a grid of samples, and the Langevin strip (one row per sample, the chain from
-    sigma_1 on the left to the final sample on the right). 2D toys: samples over the true
-    log-density, and the learned score at sigma_min and at the middle of the ladder beside the
-    true score grad log p over the true log-density. 1D toys: a histogram of samples."""
+    """Samples (viz.save_samples); images: also the Langevin strip (one row per sample, the chain
+    from sigma_1 on the left to the final sample on the right); 2D toys: also the learned score
+    beside the true one (`_toy_figures`)."""
     s = config.sampler
     what = (f'{config.model.num_scales} levels x {s.steps_per_level} Langevin steps'
             f'{" + denoising" if s.denoise else ""}')
+    num = viz.num_samples(config.data)
+    samples = jax.jit(lambda key: sample(config, params, key, num))(rng)
+    paths = viz.save_samples(config.data, samples, f'{out_dir}/samples.png',
+                             f'Score model samples ({what})', reference=data['image'])
     if data_lib.is_toy(config.data.name):
-        return _toy_figures(config, params, data, rng, out_dir, what)
+        return paths + _toy_figures(config, params, data, np.asarray(samples).reshape(num, -1),
+                                    out_dir)
     lo, hi = data_lib.value_range(config.data)
-    grid = jax.jit(lambda key: sample(config, params, key, 64))(rng)
-    paths = [viz.save_grid(np.asarray(grid), f'{out_dir}/samples.png',
-                           f'Score model samples ({what})', lo, hi)]
     x, trace = jax.jit(lambda key: sample(config, params, key, 8, keep=STRIP_POINTS - 1))(
         jax.random.fold_in(rng, 1))
     strip = np.concatenate([np.asarray(trace), np.asarray(x)[None]])     # [points, 8, H, W, C]
@@ -344,21 +344,14 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     return paths
 
 
-def _toy_figures(config, params, data, rng, out_dir: str, what: str) -> list[str]:
+def _toy_figures(config, params, data, points: np.ndarray, out_dir: str) -> list[str]:
+    """2D toys: the learned score at sigma_min and at the middle of the ladder beside the true
+    score grad log p, over the true log-density, with 500 of the samples `points` [N, 2]."""
     toy = data_lib.toy_distribution(config.data.name)
-    points = _sample_points(config, params, rng, FIGURE_POINTS)
-    truth = data['image'].reshape(len(data['image']), -1)
-    if toy.dim == 1:
-        grid = np.linspace(truth.min() - 0.5, truth.max() + 0.5, 400)
-        return [viz.save_histogram(points[:, 0], grid, {}, f'{out_dir}/samples.png',
-                                   f'Score model samples ({what})',
-                                   truth=np.exp(np.asarray(toy.log_prob(grid))))]
     if toy.dim != 2:
         return []
+    truth = data['image'].reshape(len(data['image']), -1)
     log_p = lambda x: np.asarray(toy.log_prob(x))  # noqa: E731
-    paths = [viz.save_log_density_2d(
-        truth, {f'Score model samples ({what}) over the true log-density': log_p},
-        f'{out_dir}/samples.png', samples=points)]
     ladder = sigmas(config)
     score = jax.jit(make_score(config, params))
     true_score = jax.jit(jax.vmap(jax.grad(lambda x: toy.log_prob(x[None])[0])))
@@ -371,6 +364,5 @@ def _toy_figures(config, params, data, rng, out_dir: str, what: str) -> list[str
     fields = {f'learned score, sigma = {ladder[-1]:.3g}': learned(ladder[-1]),
               f'learned score, sigma = {middle:.3g}': learned(middle),
               'true score grad log p': lambda g: np.asarray(true_score(jnp.asarray(g)))}
-    paths.append(viz.save_vector_fields_2d(truth, log_p, fields, f'{out_dir}/score_field.png',
-                                           samples=points[:500]))
-    return paths
+    return [viz.save_vector_fields_2d(truth, log_p, fields, f'{out_dir}/score_field.png',
+                                      samples=points[:500])]
