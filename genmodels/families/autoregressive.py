@@ -34,6 +34,7 @@ import numpy as np
 
 from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
+from genmodels.metrics import labels as labels_lib
 from genmodels.training import train_state
 
 PyTree = Any
@@ -274,7 +275,7 @@ def _labels(config, params, num: int, labels) -> jax.Array | None:
     if not config.model.conditional:
         return None
     _, classes, _ = sizes(params)
-    return jnp.arange(num) % classes if labels is None else jnp.asarray(labels)
+    return labels_lib.balanced(num, classes) if labels is None else jnp.asarray(labels)
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *, cache: bool = True
@@ -316,7 +317,7 @@ def time_sampling(config, params, rng: jax.Array, num: int) -> dict[str, float]:
 
 def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
     length = int(np.prod(np.shape(example_batch['image'])[1:]))
-    contexts = data_lib.dataset_info(config.data).num_classes if config.model.conditional else 1
+    contexts = labels_lib.num_classes(config.data, config.model) or 1  # 1: no label
     net = network(config, num_levels(config), contexts, length)
     params = net.init(rng, jnp.zeros((1, length), jnp.int32))['params']
     return train_state.create(config, params)

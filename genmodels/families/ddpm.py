@@ -128,10 +128,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 # ------------------------------------------------------------------------------------------------
 # The network and its predictions
 
-def _num_classes(config) -> int:
-    return data_lib.dataset_info(config.data).num_classes if config.model.conditional else 0
-
-
 def network(config, num_classes: int):
     m = config.model
     if m.architecture == 'mlp':
@@ -155,7 +151,7 @@ def make_denoiser(config, params, labels: jax.Array | None,
     """denoise(x_t, t [B]) -> (eps_hat, x0_hat), with classifier-free guidance at
     `guidance_scale` (default sampler.guidance_scale) and x0_hat clipped to the data range when
     sampler.clip_denoised. `labels` [B]: a conditional model's labels (None: no label)."""
-    net = network(config, _num_classes(config))
+    net = network(config, labels_lib.num_classes(config.data, config.model))
     ab = _alphas_cumprod(config)
     scale = config.sampler.guidance_scale if guidance_scale is None else guidance_scale
     pred = config.model.prediction
@@ -169,7 +165,7 @@ def make_denoiser(config, params, labels: jax.Array | None,
         elif scale == 1.0:
             eps = eps_of(x, t, labels)
         else:  # one pass over [conditional; unconditional]
-            none = jnp.full_like(labels, _num_classes(config))
+            none = jnp.full_like(labels, labels_lib.num_classes(config.data, config.model))
             both = eps_of(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
                           jnp.concatenate([labels, none]))
             cond, uncond = jnp.split(both, 2)
@@ -196,12 +192,12 @@ def _noised(config, batch: Batch, rng: jax.Array):
     labels = None
     if config.model.conditional:
         drop = noise.uniform(k_drop, index, ()) < config.loss.label_dropout
-        labels = jnp.where(drop, _num_classes(config), batch['label'])
+        labels = jnp.where(drop, labels_lib.num_classes(config.data, config.model), batch['label'])
     return t, eps, x_t, labels
 
 
 def _apply(config, params, x_t, t, labels, dropout_rng):
-    net = network(config, _num_classes(config))
+    net = network(config, labels_lib.num_classes(config.data, config.model))
     return net.apply({'params': params}, x_t, t, labels, train=True,
                      rngs={'dropout': dropout_rng})
 
@@ -245,7 +241,7 @@ OBJECTIVES: dict[str, Callable] = {
 
 def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
     x = jnp.asarray(example_batch['image'][:1])
-    net = network(config, _num_classes(config))
+    net = network(config, labels_lib.num_classes(config.data, config.model))
     labels = jnp.zeros((1,), jnp.int32) if config.model.conditional else None
     params = net.init(rng, x, jnp.zeros((1,), jnp.int32), labels)['params']
     return train_state.create(config, params)
@@ -281,7 +277,7 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array,
     unconditional half, trained by label dropout), so its bound is on log p(x) and compares with
     every other model's."""
     k = config.eval.nll_timesteps if num_timesteps is None else num_timesteps
-    net = network(config, _num_classes(config))
+    net = network(config, labels_lib.num_classes(config.data, config.model))
     ab = _alphas_cumprod(config)
 
     def predict_x0(x_t, t):
@@ -305,7 +301,7 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: st
     steps = s.num_steps if num_steps is None else num_steps
     shape = data_lib.dataset_info(config.data).shape
     if config.model.conditional and labels is None:
-        labels = jnp.arange(num) % _num_classes(config)
+        labels = labels_lib.balanced(num, labels_lib.num_classes(config.data, config.model))
     k_x, k_chain = jax.random.split(rng)
     if x_T is None:
         x_T = jax.random.normal(k_x, (num,) + tuple(shape))
@@ -395,7 +391,7 @@ def _label_accuracy(config, params, rng: jax.Array, guidance_scale: float | None
                       guidance_scale=guidance_scale)
 
     asked, read = sample_quality.read_digits(config, generate, rng, LABEL_SAMPLES,
-                                             _num_classes(config))
+                                             labels_lib.num_classes(config.data, config.model))
     return labels_lib.label_accuracy(read, asked)
 
 
@@ -420,7 +416,7 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     paths.append(viz.save_rows(rows, f'{out_dir}/denoising.png',
                                ['x_T -> x_0'] * len(rows), lo, hi))
     if config.model.conditional:
-        k, cols = _num_classes(config), 10
+        k, cols = labels_lib.num_classes(config.data, config.model), 10
         x_T = jax.random.normal(jax.random.fold_in(rng, 2), (cols,) + x0.shape[1:])
         grid = sample(config, params, jax.random.fold_in(rng, 3), k * cols,
                       labels=jnp.repeat(jnp.arange(k), cols), x_T=jnp.tile(x_T, (k, 1, 1, 1)))
