@@ -26,7 +26,6 @@ the bound minus the true NLL: an upper bound on KL(p || q) up to Monte Carlo err
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Callable
 
@@ -75,7 +74,7 @@ CONFIG_SCHEMA = {
 }
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.samplers', 'eval.nll_timesteps')
-SAMPLER_SPEC = re.compile(r'^(ancestral|ddim)(\d+)(?:_eta(\d+(?:\.\d+)?))?$')
+parse_sampler = diffusion.parse_sampler  # an eval.samplers name -> (kind, num_steps, eta or None)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -93,8 +92,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError('the linear schedule needs 0 < model.beta_start <= model.beta_end < 1.')
     if not 0.0 <= config.loss.label_dropout < 1.0:
         raise ConfigError(f'loss.label_dropout must be in [0, 1), got {config.loss.label_dropout}.')
-    if s.name not in ('ancestral', 'ddim'):
-        raise ConfigError(f"sampler.name must be 'ancestral' or 'ddim', got {s.name!r}.")
+    config_lib.check_choice(config, 'sampler.name', diffusion.SAMPLERS)
     config_lib.check_choice(config, 'sampler.variance', diffusion.VARIANCES)
     if not 1 <= s.num_steps <= m.num_timesteps:
         raise ConfigError(f'sampler.num_steps must be in [1, model.num_timesteps = '
@@ -106,13 +104,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           '(model.conditional=True).')
     if s.clip_denoised and toy:
         raise ConfigError('toy data are unbounded: set sampler.clip_denoised=False.')
-    for spec in config.eval.samplers:
-        parsed = SAMPLER_SPEC.match(str(spec))
-        if (not parsed or not 1 <= int(parsed.group(2)) <= m.num_timesteps
-                or (parsed.group(3) and parsed.group(1) != 'ddim')):
-            raise ConfigError(f'eval.samplers entry {spec!r} must be ancestral<S>, ddim<S> or '
-                              f'ddim<S>_eta<E> with 1 <= S <= {m.num_timesteps}, e.g. ddim50 or '
-                              'ddim50_eta1.')
+    for name in config.eval.samplers:
+        try:
+            steps = parse_sampler(name).num_steps
+        except ValueError:
+            steps = 0
+        if not 1 <= steps <= m.num_timesteps:
+            raise ConfigError(f'eval.samplers entry {name!r} must be {diffusion.sampler_names()} '
+                              f'with 1 <= S <= {m.num_timesteps}, e.g. ddim50 or ddim50_eta1.')
     if not 0 <= config.eval.nll_timesteps <= m.num_timesteps:
         raise ConfigError(f'eval.nll_timesteps must be in [0, {m.num_timesteps}] (0: all), got '
                           f'{config.eval.nll_timesteps}.')
@@ -146,14 +145,16 @@ def _alphas_cumprod(config) -> jax.Array:
     return jnp.asarray(schedule(config).alphas_cumprod, jnp.float32)
 
 
-def make_denoiser(config, params, labels: jax.Array | None,
-                  guidance_scale: float | None = None) -> Callable:
-    """denoise(x_t, t [B]) -> (eps_hat, x0_hat), with classifier-free guidance at
-    `guidance_scale` (default sampler.guidance_scale) and x0_hat clipped to the data range when
-    sampler.clip_denoised. `labels` [B]: a conditional model's labels (None: no label)."""
+def make_denoiser(config, params, labels: jax.Array | None, guidance_scale: float | None = None,
+                  *, spec: diffusion.SamplerSpec | None = None) -> Callable:
+    """denoise(x_t, t [B]) -> (eps_hat, x0_hat), with classifier-free guidance at the spec's
+    guidance_scale (`guidance_scale` if given) and x0_hat clipped to the data range when the
+    spec's clip_denoised (spec: default the config's sampler). `labels` [B]: a conditional model's
+    labels (None: no label)."""
+    spec = spec or diffusion.sampler_spec(config.sampler)
     net = network(config, labels_lib.num_classes(config.data, config.model))
     ab = _alphas_cumprod(config)
-    scale = config.sampler.guidance_scale if guidance_scale is None else guidance_scale
+    scale = spec.guidance_scale if guidance_scale is None else guidance_scale
     pred = config.model.prediction
 
     def eps_of(x, t, y):
@@ -171,7 +172,7 @@ def make_denoiser(config, params, labels: jax.Array | None,
             cond, uncond = jnp.split(both, 2)
             eps = uncond + scale * (cond - uncond)
         _, x0 = diffusion.predict('eps', eps, x, ab[t])
-        if config.sampler.clip_denoised:
+        if spec.clip_denoised:
             x0 = jnp.clip(x0, *data_lib.value_range(config.data))
             eps = diffusion.eps_from_x0(x, x0, ab[t])
         return eps, x0
@@ -289,46 +290,38 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array,
                                         variance=config.sampler.variance, num_terms=k)
 
 
-def sample(config, params, rng: jax.Array, num: int, labels=None, *, sampler: str | None = None,
-           num_steps: int | None = None, eta: float | None = None,
-           guidance_scale: float | None = None, keep: int = 0, x_T: jax.Array | None = None):
-    """x_0 [num, H, W, C] by the reverse chain (default: the config's sampler) from x_T (default:
-    drawn from N(0, I)), in the data's value range; a conditional model draws class-balanced labels
-    (i mod K) when `labels` is None. With keep > 0 returns (x_0, the chain at `keep` points
-    [keep, num, ...], x_T first)."""
-    s = config.sampler
-    kind = s.name if sampler is None else sampler
-    steps = s.num_steps if num_steps is None else num_steps
+def sample(config, params, rng: jax.Array, num: int, labels=None, *,
+           spec: diffusion.SamplerSpec | None = None, keep: int = 0,
+           x_T: jax.Array | None = None):
+    """x_0 [num, H, W, C] by the reverse chain of `spec` (default: the config's sampler) from x_T
+    (default: drawn from N(0, I)), in the data's value range; a conditional model draws
+    class-balanced labels (i mod K) when `labels` is None. With keep > 0 returns (x_0, the chain
+    at `keep` points [keep, num, ...], x_T first)."""
+    spec = spec or diffusion.sampler_spec(config.sampler)
     shape = data_lib.dataset_info(config.data).shape
     if config.model.conditional and labels is None:
         labels = labels_lib.balanced(num, labels_lib.num_classes(config.data, config.model))
     k_x, k_chain = jax.random.split(rng)
     if x_T is None:
         x_T = jax.random.normal(k_x, (num,) + tuple(shape))
-    chain = diffusion.steps(schedule(config), diffusion.respaced(config.model.num_timesteps, steps))
-    x0, trace = diffusion.run_chain(kind, make_denoiser(config, params, labels, guidance_scale),
-                                    x_T, chain, k_chain, variance=s.variance,
-                                    eta=s.eta if eta is None else eta, keep=keep)
-    if config.sampler.clip_denoised:
+    chain = diffusion.steps(schedule(config),
+                            diffusion.respaced(config.model.num_timesteps, spec.num_steps))
+    x0, trace = diffusion.run_chain(spec.kind, make_denoiser(config, params, labels, spec=spec),
+                                    x_T, chain, k_chain, variance=spec.variance, eta=spec.eta,
+                                    keep=keep)
+    if spec.clip_denoised:
         x0 = jnp.clip(x0, *data_lib.value_range(config.data))
     return (x0, trace) if keep else x0
 
 
-def parse_sampler(spec: str) -> tuple[str, int, float | None]:
-    """'ddim50' -> ('ddim', 50, None): the sampler's eta; 'ddim50_eta1' -> ('ddim', 50, 1.0)."""
-    kind, steps, eta = SAMPLER_SPEC.match(spec).groups()
-    return kind, int(steps), None if eta is None else float(eta)
-
-
 def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
-    """For each eval.samplers entry: the sample metrics of eval.num_samples images, suffixed with the
-    sampler's name (fid_mnist_classifier_ddim50, ...), and sample_seconds_per_image_<name>."""
+    """For each eval.samplers entry: the sample metrics of eval.num_samples images, suffixed with
+    the sampler's name (fid_mnist_classifier_ddim50, ...), and sample_seconds_per_image_<name>."""
     out = {}
     b = config.eval.batch_size
-    for i, spec in enumerate(config.eval.samplers):
-        kind, steps, eta = parse_sampler(spec)
-        fn = jax.jit(lambda key, kind=kind, steps=steps, eta=eta: sample(
-            config, params, key, b, sampler=kind, num_steps=steps, eta=eta))
+    for i, name in enumerate(config.eval.samplers):
+        spec = diffusion.sampler_spec(config.sampler, name)
+        fn = jax.jit(lambda key, spec=spec: sample(config, params, key, b, spec=spec))
         jax.block_until_ready(fn(rng))  # compile outside the timing
         seconds = []
 
@@ -345,8 +338,8 @@ def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
         for key in ('feature_extractor', 'feature_extractor_sha256', 'num_samples',
                     'fid_data_floor', 'fid_data_floor_num_images'):
             result.pop(key)
-        out |= {f'{k}_{spec}': v for k, v in result.items()}
-        out[f'sample_seconds_per_image_{spec}'] = float(np.sum(seconds) / (len(seconds) * b))
+        out |= {f'{k}_{name}': v for k, v in result.items()}
+        out[f'sample_seconds_per_image_{name}'] = float(np.sum(seconds) / (len(seconds) * b))
     return out
 
 
@@ -384,11 +377,9 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
 LABEL_SAMPLES = 1000  # generated digits read by the MNIST classifier for label_accuracy
 
 
-def _label_accuracy(config, params, rng: jax.Array, guidance_scale: float | None = None
-                    ) -> float:
+def _label_accuracy(config, params, rng: jax.Array) -> float:
     def generate(key, asked):
-        return sample(config, params, key, config.eval.batch_size, labels=asked,
-                      guidance_scale=guidance_scale)
+        return sample(config, params, key, config.eval.batch_size, labels=asked)
 
     asked, read = sample_quality.read_digits(config, generate, rng, LABEL_SAMPLES,
                                              labels_lib.num_classes(config.data, config.model))

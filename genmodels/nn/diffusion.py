@@ -34,7 +34,9 @@ the mass of the level's bin, the end bins stretched to infinity), or the density
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from typing import Callable, NamedTuple
 
 import jax
@@ -176,17 +178,37 @@ def eps_from_x0(x_t: jax.Array, x0: jax.Array, ab_t: jax.Array) -> jax.Array:
 # Reverse chains. `denoise(x_t, t [B]) -> (eps_hat, x0_hat)` is the model (with any guidance and
 # clipping already applied); the chain is one lax.scan over the kept timesteps, last to first.
 
+def ancestral_step(x_t: jax.Array, eps: jax.Array, x0: jax.Array, step: Steps, *, variance: str,
+                   eta: float) -> tuple[jax.Array, jax.Array]:
+    """(mean, variance) of x_s: the posterior q(x_s | x_t, x0_hat) (Ho Eqs. 6-7, respaced)."""
+    var = step.var_small if variance == 'fixed_small' else step.var_large
+    return step.c0 * x0 + step.ct * x_t, var
+
+
+def ddim_step(x_t: jax.Array, eps: jax.Array, x0: jax.Array, step: Steps, *, variance: str,
+              eta: float) -> tuple[jax.Array, jax.Array]:
+    """(mean, variance) of x_s: DDIM with noise eta (Song et al. Eq. 12, 16)."""
+    var = eta ** 2 * step.var_small
+    return jnp.sqrt(step.ab_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - step.ab_s - var, 0.0)) * eps, var
+
+
+class Sampler(NamedTuple):
+    step: Callable      # (x_t, eps_hat, x0_hat, step, *, variance, eta) -> (mean, var) of x_s
+    takes_eta: bool     # whether its name may set eta: '<name><S>_eta<E>'
+
+
+SAMPLERS = {  # name -> Sampler; a name here is a sampler.name and, with its steps, a sampler's name
+    'ancestral': Sampler(ancestral_step, takes_eta=False),
+    'ddim': Sampler(ddim_step, takes_eta=True),
+}
+
+
 def reverse_step(kind: str, x_t: jax.Array, eps: jax.Array, x0: jax.Array, step: Steps,
                  z: jax.Array, *, variance: str = 'fixed_small', eta: float = 0.0) -> jax.Array:
     """One step t -> s of a chain; `step` holds one step's scalars; z ~ N(0, I) like x_t."""
-    if kind == 'ancestral':
-        mean = step.c0 * x0 + step.ct * x_t
-        var = step.var_small if variance == 'fixed_small' else step.var_large
-    elif kind == 'ddim':
-        var = eta ** 2 * step.var_small
-        mean = jnp.sqrt(step.ab_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - step.ab_s - var, 0.0)) * eps
-    else:
-        raise ValueError(f"unknown sampler {kind!r}; use 'ancestral' or 'ddim'.")
+    if kind not in SAMPLERS:
+        raise ValueError(f'unknown sampler {kind!r}; use one of {tuple(SAMPLERS)}.')
+    mean, var = SAMPLERS[kind].step(x_t, eps, x0, step, variance=variance, eta=eta)
     last = step.ab_s >= 1.0  # s = -1: return x0_hat, no noise
     return mean + jnp.where(last, 0.0, jnp.sqrt(var)) * z
 
@@ -215,6 +237,61 @@ def run_chain(kind: str, denoise: Callable, x_T: jax.Array, chain: Steps, rng: j
     if keep:
         trace = trace[jnp.asarray(np.flatnonzero(kept[::-1]))]
     return x0, trace
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampler specs: a config's sampler section, or a sampler's name like 'ddim50_eta1', -> SamplerSpec
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """Everything that decides how samples are drawn (the config's sampler section)."""
+    kind: str                       # a SAMPLERS name
+    num_steps: int                  # S kept timesteps
+    eta: float = 0.0                # DDIM's noise (0: deterministic; 1: ancestral's)
+    variance: str = 'fixed_small'   # ancestral's: 'fixed_small' or 'fixed_large'
+    guidance_scale: float = 1.0     # classifier-free guidance s (conditional models)
+    clip_denoised: bool = False     # clip x0_hat to the data range at every step (images)
+
+
+class SamplerName(NamedTuple):
+    kind: str
+    num_steps: int
+    eta: float | None  # None: the name sets no eta
+
+
+def _name_pattern() -> re.Pattern:
+    kinds = '|'.join(map(re.escape, sorted(SAMPLERS, key=len, reverse=True)))  # longest first
+    return re.compile(rf'^({kinds})(\d+)(?:_eta(\d+(?:\.\d+)?))?$')
+
+
+def sampler_names() -> str:
+    """The grammar of sampler names, for messages: 'ancestral<S>, ddim<S> or ddim<S>_eta<E>'."""
+    forms = [f'{k}<S>' for k in SAMPLERS] + [f'{k}<S>_eta<E>' for k, v in SAMPLERS.items()
+                                             if v.takes_eta]
+    return ', '.join(forms[:-1]) + ' or ' + forms[-1]
+
+
+def parse_sampler(name: str) -> SamplerName:
+    """'ddim50' -> ('ddim', 50, None); 'ddim50_eta1' -> ('ddim', 50, 1.0). ValueError if `name`
+    is not a SAMPLERS name, then the number of steps, then (if it takes one) _eta<E>."""
+    parsed = _name_pattern().match(str(name))
+    if not parsed or (parsed.group(3) and not SAMPLERS[parsed.group(1)].takes_eta):
+        raise ValueError(f'sampler name {name!r} must be {sampler_names()}, e.g. ddim50.')
+    kind, steps, eta = parsed.groups()
+    return SamplerName(kind, int(steps), None if eta is None else float(eta))
+
+
+def sampler_spec(section, name: str | None = None) -> SamplerSpec:
+    """The SamplerSpec of a config's sampler section (its keys name, num_steps, eta, variance,
+    guidance_scale, clip_denoised); with `name` (e.g. an eval.samplers entry 'ddim50_eta1'), the
+    name's kind, steps and eta (if it has one) replace the section's."""
+    spec = SamplerSpec(section.name, section.num_steps, section.eta, section.variance,
+                       section.guidance_scale, section.clip_denoised)
+    if name is None:
+        return spec
+    kind, steps, eta = parse_sampler(name)
+    return dataclasses.replace(spec, kind=kind, num_steps=steps,
+                               eta=spec.eta if eta is None else eta)
 
 
 # ------------------------------------------------------------------------------------------------
