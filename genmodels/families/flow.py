@@ -51,6 +51,7 @@ from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import units
 from genmodels.nn import nets
+from genmodels.nn.flows import ActNorm, AffineCoupling, InvertibleConv1x1, space_to_depth
 from genmodels.training import train_state
 
 PyTree = Any
@@ -110,131 +111,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if h % scale or w % scale:
         raise ConfigError(f'{h}x{w} images do not halve {m.num_scales - 1} times: lower '
                           f'model.num_scales.')
-
-
-# ------------------------------------------------------------------------------------------------
-# Invertible layers: forward(x) -> (y, log|det| [B]), inverse(y) -> x; x [B, H, W, C]
-
-def space_to_depth(x: jax.Array) -> jax.Array:
-    """[B, H, W, C] -> [B, H/2, W/2, 4C], the inverse of nets.depth_to_space."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h // 2, w // 2, 4 * c)
-
-
-def _pixels(x: jax.Array) -> int:
-    return x.shape[1] * x.shape[2]
-
-
-class ActNorm(nn.Module):
-    channels: int
-
-    def setup(self):
-        self.log_scale = self.param('log_scale', nn.initializers.zeros, (self.channels,))
-        self.bias = self.param('bias', nn.initializers.zeros, (self.channels,))
-
-    def forward(self, x):
-        logdet = _pixels(x) * jnp.sum(self.log_scale)
-        return (x + self.bias) * jnp.exp(self.log_scale), jnp.full(x.shape[:1], logdet)
-
-    def inverse(self, y):
-        return y * jnp.exp(-self.log_scale) - self.bias
-
-
-class InvertibleConv1x1(nn.Module):
-    channels: int
-
-    def setup(self):
-        self.kernel = self.param('kernel', nn.initializers.orthogonal(), (self.channels,) * 2)
-
-    def forward(self, x):
-        logdet = _pixels(x) * jnp.linalg.slogdet(self.kernel)[1]
-        return x @ self.kernel, jnp.full(x.shape[:1], logdet)
-
-    def inverse(self, y):
-        return y @ jnp.linalg.inv(self.kernel)
-
-
-class CouplingNet(nn.Module):
-    """(s, t) from the conditioning half: a residual conv net (images) or an MLP (points), its
-    last layer zero so that the coupling starts as the identity."""
-    kind: str          # 'conv' or 'mlp'
-    hidden: int
-    num_blocks: int
-    out_channels: int
-
-    @nn.compact
-    def __call__(self, h):
-        if self.kind == 'mlp':
-            h = h.reshape(h.shape[0], -1)
-            for i in range(self.num_blocks + 1):
-                h = nn.relu(nn.Dense(self.hidden, name=f'dense_{i}')(h))
-            out = nn.Dense(self.out_channels, kernel_init=nn.initializers.zeros, name='out')(h)
-            return out.reshape(out.shape[0], 1, 1, -1)
-        h = nn.Conv(self.hidden, (3, 3), name='conv_in')(h)
-        for i in range(self.num_blocks):
-            y = nn.Conv(self.hidden, (3, 3), name=f'block_{i}_a')(nn.relu(h))
-            h = h + nn.Conv(self.hidden, (3, 3), name=f'block_{i}_b')(nn.relu(y))
-        return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros,
-                       name='conv_out')(nn.relu(h))
-
-
-def checkerboard(h: int, w: int, parity: int) -> jax.Array:
-    """[H, W, 1]: 1 where a pixel conditions (passes through), 0 where it is transformed."""
-    ij = np.add.outer(np.arange(h), np.arange(w))
-    return jnp.asarray(((ij + parity) % 2 == 0)[..., None], jnp.float32)
-
-
-class AffineCoupling(nn.Module):
-    channels: int
-    mask: str          # 'checkerboard' or 'channel'
-    parity: int        # which half conditions
-    net: str           # 'conv' or 'mlp'
-    hidden: int
-    num_blocks: int
-
-    def setup(self):
-        c = self.channels
-        out = c if self.mask == 'checkerboard' else c - self._split()
-        self.coupling_net = CouplingNet(self.net, self.hidden, self.num_blocks, 2 * out)
-        self.scale = self.param('scale', nn.initializers.ones, (out,))
-
-    def _split(self) -> int:
-        """Channel masks: the conditioning half is channels [:k] (parity 0) or [C - k:]."""
-        return self.channels // 2
-
-    def _halves(self, x):
-        k = self._split()
-        if self.parity:
-            return x[..., x.shape[-1] - k:], x[..., :x.shape[-1] - k]
-        return x[..., :k], x[..., k:]
-
-    def _join(self, cond, changed):
-        return (jnp.concatenate([changed, cond], -1) if self.parity
-                else jnp.concatenate([cond, changed], -1))
-
-    def _s_t(self, h):
-        s_raw, t = jnp.split(self.coupling_net(h), 2, axis=-1)
-        return self.scale * jnp.tanh(s_raw), t
-
-    def forward(self, x):
-        if self.mask == 'checkerboard':
-            b = checkerboard(x.shape[1], x.shape[2], self.parity)
-            s, t = self._s_t(jnp.concatenate([x * b, jnp.broadcast_to(b, x.shape[:3] + (1,))], -1))
-            s, t = s * (1 - b), t * (1 - b)
-            return x * jnp.exp(s) + t, jnp.sum(s, axis=(1, 2, 3))
-        cond, x_b = self._halves(x)
-        s, t = self._s_t(cond)
-        return self._join(cond, x_b * jnp.exp(s) + t), jnp.sum(s, axis=(1, 2, 3))
-
-    def inverse(self, y):
-        if self.mask == 'checkerboard':
-            b = checkerboard(y.shape[1], y.shape[2], self.parity)
-            s, t = self._s_t(jnp.concatenate([y * b, jnp.broadcast_to(b, y.shape[:3] + (1,))], -1))
-            return (y - t * (1 - b)) * jnp.exp(-s * (1 - b))
-        cond, y_b = self._halves(y)
-        s, t = self._s_t(cond)
-        return self._join(cond, (y_b - t) * jnp.exp(-s))
 
 
 # ------------------------------------------------------------------------------------------------
