@@ -46,6 +46,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
                                 checkpoint_every=1000, ema_rate=0.999)
     config.train.figures_every = 1000
     config.eval = common.evaluation(use_ema=True)
-    # Off: samples are G's own. r > 0 rejects the share r of z where G is steepest (gan.py).
+    # Off: samples are G's own. r > 0 rejects the share r of z where G is steepest
+    # (genmodels/families/gan/truncation.py).
     config.sampler = ml_collections.ConfigDict({'jacobian_truncation': 0.0})
     return config

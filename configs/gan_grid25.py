@@ -18,14 +18,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.hidden = (256, 256, 256)
     config.model.init_std = 0.0  # LeCun normal: N(0, 0.02) weights start G's points near 0
     config.loss.r1_weight = 0.1  # without R1, 2-3 of 25 modes go missing
-    # The 2-5% of samples outside every mode lie on bridges between modes: G maps a connected
-    # latent space onto 25 separate blobs. A categorical code joined to z with InfoGAN's MI term
-    # (model.info_categorical = 36, loss.info_weight = 1) lets each category own a mode and raised
-    # high quality to 0.97, but found the modes later: 24 of 25 on average after 12,000 steps.
-    # A 50-way code whose term fades out over the last quarter (loss.info_decay_fraction = 0.25)
-    # reached 0.981 over 5 seeds, but also 24 of 25 modes, in 14.8 min instead of 9.4. At
-    # info_weight 0.3 with the same fade: 25 of 25 on every seed and 0.975, in 12.5 min, but the
-    # modes' weights come out uneven (KL 1.08 nats against 0.37).
+    # The samples outside every mode lie on bridges between modes: G maps a connected latent
+    # space onto 25 separate blobs. InfoGAN's categorical codes (model.info_categorical,
+    # loss.info_decay_fraction) were tried against them and are off here (results:
+    # docs/results/gan.md).
     # A high learning rate decayed to zero: the modes are found early and sharpened at the end.
     for name in ('optimizer', 'disc_optimizer'):
         config[name] = common.optimizer(4e-3, name='adam', schedule='cosine')
@@ -37,8 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # generator, so samples come from the weights themselves.
     config.eval = common.evaluation(batch_size=500, num_samples=2500, use_ema=False)
     # The samples between modes are where G stretches its latent space most: rejecting the 5% of
-    # z with the largest |dG/dz| (gan.jacobian_truncation) takes them out (G's own samples put
-    # 2.7-3.9% between modes over 5 seeds), for high quality 0.989 instead of 0.955 over 5
-    # seeds (README). eval.py --set sampler.jacobian_truncation=0 evaluates G's own samples.
+    # z with the largest |dG/dz| (gan.jacobian_truncation) takes them out (results:
+    # docs/results/gan.md). eval.py --set sampler.jacobian_truncation=0 evaluates G's own samples.
     config.sampler.jacobian_truncation = 0.05
     return common.apply_arg(config, arg, 'configs/gan_grid25.py')

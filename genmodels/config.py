@@ -304,30 +304,24 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(text))
 
 
-# Keys added to a schema after runs were saved without them, with the value that reproduces those
-# runs: read_saved fills them in, so older workdirs resume and evaluate. Each is added where its
-# section holds the marker key (the key a family reads the new one beside), or where the marker
-# (section, key) elsewhere shows the family, creating the section if it is new.
+# Keys added to the trainer's sections after runs were saved without them, with the value that
+# reproduces those runs: read_saved fills them in, so older workdirs resume and evaluate. Each is
+# added where its section holds the marker key (a fit family's `train` has no `num_steps`, and
+# gets none of the loop's keys). The keys a family added sit in its own ADDED_KEYS
+# (genmodels.families), passed to read_saved as `family_keys`.
 ADDED_KEYS = {
     ('train', 'grad_accum_steps'): ('num_steps', 1),
     ('train', 'compute_dtype'): ('num_steps', 'float32'),
-    ('loss', 'top_k'): ('n_disc', 1.0),               # GAN
-    ('loss', 'top_k_decay_steps'): ('n_disc', 0),     # GAN
-    ('loss', 'r1_fraction'): ('n_disc', 1.0),         # GAN
-    ('loss', 'augment'): ('n_disc', ''),              # GAN
-    ('loss', 'info_continuous_weight'): ('n_disc', 1.0),  # GAN
-    ('loss', 'info_decay_fraction'): ('n_disc', 0.0),  # GAN
-    ('model', 'fourier_features'): ('init_std', 0),    # GAN
-    ('model', 'fourier_scale'): ('init_std', 1.0),     # GAN
     ('data', 'sequence_length'): ('name', 0),
-    ('sampler', 'jacobian_truncation'): (('loss', 'n_disc'), 0.0),  # GAN
 }
 
 
-def read_saved(workdir: str) -> dict | None:
-    """The run config saved in `workdir`/config.json as a dict (keys added since filled in from
-    ADDED_KEYS); None if there is none. Raises ValueError (one line) for a workdir that is a file
-    or a config.json that is not JSON."""
+def read_saved(workdir: str, family_keys: Callable[[str], Mapping[str, Any]] | None = None
+               ) -> dict | None:
+    """The run config saved in `workdir`/config.json as a dict, keys added since filled in: the
+    trainer's from ADDED_KEYS, and `family_keys(saved family)` ('section.key' -> value, e.g.
+    `genmodels.families.added_keys`); None if there is none. Raises ValueError (one line) for a
+    workdir that is a file or a config.json that is not JSON."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f'--workdir {workdir} is a file; give a directory (new or a run\'s).')
     path = os.path.join(workdir, 'config.json')
@@ -340,7 +334,11 @@ def read_saved(workdir: str) -> dict | None:
         raise ValueError(f'{path} is not readable JSON ({e}); use a new --workdir, or restore '
                          f'that file.') from None
     for (section, key), (marker, value) in ADDED_KEYS.items():
-        marker_section, marker_key = marker if isinstance(marker, tuple) else (section, marker)
-        if isinstance(saved.get(marker_section), dict) and marker_key in saved[marker_section]:
-            saved.setdefault(section, {}).setdefault(key, value)
+        if isinstance(saved.get(section), dict) and marker in saved[section]:
+            saved[section].setdefault(key, value)
+    if family_keys is not None and isinstance(saved.get('family'), str):
+        for name, value in family_keys(saved['family']).items():
+            section, key = name.split('.')
+            if isinstance(saved.setdefault(section, {}), dict):
+                saved[section].setdefault(key, value)
     return saved

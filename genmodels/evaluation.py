@@ -170,7 +170,7 @@ def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, st
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    saved = config_lib.read_saved(workdir)
+    saved = families.read_saved(workdir)
     if saved is None:
         what = 'has no config.json' if os.path.isdir(workdir) else 'does not exist'
         raise FileNotFoundError(f'--workdir {workdir} {what}: give a directory made by train.py.')

@@ -62,7 +62,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, family) -> No
     """Raises WorkdirError if `workdir` cannot be written, or holds a run whose config differs
     beyond the resumable keys (the trainer's and the family's)."""
     try:
-        saved = config_lib.read_saved(workdir)
+        saved = config_lib.read_saved(workdir, families.added_keys)
     except ValueError as e:
         raise WorkdirError(str(e)) from None
     check_writable(workdir)

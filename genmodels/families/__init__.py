@@ -41,6 +41,11 @@ Optional, each with the default that `eval_params`, `progress_metrics`, ... belo
     RESUMABLE_KEYS = ()
         Config keys ('section.key') that may change when a run resumes or is evaluated again (a
         sampler's number of steps, a guidance scale), beside the trainer's own.
+    ADDED_KEYS = {}
+        {'section.key': value}: keys the family added to its schema after runs were saved
+        without them, each with the value that reproduces those runs. `read_saved` fills them
+        into a saved config of this family, so its older workdirs resume and evaluate (a section
+        that is new is created); the trainer's own sit in `config.ADDED_KEYS`.
     OBJECTIVES = {name: pure function}
         Where the family has a choice of losses. config.objective names an entry, or a function
         by import path (`package.module:function`, `path/to/file.py:function`) that takes the same
@@ -125,3 +130,14 @@ def progress_metrics(family: ModuleType) -> tuple[str, ...]:
 
 def resumable_keys(family: ModuleType) -> tuple[str, ...]:
     return tuple(getattr(family, 'RESUMABLE_KEYS', ()))
+
+
+def added_keys(name: str) -> dict[str, Any]:
+    """The ADDED_KEYS of the family `name` ({} for a family without any, or an unknown name,
+    which `validated` reports)."""
+    return dict(getattr(get(name), 'ADDED_KEYS', {})) if name in _MODULES else {}
+
+
+def read_saved(workdir: str) -> dict | None:
+    """`config.read_saved(workdir)` with the keys the saved run's family added filled in."""
+    return config_lib.read_saved(workdir, added_keys)
