@@ -5,12 +5,11 @@
     python eval.py --compare W1 W2 ... [--out DIR]  ->  DIR/comparison.md and DIR/comparison.png
 """
 
-import ast
 import sys
 
 from absl import app, flags, logging
 
-from genmodels import cli, compare, evaluation, families, trainer, xla_cpu
+from genmodels import cli, compare, evaluation, xla_cpu
 from genmodels.training import parallel
 
 xla_cpu.configure()  # before the first JAX computation
@@ -50,7 +49,7 @@ def main(argv):
         sys.exit(f'error: --workdir is required; usage: {USAGE}')
     parallel.maybe_initialize_distributed()
     try:
-        overrides = parse_settings(FLAGS.set, FLAGS.workdir)
+        overrides = evaluation.parse_settings(FLAGS.set, FLAGS.workdir)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
     if FLAGS.iwae_k:
@@ -65,36 +64,6 @@ def main(argv):
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
                    for k, v in metrics.items()))
-
-
-def parse_settings(settings: list[str], workdir: str) -> dict:
-    """['sampler.guidance_scale=3', ...] -> {'sampler.guidance_scale': 3.0, ...}, each key one that
-    may change on a trained workdir (the trainer's and the family's resumable keys), each value
-    a Python literal of the saved value's type (a bare word is a string)."""
-    config = evaluation.load_config(workdir)
-    allowed = set(trainer.RESUMABLE_KEYS) | set(families.resumable_keys(families.get(
-        config.family)))
-    out = {}
-    for setting in settings:
-        key, sep, text = setting.partition('=')
-        if not sep or key not in allowed:
-            raise ValueError(f'--set {setting!r}: use --set section.key=value with a key of '
-                             f'{sorted(k for k in allowed if not k.startswith("train."))}.')
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        section, name = key.split('.')
-        old = config[section][name]
-        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(old, (tuple, list)) and isinstance(value, (str, list, tuple)):
-            value = type(old)([value] if isinstance(value, str) else value)
-        if old is not None and type(value) is not type(old):
-            raise ValueError(f'--set {setting!r}: {key} is a {type(old).__name__}, got '
-                             f'{type(value).__name__} {value!r}.')
-        out[key] = value
-    return out
 
 
 if __name__ == '__main__':

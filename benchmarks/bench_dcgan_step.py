@@ -6,7 +6,7 @@
 
 One step is one D update (with the config's R1 on an eighth of the real batch; --r1_weight 0 for
 none) and then one G update (fresh z, against the updated D) of configs/dcgan_mnist.py on 28x28x1
-MNIST: non-saturating loss, Adam 2e-4 with b1 0.5 for both players, EMA of G's weights. The JAX side is trainer.make_train_step on that config. The PyTorch
+MNIST: non-saturating loss, Adam 2e-4 with b1 0.5 for both players, EMA of G's weights. The JAX side is train_state.make_train_step on that config. The PyTorch
 side, benchmarks/torch_ref/dcgan.py, mirrors genmodels/families/gan.py layer for layer (NCHW;
 PixelShuffle for depth-to-space; kernel sizes read from the flax parameters; BatchNorm momentum 0.1
 for flax's 0.9; D's weights frozen during G's backward, as JAX takes no gradient in them) and is
@@ -48,7 +48,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import dcgan_mnist  # noqa: E402
-from genmodels import data, families, trainer  # noqa: E402
+from genmodels import data, families  # noqa: E402
 from genmodels.training import parallel, train_state  # noqa: E402
 from genmodels.families import gan  # noqa: E402
 from benchmarks import hlo_profile  # noqa: E402
@@ -76,8 +76,7 @@ class JaxDCGAN:
         self.family = families.get(config.family)
         mesh = parallel.make_mesh()
         self.state = train_state.init_state(config, self.family, mesh, host_batches[0])
-        self.step_fn = trainer.make_train_step(config, self.family, mesh,
-                                               parallel.replicated(mesh))
+        self.step_fn = train_state.make_train_step(config, self.family, mesh)
         self.batches = [parallel.shard_batch(mesh, b) for b in host_batches]
         self.i, self.metrics = 0, None
 
@@ -257,7 +256,8 @@ def profile(config, jax_side, host_batch, kernels, jax_ms, torch_ms, rounds, rep
         print(f'\n-- per-op trace not possible here: {type(e).__name__}: {e}')
     time_convs(config, host_batch, kernels, d_in_scan, jax_ms, torch_ms, rounds, reps)
 
-    # The one piece of the step that differs by design: per-example keyed noise (genmodels.nn.noise).
+    # The one piece of the step that differs by design: per-example keyed noise
+    # (genmodels.nn.noise).
     b = len(host_batch['image'])
     index = jnp.arange(b, dtype=jnp.int32)
     draw = jax.jit(lambda key: gan.latents(config, key, index)[0])

@@ -8,7 +8,7 @@ One step of configs/ddpm_mnist.py on 28x28x1 MNIST in [-1, 1] (L_simple, Ho et a
 U{0..T-1}, eps ~ N(0, I), x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, loss = mean (U-Net(x_t, t) -
 eps)^2, Adam at the config's learning-rate schedule after clipping the gradient's global norm at
 optimizer.grad_clip_norm, then the EMA of the params at train.ema_rate. The JAX side is
-trainer.make_train_step on that config. The PyTorch side (benchmarks/torch_ref/ddpm.py) mirrors
+train_state.make_train_step on that config. The PyTorch side (benchmarks/torch_ref/ddpm.py) mirrors
 genmodels/nn/unet.py's UNet module for module (NCHW; one torch module per flax module, under the same
 names; GroupNorm with unet.num_groups and flax's epsilon 1e-6; the stride-2 SAME downsample padded
 (0, 1) on even sizes, as XLA pads; zero-initialised last convs; nearest 2x upsample;

@@ -17,7 +17,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import vae_mnist  # noqa: E402
-from genmodels import data, families, trainer  # noqa: E402
+from genmodels import data, families  # noqa: E402
 from genmodels.training import parallel, train_state  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     batches = data.train_iterator(config.data, args.batch_size, config.data.seed)
     host = [next(batches) for _ in range(args.steps + 1)]
     state = train_state.init_state(config, family, mesh, host[0])
-    step_fn = trainer.make_train_step(config, family, mesh, parallel.replicated(mesh))
+    step_fn = train_state.make_train_step(config, family, mesh)
     sharded = [parallel.shard_batch(mesh, b) for b in host]
     state, metrics = step_fn(state, sharded[0])  # Compile.
     jax.block_until_ready(metrics)

@@ -1,7 +1,7 @@
 """A deep config's record at one batch size: the trainer's step, its cost, samplers and loop.
 
 Everything JAX runs here is the trainer's own code path: `train_state.init_state` and
-`trainer.make_train_step` build the state and the jitted, sharded, donating step exactly as
+`train_state.make_train_step` build the state and the jitted, sharded, donating step exactly as
 `trainer.train_and_evaluate` does, on batches of the real data pipeline (`data.train_iterator`,
 fetched before timing starts); the loop figure runs `train_and_evaluate` itself.
 
@@ -112,7 +112,7 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
         record['torch_check'] = None
 
     # 1. The step, as the trainer builds it; compiled here so that compilation is timed alone.
-    step_fn = trainer.make_train_step(config, family, mesh, parallel.replicated(mesh))
+    step_fn = train_state.make_train_step(config, family, mesh)
     sharded = [parallel.shard_batch(mesh, b) for b in host]
     start = time.perf_counter()
     compiled = step_fn.lower(state, sharded[0]).compile()

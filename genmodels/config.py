@@ -88,6 +88,12 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+# Keys that may change when a run is resumed or evaluated again: extending a run or changing how
+# often it reports. A family adds its own (its RESUMABLE_KEYS), e.g. a sampler's settings.
+RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.figures',
+                  'train.figures_every', 'train.fid_every', 'train.fid_num_samples',
+                  'eval.batch_size', 'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
+
 # The `train` section of a fit family: `fit` runs once on the whole train split.
 FIT_TRAIN_SCHEMA: dict[str, Any] = {
     'figures': bool,

@@ -7,15 +7,15 @@ Families that can `sample` also get FID/KID/IS/precision/recall of generated ima
 the exact density is known, so eval.json also has `true_nll_nats` and `kl_estimate_nats`.
 
 A run of several seeds (train.num_seeds = S) is evaluated lane by lane, each lane with its own
-evaluation key (genmodels/training/train_state.py), and eval.json holds, for every number that differs
-between lanes, `<key>` (the mean over seeds), `<key>_seeds_std` and `<key>_seed<i>`; a number
-every lane shares (a setting, the data floor) is written once. Figures show lane 0.
+evaluation key (genmodels/training/train_state.py), and eval.json holds, for every number that
+differs between lanes, `<key>` (the mean over seeds), `<key>_seeds_std` and `<key>_seed<i>`; a
+number every lane shares (a setting, the data floor) is written once. Figures show lane 0.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
-import json
 import os
 from typing import Any
 
@@ -23,36 +23,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from genmodels import config as config_lib, data, families, viz
-from genmodels.metrics import sample_quality
-from genmodels.training import checkpoint, parallel, train_state
+from genmodels import data, families, viz
+from genmodels.metrics import sample_quality, units
+from genmodels.training import checkpoint, parallel, train_state, workdir as workdir_lib
 
 PyTree = Any
 
 
-def toy_reference(config: ml_collections.ConfigDict, test: dict[str, np.ndarray],
-                  results: dict[str, Any]) -> dict[str, float]:
-    """true_nll_nats: the test NLL under the toy's exact density; with the model's nll_nats also
-    kl_estimate_nats = nll_nats - true_nll_nats, a Monte Carlo estimate of
-    KL(p || q) = E_p[log p(x) - log q(x)] over the test points (x ~ p)."""
-    points = test['image'].reshape(len(test['image']), -1)  # [N, D]
-    true_nll = -float(np.mean(data.toy_distribution(config.data.name).log_prob(points)))
-    record = {'true_nll_nats': true_nll}
-    if 'nll_nats' in results:
-        record['kl_estimate_nats'] = results['nll_nats'] - true_nll
-    return record
-
-
-def _write_json(path: str, record: dict[str, Any]) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTree, step: int,
-                   max_examples: int | None = None, *, inception_weights: str | None = None,
-                   stats_cache: str | None = None) -> dict[str, Any]:
+def evaluate_state(config: ml_collections.ConfigDict, family, workdir: str, state: PyTree,
+                   step: int, max_examples: int | None = None, *,
+                   inception_weights: str | None = None, stats_cache: str | None = None
+                   ) -> dict[str, Any]:
     """Test metrics and figures of a state; writes workdir/eval.json and workdir/figures/.
 
     A family with `sample` also gets the sample metrics of config.eval.num_samples images
@@ -60,7 +41,6 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     `stats_cache` (default: workdir/reference_stats). `inception_weights` is the path of
     pytorch-fid's InceptionV3 weights, needed for datasets other than MNIST digits.
     """
-    family = families.get(config.family)
     if hasattr(family, 'sample'):
         sample_quality.check_num_samples(config.eval.num_samples)  # before the slow likelihood
     split = config.data.eval_split
@@ -73,7 +53,7 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
         rng = jax.random.fold_in(train_state.model_key(config, lane), train_state.EVAL)
         results = family.evaluate(config, params, test, rng)
         if data.is_toy(config.data.name):
-            results |= toy_reference(config, test, results)
+            results |= units.toy_reference(config.data, test['image'], results)
         if sampler is not None:
             results |= sample_quality.evaluate_samples(
                 config, functools.partial(sampler, params), jax.random.fold_in(rng, 3),
@@ -90,7 +70,7 @@ def evaluate_state(config: ml_collections.ConfigDict, workdir: str, state: PyTre
     if train_state.num_seeds(config) > 1:
         record['num_seeds'] = train_state.num_seeds(config)
     if jax.process_index() == 0:
-        _write_json(os.path.join(workdir, 'eval.json'), record)
+        workdir_lib.write_json(os.path.join(workdir, 'eval.json'), record)
     return record
 
 
@@ -121,12 +101,11 @@ def make_sampler(config: ml_collections.ConfigDict, family):
     return jax.jit(lambda p, key: family.sample(config, p, key, b))
 
 
-def training_fid(config: ml_collections.ConfigDict, workdir: str, sampler, state: PyTree,
+def training_fid(config: ml_collections.ConfigDict, family, workdir: str, sampler, state: PyTree,
                  step: int) -> dict[str, float]:
     """FID of a small sample of every lane during training, labelled with its sample size (it is
     biased upwards at small N, so only compare numbers with the same label). `sampler` comes
     from `make_sampler`; with several seeds, the mean and `<key>/seed<i>`."""
-    family = families.get(config.family)
     small = ml_collections.ConfigDict(config.to_dict())
     small.eval.num_samples = config.train.fid_num_samples
     n = config.train.fid_num_samples
@@ -152,12 +131,11 @@ def make_progress_sampler(config: ml_collections.ConfigDict, family):
     return jax.jit(lambda p, key: family.sample(config, p, key, num))
 
 
-def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, state: PyTree,
-                    step: int) -> str:
+def progress_figure(config: ml_collections.ConfigDict, family, workdir: str, sampler,
+                    state: PyTree, step: int) -> str:
     """Samples of lane 0 from fixed noise (the same key at every step, so that figures compare),
     saved as workdir/figures/progress/samples_<step>.png: an image grid, or for 2D toy data the
     points over the true log-density. `sampler` comes from `make_progress_sampler`."""
-    family = families.get(config.family)
     lane = train_state.lanes(config, state)[0]
     key = jax.random.fold_in(train_state.model_key(config, 0), train_state.PROGRESS)
     samples = np.asarray(sampler(jax.device_get(families.eval_params(family, config, lane)), key))
@@ -167,6 +145,31 @@ def progress_figure(config: ml_collections.ConfigDict, workdir: str, sampler, st
                  if data.is_toy(config.data.name) else None)  # the box of the toy's figure
     return viz.save_samples(config.data, samples, path, title, reference=reference,
                             panel_title=title, num_texts=PROGRESS_TEXTS)[0]
+
+
+class Monitor:
+    """What the training loop asks of evaluation after each step: the FID of a small sample every
+    train.fid_every steps, and a progress figure every train.figures_every steps."""
+
+    def __init__(self, config: ml_collections.ConfigDict, family, workdir: str):
+        self.config, self.family, self.workdir = config, family, workdir
+        self.every = config.train
+        self.fid_sampler = make_sampler(config, family) if self.every.fid_every else None
+        self.progress = (make_progress_sampler(config, family) if self.every.figures_every
+                         else None)
+
+    def __call__(self, step: int, state: PyTree, writer) -> None:
+        """Runs what is due at `step`, writing to `writer` (a metric_writer.MetricWriter)."""
+        if self.every.fid_every and step % self.every.fid_every == 0:
+            fid = training_fid(self.config, self.family, self.workdir, self.fid_sampler, state,
+                               step)
+            if fid:  # Empty when the dataset has no feature extractor (a warning says so).
+                writer.write(step, fid)
+        if (self.progress is not None and step % self.every.figures_every == 0
+                and jax.process_index() == 0):
+            path = progress_figure(self.config, self.family, self.workdir, self.progress, state,
+                                   step)
+            writer.write_image(step, 'samples', path)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -206,5 +209,36 @@ def evaluate(workdir: str, max_examples: int | None = None, overrides: dict | No
              ) -> dict[str, Any]:
     """Loads the latest checkpoint of `workdir` and evaluates it (eval.py's entry point)."""
     config, state, step = restore(workdir, overrides)
-    return evaluate_state(config, workdir, state, step, max_examples,
+    return evaluate_state(config, families.get(config.family), workdir, state, step, max_examples,
                           inception_weights=inception_weights, stats_cache=stats_cache)
+
+
+def parse_settings(settings: list[str], workdir: str) -> dict[str, Any]:
+    """['sampler.guidance_scale=3', ...] -> {'sampler.guidance_scale': 3.0, ...} for `restore`'s
+    overrides: each key one that may change on a trained workdir (families.resumable_keys), each
+    value a Python literal of the saved value's type (a bare word is a string)."""
+    config = load_config(workdir)
+    allowed = set(families.resumable_keys(families.get(config.family)))
+    return {setting.partition('=')[0]: _parse_setting(setting, config, allowed)
+            for setting in settings}
+
+
+def _parse_setting(setting: str, config: ml_collections.ConfigDict, allowed: set[str]) -> Any:
+    key, sep, text = setting.partition('=')
+    if not sep or key not in allowed:
+        raise ValueError(f'--set {setting!r}: use --set section.key=value with a key of '
+                         f'{sorted(k for k in allowed if not k.startswith("train."))}.')
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    section, name = key.split('.')
+    old = config[section][name]
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(old, (tuple, list)) and isinstance(value, (str, list, tuple)):
+        value = type(old)([value] if isinstance(value, str) else value)
+    if old is not None and type(value) is not type(old):
+        raise ValueError(f'--set {setting!r}: {key} is a {type(old).__name__}, got '
+                         f'{type(value).__name__} {value!r}.')
+    return value

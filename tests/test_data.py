@@ -209,7 +209,8 @@ def test_training_noise_of_a_row_depends_on_the_row_alone():
     """Any split of the global batch's rows (processes, block edges at 64) draws the same noise."""
     key, shape = (3, 0, 7), (4, 3, 1)
     whole = preprocess.train_uniform(key, np.arange(200), shape)
-    parts = [preprocess.train_uniform(key, np.arange(a, b), shape) for a, b in ((0, 100), (100, 200))]
+    parts = [preprocess.train_uniform(key, np.arange(a, b), shape)
+             for a, b in ((0, 100), (100, 200))]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
     np.testing.assert_array_equal(preprocess.train_uniform(key, np.array([150, 5, 70]), shape),
                                   whole[[150, 5, 70]])
@@ -269,7 +270,8 @@ def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
 def test_tfrecord_tfds_dataset_says_how_to_rebuild(tmp_path):
     # What `tfds build mnist` leaves by default: a prepared dataset in TFRecord, which has no
     # random access. Only its metadata is needed to reach the check.
-    builder = tfds.builder('mnist', data_dir=str(tmp_path))
+    with bundled.no_temp_litter():
+        builder = tfds.builder('mnist', data_dir=str(tmp_path))
     builder.info.set_file_format('tfrecord', override=True)
     builder.data_path.mkdir(parents=True)
     builder.info.write_to_directory(builder.data_path)

@@ -205,16 +205,15 @@ def test_toy_run_resumes_bit_for_bit_and_eval_settings_change(tmp_path, data_dir
     assert {'modes_covered', 'high_quality_fraction', 'kl_estimate_nats'} <= set(result)
     assert result['nll_timesteps'] == 10 and np.isfinite(result['nll_nats'])
     # eval.py --set changes a sampler or evaluation setting on the trained workdir, nothing else.
-    import eval as eval_py
-    overrides = eval_py.parse_settings(['sampler.name=ddim', 'sampler.num_steps=5',
-                                        'eval.nll_timesteps=5'], straight)
+    overrides = evaluation.parse_settings(['sampler.name=ddim', 'sampler.num_steps=5',
+                                           'eval.nll_timesteps=5'], straight)
     assert overrides == {'sampler.name': 'ddim', 'sampler.num_steps': 5, 'eval.nll_timesteps': 5}
     again = evaluation.evaluate(straight, overrides=overrides)
     assert again['nll_timesteps'] == 5 and again['nll_nats'] != result['nll_nats']
     for bad, message in [('model.hidden=(4,)', 'use --set section.key=value'),
                          ('sampler.eta=fast', 'sampler.eta is a float')]:
         with pytest.raises(ValueError, match=message):
-            eval_py.parse_settings([bad], straight)
+            evaluation.parse_settings([bad], straight)
 
 
 def test_cifar10_recipe_runs_on_mock_data(tmp_path):

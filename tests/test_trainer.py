@@ -21,7 +21,8 @@ import tensorflow_datasets as tfds
 
 from configs import ae_mnist
 from genmodels import config as config_lib, families, trainer
-from genmodels.training import checkpoint, metric_writer, parallel, preemption
+from genmodels.training import checkpoint, metric_writer, parallel, preemption, train_state
+from genmodels.training import workdir as workdir_lib
 from tests.helpers import DCGAN, DDPM_TOY, VAE, smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,7 +176,7 @@ def test_the_loop_keeps_at_most_two_steps_in_flight(tmp_path, data_dir, monkeypa
         time.sleep(0.05)
         completed.append(1)
 
-    make_train_step = trainer.make_train_step
+    make_train_step = train_state.make_train_step
 
     def make_slow_train_step(*args, **kwargs):
         step_fn = make_train_step(*args, **kwargs)
@@ -195,7 +196,7 @@ def test_the_loop_keeps_at_most_two_steps_in_flight(tmp_path, data_dir, monkeypa
 
     config = smoke_config('vae_mnist', data_dir, VAE)
     config.train.log_every = config.train.checkpoint_every = 12  # no sync point before the end
-    monkeypatch.setattr(trainer, 'make_train_step', make_slow_train_step)
+    monkeypatch.setattr(train_state, "make_train_step", make_slow_train_step)
     trainer.train_and_evaluate(config, str(tmp_path / 'w'), iterator_hook=hook)
     assert len(completed) == 12 and len(seen) == 12
     # Fetching the batch of step i + 1 follows step i's dispatch and waits for step i - 1.
@@ -452,7 +453,7 @@ def test_workdir_that_cannot_be_a_directory_is_a_one_line_error(tmp_path, data_d
     path = tmp_path / 'f'
     path.write_text('not a directory')
     workdir = str(path) if where == 'file' else str(path / 'w')
-    with pytest.raises(trainer.WorkdirError, match='is a file|which is a file') as e:
+    with pytest.raises(workdir_lib.WorkdirError, match='is a file|which is a file') as e:
         trainer.train_and_evaluate(smoke_config('vae_mnist', data_dir, VAE), workdir)
     assert '\n' not in str(e.value) and path.read_text() == 'not a directory'
 
@@ -475,7 +476,7 @@ def test_corrupt_config_json_is_a_one_line_error_and_is_kept(tmp_path, data_dir)
     workdir = tmp_path / 'w'
     workdir.mkdir()
     (workdir / 'config.json').write_text('{"family": "va')
-    with pytest.raises(trainer.WorkdirError, match='config.json is not readable JSON') as e:
+    with pytest.raises(workdir_lib.WorkdirError, match='config.json is not readable JSON') as e:
         trainer.train_and_evaluate(smoke_config('vae_mnist', data_dir, VAE), str(workdir))
     assert '\n' not in str(e.value)
     assert os.listdir(workdir) == ['config.json']
@@ -513,7 +514,7 @@ def poison_at(step: int, value: float):
 def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, data_dir):
     config = smoke_config('vae_mnist', data_dir, VAE)
     workdir = str(tmp_path / 'nan')
-    with pytest.raises(trainer.NonFiniteLossError,
+    with pytest.raises(metric_writer.NonFiniteLossError,
                        match='between steps 6 and 7; last good checkpoint: step 4'):
         trainer.train_and_evaluate(config, workdir, iterator_hook=poison_at(7, np.nan))
     assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4']
@@ -545,7 +546,7 @@ def test_resume_with_a_different_config_is_refused(tmp_path, data_dir):
     workdir = str(tmp_path / 'w')
     trainer.train_and_evaluate(config, workdir)
     config.model.latent_dim = 5
-    with pytest.raises(trainer.WorkdirError, match='model.latent_dim'):
+    with pytest.raises(workdir_lib.WorkdirError, match='model.latent_dim'):
         trainer.train_and_evaluate(config, workdir)
     # Extending the run is allowed and resumes from step 4.
     config.model.latent_dim = 4

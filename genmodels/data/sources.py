@@ -162,11 +162,13 @@ def _open(data_config: ml_collections.ConfigDict, split: str
         bundled.prepare(name, data_dir)
     try:
         # download=False: a missing dataset must fail here, not start a download.
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
-                                  try_gcs=False)
+        with bundled.no_temp_litter():
+            source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                                      try_gcs=False)
     except Exception:
         # TFDS reports a missing dataset as an unrelated file-format error; say what to do instead.
-        builder = tfds.builder(name, data_dir=data_dir)
+        with bundled.no_temp_litter():
+            builder = tfds.builder(name, data_dir=data_dir)
         root = str(builder.data_dir_root)
         if not builder.is_prepared():
             raise FileNotFoundError(f'Dataset {name!r} is not prepared in {root}. '
@@ -246,7 +248,8 @@ def _text_corpus(name: str, data_dir: str | None) -> tuple[str, dict[str, np.nda
                   for s, (a, b) in TEXT_FILE_SPLITS.items()}
         texts = {s: text[a:b] for s, (a, b) in bounds.items()}
     else:
-        splits = tfds.builder(name, data_dir=data_dir).info.splits
+        with bundled.no_temp_litter():
+            splits = tfds.builder(name, data_dir=data_dir).info.splits
         names = list(splits) or ['train', 'validation', 'test']  # mock_data leaves them empty
         data_config = ml_collections.ConfigDict({'name': name, 'data_dir': data_dir})
         texts = {}

@@ -129,7 +129,8 @@ def progress_metrics(family: ModuleType) -> tuple[str, ...]:
 
 
 def resumable_keys(family: ModuleType) -> tuple[str, ...]:
-    return tuple(getattr(family, 'RESUMABLE_KEYS', ()))
+    """Keys that may change on resume or a second evaluation: the shared ones and the family's."""
+    return config_lib.RESUMABLE_KEYS + tuple(getattr(family, 'RESUMABLE_KEYS', ()))
 
 
 def added_keys(name: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import numpy as np
 from absl import logging
 
 from genmodels import data, metrics
+from genmodels.metrics import labels
 
 MNIST_DATASETS = ('mnist', 'mnist_bundled')  # digit datasets the shipped classifier was made for
 PR_NEIGHBOURS = 3  # k of the k-NN balls (Kynkaanniemi et al. 2019 use k = 3)
@@ -228,7 +229,7 @@ def read_digits(config: ml_collections.ConfigDict, generate: Callable, rng: jax.
     def chunk(key, asked):
         return jnp.argmax(classify(to_unit(config, generate(key, asked)))[1], -1)
 
-    asked = np.arange(-(-num // b) * b) % classes
+    asked = labels.balanced(-(-num // b) * b, classes, xp=np)
     read = [np.asarray(chunk(jax.random.fold_in(rng, i), jnp.asarray(asked[i * b:(i + 1) * b])))
             for i in range(len(asked) // b)]
     return asked[:num], np.concatenate(read)[:num]

@@ -268,3 +268,29 @@ def abstract_state(config: ml_collections.ConfigDict, family, mesh, example: dic
     """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
     shapes = jax.eval_shape(lambda: init_state(config, family, mesh, example))
     return checkpoint.abstract(shapes, parallel.replicated(mesh))
+
+
+def restore_or_init(config: ml_collections.ConfigDict, family, mesh, example: dict, mngr
+                    ) -> tuple[PyTree, int]:
+    """(state, step): the newest good checkpoint of `mngr`, else a new state at step 0."""
+    state, start = checkpoint.restore_newest_good(
+        mngr, abstract_state(config, family, mesh, example))
+    if state is None:
+        state, start = init_state(config, family, mesh, example), 0
+    return state, start
+
+
+def make_train_step(config: ml_collections.ConfigDict, family, mesh) -> Callable:
+    """jit(train_step) over all seed lanes, with the batch sharded P('data') and shared by the
+    lanes, the state replicated and donated. Step t of lane s gets the key
+    fold_in(fold_in(key(config.seed + s), 1), t), whatever the device count."""
+    def lane_step(state, batch, key):
+        rng = jax.random.fold_in(jax.random.fold_in(key, TRAIN), state['step'])
+        return family.train_step(config, state, batch, rng)
+
+    keys = model_keys(config)
+    step = over_seeds(config, lane_step, in_axes=(0, None, 0))
+    state_sharding = parallel.replicated(mesh)
+    return jax.jit(lambda state, batch: step(state, batch, keys),
+                   in_shardings=(state_sharding, parallel.data_sharding(mesh)),
+                   out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)

@@ -29,7 +29,7 @@ from genmodels.classical import kde as kde_lib
 from genmodels.config import ConfigError
 from genmodels.families.gan.augment import AUGMENTS, diff_augment
 from genmodels.families.gan.networks import (Discriminator, Generator, fourier_features, g_forward,
-                                             join_codes, latents, networks, num_classes)
+                                             join_codes, latents, networks)
 from genmodels.families.gan.objectives import (OBJECTIVES, gradient_penalty, info_lower_bound,
                                                info_weight_scale, r1_penalty, r1_subset,
                                                top_k_fraction, top_k_mean)
@@ -198,7 +198,7 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, codes=None) ->
     if codes is not None:
         g_in = join_codes(config, g_in[:, :config.model.latent_dim], codes)
     if labels is None:
-        labels = index % max(num_classes(config), 1)
+        labels = labels_lib.balanced(num, max(labels_lib.num_classes(config.data, config.model), 1))
     g, _ = networks(config, data_lib.dataset_info(config.data).shape)
     if config.sampler.jacobian_truncation:
         g_in = jacobian_truncation(config, g, params, rng, g_in, labels)
@@ -261,7 +261,7 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
         return out
     if config.model.conditional:
         asked, read = _digits_read(config, params, jax.random.fold_in(rng, 0),
-                                   num_classes(config), as_code=False)
+                                   labels_lib.num_classes(config.data, config.model), as_code=False)
         out['label_accuracy'] = labels_lib.label_accuracy(read, asked)
     if config.model.info_categorical:
         k = config.model.info_categorical
@@ -282,12 +282,8 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     categorical code each, and for each continuous code the same rows with that code swept
     over [-1, 1] along the columns (z and the other codes fixed)."""
     if data_lib.is_toy(config.data.name):
-        toy = data_lib.toy_distribution(config.data.name)
-        points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
-        truth = data['image'].reshape(len(data['image']), -1)
-        return [viz.save_log_density_2d(truth, {'GAN samples over the true log-density': lambda x:
-                                                np.asarray(toy.log_prob(x))},
-                                         f'{out_dir}/samples.png', samples=points)]
+        return viz.save_samples(config.data, sample(config, params, rng, 2500),
+                                f'{out_dir}/samples.png', 'GAN samples', reference=data['image'])
     m, cols = config.model, 10
     lo, hi = data_lib.value_range(config.data)
     paths = [viz.save_grid(np.asarray(sample(config, params, rng, 64)), f'{out_dir}/samples.png',
@@ -299,7 +295,7 @@ def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir
     interp = _decode(config, params, viz.slerp(z[0], z[1], cols), zero, codes)
     paths.append(viz.save_rows([interp], f'{out_dir}/interpolation.png', ['spherical'], lo, hi))
     if m.conditional:
-        k = num_classes(config)
+        k = labels_lib.num_classes(config.data, config.model)
         rows = [_decode(config, params, z, zero + c, codes) for c in range(k)]
         paths.append(viz.save_rows(rows, f'{out_dir}/classes.png',
                                    [f'label {c}' for c in range(k)], lo, hi))

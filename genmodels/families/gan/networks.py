@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genmodels import data as data_lib
+from genmodels.metrics import labels as labels_lib
 from genmodels.nn import nets, noise
 from genmodels.training import train_state
 
@@ -144,16 +145,12 @@ def fourier_features(x: jax.Array, num: int, scale: float) -> tuple[jax.Array, j
     return jnp.sin(phase), jnp.cos(phase)
 
 
-def num_classes(config) -> int:
-    return data_lib.dataset_info(config.data).num_classes if config.model.conditional else 0
-
-
 def networks(config, image_shape) -> tuple[Generator, Discriminator]:
     m = config.model
+    classes = labels_lib.num_classes(config.data, m)
     g = Generator(m.architecture, tuple(m.hidden), tuple(m.channels), tuple(image_shape),
-                  num_classes(config), image=not data_lib.is_toy(config.data.name),
-                  init_std=m.init_std)
-    d = Discriminator(m.architecture, tuple(m.hidden), tuple(m.channels), num_classes(config),
+                  classes, image=not data_lib.is_toy(config.data.name), init_std=m.init_std)
+    d = Discriminator(m.architecture, tuple(m.hidden), tuple(m.channels), classes,
                       m.spectral_norm, m.info_categorical + m.info_continuous, m.init_std,
                       train_state.COMPUTE_DTYPES[config.train.compute_dtype],
                       m.fourier_features, m.fourier_scale)

@@ -13,7 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from genmodels.families.gan.networks import Generator, latents, num_classes
+from genmodels.families.gan.networks import Generator, latents
+from genmodels.metrics import labels as labels_lib
 from genmodels.nn import noise
 
 PyTree = Any
@@ -54,8 +55,9 @@ def truncation_threshold(config, g: Generator, params, rng: jax.Array) -> jax.Ar
     draws of the prior (class-balanced labels, codes drawn)."""
     index = jnp.arange(TRUNCATION_CALIBRATION)
     g_in, _ = latents(config, _truncation_keys(rng)[0], index)
+    classes = max(labels_lib.num_classes(config.data, config.model), 1)
     norms = jacobian_norms(g, config.model.latent_dim, params, g_in,
-                           index % max(num_classes(config), 1))
+                           labels_lib.balanced(TRUNCATION_CALIBRATION, classes))
     return jnp.quantile(norms, 1.0 - config.sampler.jacobian_truncation)
 
 
