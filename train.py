@@ -6,7 +6,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from genmodels import cli, trainer, xla_cpu
-from genmodels.training import parallel, preemption
+from genmodels.training import checkpoint, parallel
 
 xla_cpu.configure()  # before the first JAX computation
 
@@ -32,9 +32,9 @@ def main(argv):
                  f'path such as configs/vae_mnist.py.')
     try:
         metrics = trainer.train_and_evaluate(config, FLAGS.workdir)
-    except preemption.Preempted as e:
+    except checkpoint.Preempted as e:
         print(f'stopped: {e}', file=sys.stderr)
-        sys.exit(preemption.EXIT_CODE)
+        sys.exit(checkpoint.EXIT_CODE)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'

@@ -326,7 +326,7 @@ def main() -> None:
     if args.r1_weight is not None:
         config.loss.r1_weight = args.r1_weight
     check_mirrored(config)
-    parallel.check_batch_size(args.batch_size)
+    data.check_batch_size(args.batch_size)
     batches = data.train_iterator(config.data, args.batch_size, config.data.seed)
     host = [next(batches) for _ in range(NUM_BATCHES)]
     shape = host[0]['image'].shape[1:]

@@ -55,7 +55,6 @@ from benchmarks.torch_ref.ddpm import (MirrorError, TorchDDPM, TorchUNet,  # noq
                                        mirror_check, nchw, unmirrored)
 from configs import ddpm_mnist  # noqa: E402
 from genmodels import data  # noqa: E402
-from genmodels.training import parallel  # noqa: E402
 from genmodels.families import ddpm  # noqa: E402
 
 
@@ -150,7 +149,7 @@ def main() -> None:
     config = ddpm_mnist.get_config()
     config.train.batch_size = args.batch_size
     check_mirrored(config)
-    parallel.check_batch_size(args.batch_size)
+    data.check_batch_size(args.batch_size)
     batches = data.train_iterator(config.data, args.batch_size, config.data.seed)
     host = [next(batches) for _ in range(NUM_BATCHES)]
     shape = host[0]['image'].shape[1:]

@@ -95,7 +95,7 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
     family = families.validated(config)
     try:
         info = data.dataset_info(config.data)
-        parallel.check_batch_size(batch_size, config.train.grad_accum_steps)
+        data.check_batch_size(batch_size, config.train.grad_accum_steps)
         data.check_batch_fits(config.data, batch_size, info.num_examples[config.data.train_split])
         batches = data.train_iterator(config.data, batch_size, config.data.seed)
     except (FileNotFoundError, ValueError) as e:

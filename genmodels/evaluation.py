@@ -159,7 +159,7 @@ class Monitor:
                          else None)
 
     def __call__(self, step: int, state: PyTree, writer) -> None:
-        """Runs what is due at `step`, writing to `writer` (a metric_writer.MetricWriter)."""
+        """Runs what is due at `step`, writing to `writer` (a workdir.MetricWriter)."""
         if self.every.fid_every and step % self.every.fid_every == 0:
             fid = training_fid(self.config, self.family, self.workdir, self.fid_sampler, state,
                                step)

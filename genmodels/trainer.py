@@ -16,12 +16,10 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from genmodels import data, evaluation, families
-from genmodels.training import checkpoint, metric_writer, parallel, preemption, train_state
-from genmodels.training import workdir as workdir_lib
+from genmodels.training import checkpoint, train_state, workdir as workdir_lib
 
 PyTree = Any
 
@@ -45,7 +43,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook
     """Runs the deep family's training loop to config.train.num_steps; returns the final state."""
     # 1. Everything that can be wrong with the input fails here, before the workdir is touched.
     train_cfg, info = config.train, data.dataset_info(config.data)
-    parallel.check_batch_size(train_cfg.batch_size, train_cfg.grad_accum_steps)
+    data.check_batch_size(train_cfg.batch_size, train_cfg.grad_accum_steps)
     data.check_batch_fits(config.data, train_cfg.batch_size,
                           info.num_examples[config.data.train_split])
     workdir_lib.check(config, workdir, families.resumable_keys(family),
@@ -53,26 +51,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook
     workdir_lib.write_config(config, workdir)
 
     # 2. State: restored from the newest good checkpoint, else initialised.
-    mesh = parallel.make_mesh()
     mngr = checkpoint.manager(workdir, train_cfg.keep_checkpoints)
-    state, start = train_state.restore_or_init(config, family, mesh,
-                                               train_state.example_batch(info), mngr)
+    state, start = train_state.restore_or_init(config, family, train_state.example_batch(info),
+                                               mngr)
 
     # 3. The loop.
     batches = data.train_iterator(config.data, train_cfg.batch_size, config.data.seed,
                                   start_step=start)
     if iterator_hook is not None:
         batches = iterator_hook(batches)
-    step_fn = train_state.make_train_step(config, family, mesh)
+    step_fn = train_state.host_train_step(config, family)
     monitor = evaluation.Monitor(config, family, workdir)
-    log = metric_writer.TrainingLog(
+    log = workdir_lib.TrainingLog(
         workdir, start, train_cfg.num_steps, desc=f'{config.family}/{config.objective}',
         shown=families.progress_metrics(family), num_seeds=train_state.num_seeds(config),
         last_checkpoint=mngr.latest_step, enabled=jax.process_index() == 0)
     try:
-        with preemption.StopRequests() as stops:
+        with checkpoint.StopRequests() as stops:
             for step in range(start + 1, train_cfg.num_steps + 1):
-                state, metrics = step_fn(state, parallel.shard_batch(mesh, next(batches)))
+                state, metrics = step_fn(state, next(batches))
                 log.add(metrics)
                 stop = stops.should_stop(step)
                 last = step == train_cfg.num_steps or stop
@@ -84,7 +81,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook
                     checkpoint.save(mngr, step, state)
                 if stop:
                     mngr.wait_until_finished()
-                    raise preemption.Preempted(stops.signal_name, step, str(mngr.directory))
+                    raise checkpoint.Preempted(stops.signal_name, step, str(mngr.directory))
     finally:
         mngr.wait_until_finished()
         log.close()
@@ -93,9 +90,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook
 
 # ------------------------------------------------------------------------------------------------
 # Fit families (closed form or EM)
-
-FIT_STEP = 1  # a fitted state is saved once, as step 1
-
 
 def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str, family) -> dict[str, float]:
     """Fits a classical family on the whole train split, saves it, then evaluates it.
@@ -106,38 +100,35 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str, family) ->
     data.dataset_info(config.data)  # an unknown or unprepared dataset fails before anything else
     workdir_lib.check(config, workdir, families.resumable_keys(family),
                       families.added_keys)
-    replicated = parallel.replicated(parallel.make_mesh())
     state = None
     if os.path.isdir(os.path.join(workdir, 'checkpoints')):
-        mngr = checkpoint.manager(workdir, read_only=True)
-        state, _ = checkpoint.restore_as_saved(mngr, replicated)
+        state = train_state.restore_fitted(checkpoint.manager(workdir, read_only=True))
     if state is None:
-        state = _fit(config, workdir, family, replicated)
-    return evaluation.evaluate_state(config, family, workdir, state, FIT_STEP)
+        state = _fit(config, workdir, family)
+    return evaluation.evaluate_state(config, family, workdir, state, train_state.FIT_STEP)
 
 
-def _fit(config: ml_collections.ConfigDict, workdir: str, family, sharding) -> PyTree:
+def _fit(config: ml_collections.ConfigDict, workdir: str, family) -> PyTree:
     """Fits, then writes config.json, one metrics.jsonl line and the checkpoint of step 1."""
     # One pass over the split, dequantised with load_split's fixed noise (data.eval_seed).
     train_split = data.load_split(config.data, config.data.train_split)
     rng = jax.random.fold_in(train_state.model_key(config), train_state.INIT)
     start = time.perf_counter()
     params, fit_metrics = family.fit(config, train_split, rng)
-    params = jax.block_until_ready(jax.device_put(params, sharding))
+    state = train_state.fitted_state(params)
     seconds = time.perf_counter() - start
-    state = {'step': jnp.asarray(FIT_STEP, jnp.int32), 'params': params}
     if not checkpoint.all_finite(state):
         raise FloatingPointError(
             f'the {config.family} fit produced non-finite parameters; see the model settings '
             f'(e.g. a larger model.reg_covar or fewer components) and rerun.')
-    train_nll = family.evaluate(config, params, train_split, rng)
+    train_nll = family.evaluate(config, state['params'], train_split, rng)
     summary = {'fit_seconds': seconds, **fit_metrics,
                **{f'train_{k}': v for k, v in train_nll.items() if k.startswith('nll_')}}
     workdir_lib.write_config(config, workdir)
-    writer = metric_writer.MetricWriter(workdir, 0, enabled=jax.process_index() == 0)
-    writer.write(FIT_STEP, summary)
+    writer = workdir_lib.MetricWriter(workdir, 0, enabled=jax.process_index() == 0)
+    writer.write(train_state.FIT_STEP, summary)
     writer.close()
     mngr = checkpoint.manager(workdir, keep=1)
-    checkpoint.save(mngr, FIT_STEP, state)
+    checkpoint.save(mngr, train_state.FIT_STEP, state)
     mngr.wait_until_finished()
     return state

@@ -15,6 +15,7 @@ from scipy import stats
 
 from genmodels import config as config_lib, data, families, trainer
 from genmodels.families import density, gaussian_mle, gmm
+from genmodels.training import train_state
 from tests.helpers import smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +55,7 @@ def run(request, runs):
 
 def test_fit_writes_checkpoint_metrics_and_eval(run):
     config, workdir, result = run
-    assert os.listdir(os.path.join(workdir, 'checkpoints')) == [str(trainer.FIT_STEP)]
+    assert os.listdir(os.path.join(workdir, 'checkpoints')) == [str(train_state.FIT_STEP)]
     record = json.load(open(os.path.join(workdir, 'eval.json')))
     assert record == result
     assert record['family'] == config.family and record['step'] == 1

@@ -11,7 +11,7 @@ import pytest
 
 from configs import common
 from genmodels import config as config_lib, evaluation, families, trainer
-from genmodels.training import metric_writer, workdir as workdir_lib
+from genmodels.training import workdir as workdir_lib
 from tests.helpers import DCGAN, VAE, smoke_config
 from tests.test_trainer import Killed, kill_after, poison_at, read_metrics, restore_params
 
@@ -99,7 +99,7 @@ def test_every_optimizer_section_is_validated(data_dir):
 def test_nan_guard_names_the_metric_and_the_seed_lanes_are_checked(tmp_path, data_dir):
     config = stub_config(data_dir, num_seeds=2)
     workdir = str(tmp_path / 'nan')
-    with pytest.raises(metric_writer.NonFiniteLossError,
+    with pytest.raises(workdir_lib.NonFiniteLossError,
                        match=r'^loss_a, .* became non-finite \(loss_a = \[.*\]\) between steps 2 '
                              r'and 3; last good checkpoint: none saved yet'):
         trainer.train_and_evaluate(config, workdir, iterator_hook=poison_at(3, np.inf))

@@ -15,7 +15,7 @@ import pytest
 from configs import cdcgan_mnist, classifier_mnist
 from genmodels import data, families
 from genmodels.families import gan
-from genmodels.training import parallel, train_state
+from genmodels.training import train_state
 from tests.helpers import DDPM_TOY, VAE, jitted_init, smoke_config
 from tests.test_gan import small
 
@@ -68,7 +68,7 @@ def test_accumulated_step_equals_the_large_batch_step(name, data_dir):
         c = copy.deepcopy(config)
         c.train.grad_accum_steps = k
         families.validated(c)
-        parallel.check_batch_size(batch_size, k)
+        data.check_batch_size(batch_size, k)
         step = jax.jit(lambda s, b, c=c: family.train_step(c, s, b, jax.random.key(1)))
         results[k] = jax.device_get(step(state, batch))
     (state_1, metrics_1), (state_4, metrics_4) = results[1], results[4]
@@ -86,7 +86,7 @@ def test_accumulated_step_equals_the_large_batch_step(name, data_dir):
 def test_batch_that_does_not_split_into_micro_batches_is_a_clear_error():
     with pytest.raises(ValueError, match='does not split into train.grad_accum_steps=3 '
                                          'micro-batches'):
-        parallel.check_batch_size(16, 3)
+        data.check_batch_size(16, 3)
 
 
 def _losses(config, family, num_steps: int) -> tuple[list[float], str, dict]:

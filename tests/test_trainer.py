@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 
 from configs import ae_mnist
 from genmodels import config as config_lib, families, trainer
-from genmodels.training import checkpoint, metric_writer, parallel, preemption, train_state
+from genmodels.training import checkpoint, parallel, train_state
 from genmodels.training import workdir as workdir_lib
 from tests.helpers import DCGAN, DDPM_TOY, VAE, smoke_config
 
@@ -154,7 +154,7 @@ def test_signal_saves_the_current_step_and_resume_equals_uninterrupted(
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(checkpoint, 'save', save_interrupted_by_another_signal)
-    with pytest.raises(preemption.Preempted, match=f'{signal.Signals(signum).name} received: '
+    with pytest.raises(checkpoint.Preempted, match=f'{signal.Signals(signum).name} received: '
                                                    'saved a checkpoint of step 7'):
         trainer.train_and_evaluate(config, stopped, iterator_hook=signal_after(6, signum))
     assert signal.getsignal(signum) is not None and 'StopRequests' not in repr(
@@ -212,22 +212,22 @@ def warnings_of(monkeypatch, module) -> list[str]:
 
 
 def test_metrics_log_with_a_torn_last_line_resumes_with_a_warning(tmp_path, monkeypatch):
-    warnings = warnings_of(monkeypatch, metric_writer)
+    warnings = warnings_of(monkeypatch, workdir_lib)
     workdir = str(tmp_path)
     path = os.path.join(workdir, 'metrics.jsonl')
-    writer = metric_writer.MetricWriter(workdir)
+    writer = workdir_lib.MetricWriter(workdir)
     for step in (2, 4, 6):
         writer.write(step, {'loss': float(step)})
     writer.close()
     with open(path, 'a') as f:
         f.write('{"step": 8, "time": 17')  # killed mid-write
-    metric_writer.MetricWriter(workdir, start_step=4).close()
+    workdir_lib.MetricWriter(workdir, start_step=4).close()
     assert [m['step'] for m in read_metrics(workdir)] == [2, 4]
     assert warnings == [f'{path}: dropped its torn last line (a crash while writing it).']
     with open(path, 'a') as f:
         f.write('{"step": 5, "ti\n{"step": 6, "time": 1.0}\n')  # damage before the last line
     with pytest.raises(ValueError, match=f'{path}, line 3, is not JSON'):
-        metric_writer.MetricWriter(workdir, start_step=6)
+        workdir_lib.MetricWriter(workdir, start_step=6)
 
 
 # The kill-and-resume test's run: the VAE, saving every 2 steps.
@@ -278,7 +278,7 @@ def test_sigterm_then_sigkill_at_random_points_then_resume_equals_uninterrupted(
     _wait_for(lambda: len(logged_steps(workdir)) >= 2)
     run.send_signal(signal.SIGTERM)
     stderr = run.communicate(timeout=240)[1]
-    assert run.returncode == preemption.EXIT_CODE, stderr
+    assert run.returncode == checkpoint.EXIT_CODE, stderr
     last = stderr.strip().splitlines()[-1]
     assert re.fullmatch(r'stopped: SIGTERM received: saved a checkpoint of step (\d+) in .*; '
                         r'rerun the same command to resume from it\.', last), last
@@ -514,7 +514,7 @@ def poison_at(step: int, value: float):
 def test_nan_loss_stops_with_step_range_and_keeps_good_checkpoints(tmp_path, data_dir):
     config = smoke_config('vae_mnist', data_dir, VAE)
     workdir = str(tmp_path / 'nan')
-    with pytest.raises(metric_writer.NonFiniteLossError,
+    with pytest.raises(workdir_lib.NonFiniteLossError,
                        match='between steps 6 and 7; last good checkpoint: step 4'):
         trainer.train_and_evaluate(config, workdir, iterator_hook=poison_at(7, np.nan))
     assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4']

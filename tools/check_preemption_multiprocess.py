@@ -22,7 +22,7 @@ import numpy as np
 import portpicker
 
 from genmodels.data import bundled
-from genmodels.training import preemption
+from genmodels.training import checkpoint
 from tests import test_trainer
 
 NUM_STEPS = 60
@@ -69,7 +69,7 @@ def main() -> int:
     for pid, (code, line) in enumerate(results):
         print(f'process {pid}: exit {code}: {line}')
     stopped_steps = {line.split('step ')[1].split()[0] for _, line in results if 'step ' in line}
-    ok &= all(code == preemption.EXIT_CODE for code, _ in results) and len(stopped_steps) == 1
+    ok &= all(code == checkpoint.EXIT_CODE for code, _ in results) and len(stopped_steps) == 1
     print('checkpoints after the stop:',
           sorted(os.listdir(os.path.join(stopped, 'checkpoints')), key=int))
 

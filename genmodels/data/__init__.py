@@ -6,13 +6,13 @@
     pipeline.py    the seeded training stream and whole splits for evaluation
 """
 
-from genmodels.data.pipeline import (check_batch_fits, load_split, map_batches, padded_batches,
-                                     train_iterator)
+from genmodels.data.pipeline import (check_batch_fits, check_batch_size, load_split, map_batches,
+                                     padded_batches, train_iterator)
 from genmodels.data.preprocess import from_unit, Preprocessing, preprocessing, to_unit, value_range
 from genmodels.data.sources import (DatasetInfo, dataset_info, decode_text, is_text, is_toy,
                                     known_datasets, toy_distribution, vocabulary)
 
-__all__ = ['DatasetInfo', 'Preprocessing', 'check_batch_fits', 'dataset_info', 'decode_text',
+__all__ = ['check_batch_fits', 'check_batch_size', 'dataset_info', 'DatasetInfo', 'decode_text',
            'from_unit', 'is_text', 'is_toy', 'known_datasets', 'load_split', 'map_batches',
-           'padded_batches', 'preprocessing', 'to_unit', 'toy_distribution', 'train_iterator',
-           'value_range', 'vocabulary']
+           'padded_batches', 'Preprocessing', 'preprocessing', 'to_unit', 'toy_distribution',
+           'train_iterator', 'value_range', 'vocabulary']

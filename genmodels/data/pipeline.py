@@ -52,6 +52,21 @@ def map_batches(fn: Callable[[dict[str, np.ndarray]], Any], arrays: dict[str, np
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
+def check_batch_size(global_batch_size: int, grad_accum_steps: int = 1) -> None:
+    """The global batch is sharded over every device, each device's share in grad_accum_steps
+    micro-batches: it must divide evenly."""
+    n = jax.device_count()
+    if global_batch_size % n:
+        raise ValueError(
+            f'train.batch_size={global_batch_size} does not divide evenly over {n} devices; '
+            f'use a multiple of {n}.')
+    if global_batch_size % (n * grad_accum_steps):
+        raise ValueError(
+            f'train.batch_size={global_batch_size} does not split into '
+            f'train.grad_accum_steps={grad_accum_steps} micro-batches over {n} devices; use a '
+            f'multiple of {n * grad_accum_steps}.')
+
+
 def check_batch_fits(data_config: ml_collections.ConfigDict, global_batch_size: int,
                      num_examples: int) -> None:
     if global_batch_size > num_examples:

@@ -50,19 +50,6 @@ def make_mesh() -> Mesh:
     return jax.make_mesh((jax.device_count(),), ('data',), axis_types=(AxisType.Auto,))
 
 
-def check_batch_size(global_batch_size: int, grad_accum_steps: int = 1) -> None:
-    n = jax.device_count()
-    if global_batch_size % n:
-        raise ValueError(
-            f'train.batch_size={global_batch_size} does not divide evenly over {n} devices; '
-            f'use a multiple of {n}.')
-    if global_batch_size % (n * grad_accum_steps):
-        raise ValueError(
-            f'train.batch_size={global_batch_size} does not split into '
-            f'train.grad_accum_steps={grad_accum_steps} micro-batches over {n} devices; use a '
-            f'multiple of {n * grad_accum_steps}.')
-
-
 def data_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P('data'))
 

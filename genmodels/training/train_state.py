@@ -270,9 +270,11 @@ def abstract_state(config: ml_collections.ConfigDict, family, mesh, example: dic
     return checkpoint.abstract(shapes, parallel.replicated(mesh))
 
 
-def restore_or_init(config: ml_collections.ConfigDict, family, mesh, example: dict, mngr
+def restore_or_init(config: ml_collections.ConfigDict, family, example: dict, mngr
                     ) -> tuple[PyTree, int]:
-    """(state, step): the newest good checkpoint of `mngr`, else a new state at step 0."""
+    """(state, step): the newest good checkpoint of `mngr`, else a new state at step 0; replicated
+    over the mesh of every device."""
+    mesh = parallel.make_mesh()
     state, start = checkpoint.restore_newest_good(
         mngr, abstract_state(config, family, mesh, example))
     if state is None:
@@ -294,3 +296,30 @@ def make_train_step(config: ml_collections.ConfigDict, family, mesh) -> Callable
     return jax.jit(lambda state, batch: step(state, batch, keys),
                    in_shardings=(state_sharding, parallel.data_sharding(mesh)),
                    out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
+
+
+def host_train_step(config: ml_collections.ConfigDict, family) -> Callable:
+    """`make_train_step` on the mesh of every device, taking this process's host batch (numpy),
+    which it places as its rows of the global batch."""
+    mesh = parallel.make_mesh()
+    step = make_train_step(config, family, mesh)
+    return lambda state, host_batch: step(state, parallel.shard_batch(mesh, host_batch))
+
+
+# ------------------------------------------------------------------------------------------------
+# A fitted state (classical families: closed form or EM)
+
+FIT_STEP = 1  # a fitted state is saved once, as step 1
+
+
+def fitted_state(params: PyTree) -> PyTree:
+    """{'step': FIT_STEP, 'params': params}, replicated over the mesh of every device."""
+    params = jax.device_put(params, parallel.replicated(parallel.make_mesh()))
+    return {'step': jnp.asarray(FIT_STEP, jnp.int32), 'params': jax.block_until_ready(params)}
+
+
+def restore_fitted(mngr) -> PyTree | None:
+    """The fitted state saved in `mngr`, with the shapes it was saved with (they depend on the
+    data), replicated; None if there is none."""
+    state, _ = checkpoint.restore_as_saved(mngr, parallel.replicated(parallel.make_mesh()))
+    return state
