@@ -9,14 +9,11 @@ across processes after `jax.distributed.initialize`.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-PyTree = Any
 
 
 def maybe_initialize_distributed() -> None:
@@ -62,7 +59,3 @@ def shard_batch(mesh: Mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax
     """Host-local numpy batch (this process's rows) -> global array sharded over 'data'."""
     sharding = data_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
-
-
-def replicate(mesh: Mesh, tree: PyTree) -> PyTree:
-    return jax.device_put(tree, replicated(mesh))

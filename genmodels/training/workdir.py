@@ -85,17 +85,19 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     """workdir/config.json, written atomically (by the first process only)."""
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        write_json(os.path.join(workdir, 'config.json'), config_lib.to_json(config))
+        _write_atomic(os.path.join(workdir, 'config.json'), config_lib.to_json(config))
 
 
-def write_json(path: str, record: dict[str, Any] | str) -> None:
-    """`record` (a dict, or JSON text) to `path` atomically: a reader sees the old or the new."""
+def write_json(path: str, record: dict[str, Any]) -> None:
+    """`record` as indented JSON with sorted keys, written atomically."""
+    _write_atomic(path, json.dumps(record, indent=2, sort_keys=True))
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """A reader of `path` sees the old text or the new, never part of it."""
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
-        if isinstance(record, str):
-            f.write(record)
-        else:
-            json.dump(record, f, indent=2, sort_keys=True)
+        f.write(text)
     os.replace(tmp, path)
 
 
