@@ -7,7 +7,8 @@ import ml_collections
 def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bool = False
          ) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({
-        'name': name,               # a bundled, toy or prepared TFDS dataset, or text:<path>
+        'name': name,               # a bundled, toy or TFDS dataset, text:<path>,
+                                    # images:<folder> or arrays:<file>.npz (data/local.py)
         'data_dir': ml_collections.config_dict.placeholder(str),  # None: TFDS's default data dir
         'train_split': 'train',
         'eval_split': 'test',
@@ -17,6 +18,8 @@ def data(name: str, *, scale: str = '01', binarize: bool = False, dequantize: bo
         'seed': 0,                  # the training stream: example order, binarisation noise
         'eval_seed': 0,             # fixes the test set's binarisation/dequantisation noise
         'sequence_length': 0,       # text data: characters per example; 0 for other data
+        'image_size': 0,            # images:/arrays: data: resize and centre-crop to S x S; 0: as is
+        'image_channels': 0,        # images:/arrays: data: 1 or 3; 0: as the files are
     })
 
 

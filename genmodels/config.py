@@ -61,6 +61,8 @@ SCHEMA: dict[str, Any] = {
         'seed': int,
         'eval_seed': int,
         'sequence_length': int,
+        'image_size': int,
+        'image_channels': int,
     },
     'optimizer': OPTIMIZER_SCHEMA,
     'train': {
@@ -319,6 +321,8 @@ ADDED_KEYS = {
     ('train', 'grad_accum_steps'): ('num_steps', 1),
     ('train', 'compute_dtype'): ('num_steps', 'float32'),
     ('data', 'sequence_length'): ('name', 0),
+    ('data', 'image_size'): ('name', 0),
+    ('data', 'image_channels'): ('name', 0),
 }
 
 

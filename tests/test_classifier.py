@@ -12,8 +12,8 @@ from configs import classifier_mnist
 from genmodels import config as config_lib, families, trainer
 from genmodels.data import bundled
 from genmodels.families import classifier
-from genmodels.metrics import inception_weights, mnist_classifier
-from tools import export_mnist_classifier
+from genmodels.metrics import classifiers, inception_weights
+from tools import export_classifier
 
 
 @pytest.fixture(scope='module')
@@ -43,8 +43,8 @@ def test_trains_under_the_generic_trainer(trained):
 
 def test_export_is_deterministic_and_loads_as_the_extractor(trained, tmp_path):
     out1, out2 = str(tmp_path / 'a.npz'), str(tmp_path / 'b.npz')
-    export_mnist_classifier.main(['--workdir', trained, '--out', out1])
-    export_mnist_classifier.main(['--workdir', trained, '--out', out2])
+    export_classifier.main(['--workdir', trained, '--out', out1])
+    export_classifier.main(['--workdir', trained, '--out', out2])
     sha = inception_weights.file_sha256(out1)
     assert sha == inception_weights.file_sha256(out2)
 
@@ -53,7 +53,7 @@ def test_export_is_deterministic_and_loads_as_the_extractor(trained, tmp_path):
     config = classifier_mnist.get_config()
     x = np.random.default_rng(0).uniform(size=(5, 28, 28, 1)).astype(np.float32)
     want_features, logits = classifier.network(config).apply({'params': params}, x)
-    features, probs = mnist_classifier.load_mnist_classifier(out1, sha)(x)
+    features, probs = classifiers.load_classifier(out1, sha)(x)
     np.testing.assert_allclose(features, want_features, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(probs, jax.nn.softmax(logits), rtol=1e-6, atol=1e-7)
 

@@ -12,9 +12,10 @@ import pytest
 
 from configs import vae_mnist
 from genmodels import data, metrics, trainer
-from genmodels.metrics import inception_weights, mnist_classifier, sample_quality
+from genmodels.metrics import classifiers, inception_weights, sample_quality
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST = classifiers.SHIPPED['mnist']
 
 
 def split(data_dir: str, name: str, num: int | None = None) -> dict[str, np.ndarray]:
@@ -23,11 +24,12 @@ def split(data_dir: str, name: str, num: int | None = None) -> dict[str, np.ndar
     return data.load_split(config, name, num)
 
 
-def test_shipped_weights_match_their_sha256_and_load():
-    path = mnist_classifier.WEIGHTS_PATH
-    assert inception_weights.file_sha256(path) == mnist_classifier.WEIGHTS_SHA256
-    assert os.path.getsize(path) < 500_000
-    features, probs = jax.device_get(mnist_classifier.load_mnist_classifier()(
+@pytest.mark.parametrize('name', sorted(classifiers.SHIPPED))
+def test_shipped_weights_match_their_sha256_and_load(name):
+    shipped = classifiers.SHIPPED[name]
+    assert inception_weights.file_sha256(shipped.path) == shipped.sha256
+    assert os.path.getsize(shipped.path) < 2_000_000
+    features, probs = jax.device_get(classifiers.load_classifier(shipped.path, shipped.sha256)(
         np.zeros((3, 28, 28, 1), np.float32)))
     assert features.shape == (3, 128) and probs.shape == (3, 10)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
@@ -35,23 +37,24 @@ def test_shipped_weights_match_their_sha256_and_load():
 
 def test_tampered_weights_are_a_one_line_error(tmp_path):
     path = tmp_path / 'w.npz'
-    weights = bytearray(open(mnist_classifier.WEIGHTS_PATH, 'rb').read())
+    weights = bytearray(open(MNIST.path, 'rb').read())
     weights[len(weights) // 2] ^= 1  # one bit of one weight
     path.write_bytes(bytes(weights))
     with pytest.raises(ValueError, match='sha256') as e:
-        mnist_classifier.load_mnist_classifier(str(path))
+        classifiers.load_classifier(str(path), MNIST.sha256)
     assert '\n' not in str(e.value)
 
 
 def test_shipped_classifier_accuracy_on_bundled_test_split(data_dir):
     test = split(data_dir, 'test')
-    _, probs = sample_quality.features(sample_quality.mnist_extractor(), test['image'], 100)
+    extractor = sample_quality.classifier_extractor('mnist_bundled')
+    _, probs = sample_quality.features(extractor, test['image'], 100)
     accuracy = np.mean(probs.argmax(-1) == test['label'])
     assert len(test['label']) == 500 and accuracy > 0.95  # measured: 0.976
 
 
 def test_real_test_split_against_itself_is_perfect(data_dir):
-    extractor = sample_quality.mnist_extractor()
+    extractor = sample_quality.classifier_extractor('mnist_bundled')
     feats, probs = sample_quality.features(extractor, split(data_dir, 'test')['image'], 100)
     stats = metrics.ReferenceStats(*metrics.gaussian_stats(feats), 'mnist_bundled', 'test',
                                    len(feats), extractor.name, extractor.sha256)
@@ -65,7 +68,7 @@ def test_real_test_split_against_itself_is_perfect(data_dir):
 
 
 def test_noise_scores_far_worse_than_real_images(data_dir):
-    extractor = sample_quality.mnist_extractor()
+    extractor = sample_quality.classifier_extractor('mnist_bundled')
     real, _ = sample_quality.features(extractor, split(data_dir, 'test')['image'], 100)
     stats = metrics.ReferenceStats(*metrics.gaussian_stats(real), 'mnist_bundled', 'test',
                                    len(real), extractor.name, extractor.sha256)
@@ -83,7 +86,7 @@ def test_noise_scores_far_worse_than_real_images(data_dir):
 
 def test_reference_stats_are_cached_reused_and_recomputed_when_stale(tmp_path, data_dir,
                                                                      monkeypatch):
-    extractor = sample_quality.mnist_extractor()
+    extractor = sample_quality.classifier_extractor('mnist_bundled')
     d = ml_collections.ConfigDict(dict(vae_mnist.get_config().data.to_dict(), data_dir=data_dir))
     cache = str(tmp_path / 'cache')
     args = (extractor, d, 'test', 500, cache, 100)
@@ -145,7 +148,7 @@ def test_eval_py_writes_sample_metrics_of_a_tiny_vae(tmp_path, data_dir):
     assert out.returncode == 0, out.stderr[-3000:]
     record = json.load(open(os.path.join(workdir, 'eval.json')))
     assert record['num_samples'] == 64 and record['fid_data_floor_num_images'] == 64
-    assert record['feature_extractor_sha256'] == mnist_classifier.WEIGHTS_SHA256
+    assert record['feature_extractor_sha256'] == MNIST.sha256
     for key in ('fid_mnist_classifier', 'fid_data_floor', 'kid', 'kid_std', 'inception_score',
                 'inception_score_std', 'precision', 'recall'):
         assert np.isfinite(record[key]), key

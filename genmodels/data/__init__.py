@@ -1,7 +1,9 @@
 """Data by name -> host batches. What most code needs is re-exported here as `data.X`:
 
-    sources.py     which datasets exist (bundled, toy, TFDS images, text), their shape, splits and
-                   raw values; bundled.py and toy.py define the offline datasets
+    sources.py     which datasets exist (bundled, toy, TFDS images, text, the user's images), their
+                   shape, splits and raw values; bundled.py and toy.py define the offline
+                   datasets, originals.py prepares full-size TFDS datasets from their original
+                   files, local.py reads image folders and .npz arrays
     preprocess.py  raw values -> model inputs (scale, binarize, dequantize) and the record of it
     pipeline.py    the seeded training stream and whole splits for evaluation
 """

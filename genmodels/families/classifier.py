@@ -1,5 +1,5 @@
 """Image classifier: a small convnet trained by cross-entropy. Its main use is the MNIST feature
-extractor of the sample-quality metrics (genmodels/metrics/mnist_classifier.py): the 128 ReLU
+extractor of the sample-quality metrics (genmodels/metrics/classifiers.py): the 128 ReLU
 units before the logits are the features of FID/KID/precision-recall, its softmax feeds the IS.
 
     3x3 stride-2 convs with ReLU (28 -> 14 -> 7 -> 4) -> dense `features` + ReLU -> dense logits

@@ -369,19 +369,19 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
            'nll_timesteps': config.eval.nll_timesteps or config.model.num_timesteps}
     if data_lib.is_toy(config.data.name):
         return out | _toy_modes(config, params, k_modes)
-    if config.model.conditional and config.data.name in sample_quality.MNIST_DATASETS:
+    if config.model.conditional and sample_quality.has_classifier(config.data.name):
         out['label_accuracy'] = _label_accuracy(config, params, k_labels)
     return out | _sampler_metrics(config, params, k_samplers)
 
 
-LABEL_SAMPLES = 1000  # generated digits read by the MNIST classifier for label_accuracy
+LABEL_SAMPLES = 1000  # generated images read by the shipped classifier for label_accuracy
 
 
 def _label_accuracy(config, params, rng: jax.Array) -> float:
     def generate(key, asked):
         return sample(config, params, key, config.eval.batch_size, labels=asked)
 
-    asked, read = sample_quality.read_digits(config, generate, rng, LABEL_SAMPLES,
+    asked, read = sample_quality.read_labels(config, generate, rng, LABEL_SAMPLES,
                                              labels_lib.num_classes(config.data, config.model))
     return labels_lib.label_accuracy(read, asked)
 

@@ -1,7 +1,7 @@
 """Sample quality of a generative model in a feature space: FID, KID, IS, precision and recall.
 
-Feature extractors: MNIST digit datasets use the shipped MNIST classifier (mnist_classifier.py);
-any other dataset uses InceptionV3 when given pytorch-fid's weights file, and is otherwise skipped
+Feature extractors: MNIST digits and Fashion-MNIST use the classifier shipped for them
+(classifiers.py); any other dataset uses InceptionV3 when given pytorch-fid's weights file, and is otherwise skipped
 with a note in eval.json (`sample_metrics_note`), not an error.
 
 The real images are always read in [0, 1] without binarisation or dequantisation, whatever the
@@ -28,9 +28,8 @@ import numpy as np
 from absl import logging
 
 from genmodels import data, metrics
-from genmodels.metrics import labels
+from genmodels.metrics import classifiers, labels
 
-MNIST_DATASETS = ('mnist', 'mnist_bundled')  # digit datasets the shipped classifier was made for
 PR_NEIGHBOURS = 3  # k of the k-NN balls (Kynkaanniemi et al. 2019 use k = 3)
 IS_SPLITS = 10
 
@@ -43,11 +42,19 @@ class Extractor:
     fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]]  # [B, H, W, C] in [0,1] -> [B,F], [B,K]
 
 
-def mnist_extractor() -> Extractor:
-    from genmodels.metrics import mnist_classifier
+def has_classifier(dataset: str) -> bool:
+    """Whether a classifier ships for `dataset` (its features, and label accuracy)."""
+    return classifiers.for_dataset(dataset) is not None
 
-    return Extractor(mnist_classifier.EXTRACTOR_NAME, 'mnist_classifier',
-                     mnist_classifier.WEIGHTS_SHA256, mnist_classifier.load_mnist_classifier())
+
+def classifier_extractor(dataset: str) -> Extractor:
+    """The features and softmax of the classifier shipped for `dataset`."""
+    shipped = classifiers.for_dataset(dataset)
+    if shipped is None:
+        raise ValueError(f'no classifier ships for {dataset}; the shipped ones read '
+                         f'{", ".join(d for s in classifiers.SHIPPED.values() for d in s.datasets)}.')
+    return Extractor(shipped.extractor_name, shipped.key, shipped.sha256,
+                     classifiers.load_classifier(shipped.path, shipped.sha256))
 
 
 def inception_extractor(weights_path: str) -> Extractor:
@@ -73,11 +80,11 @@ def choose_extractor(dataset: str, inception_weights: str | None) -> Extractor |
     if data.is_text(dataset):
         return (f'sample metrics skipped: {dataset} is text; its fit is measured by the test '
                 'NLL and perplexity per character.')
-    if dataset in MNIST_DATASETS:
-        return mnist_extractor()
+    if has_classifier(dataset):
+        return classifier_extractor(dataset)
     if inception_weights:
         return inception_extractor(inception_weights)
-    return (f'sample metrics skipped: {dataset} is not an MNIST digit dataset, and FID/KID/IS/'
+    return (f'sample metrics skipped: {dataset} has no shipped classifier, and FID/KID/IS/'
             'precision/recall on it need InceptionV3; pass eval.py --inception_weights PATH '
             "(pytorch-fid's pt_inception-2015-12-05-6726825d.pth) to compute them.")
 
@@ -216,13 +223,13 @@ def evaluate_samples(config: ml_collections.ConfigDict,
     }
 
 
-def read_digits(config: ml_collections.ConfigDict, generate: Callable, rng: jax.Array, num: int,
+def read_labels(config: ml_collections.ConfigDict, generate: Callable, rng: jax.Array, num: int,
                 classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(asked [num], read [num]): `num` generated digits asked for class i mod `classes`, made in
+    """(asked [num], read [num]): `num` generated images asked for class i mod `classes`, made in
     chunks of eval.batch_size by generate(key, asked [B]) -> images (in the data's value range),
-    and the shipped MNIST classifier's reading of each: for label metrics
+    and the reading of each by the classifier shipped for the dataset: for label metrics
     (genmodels.metrics.labels)."""
-    classify = mnist_extractor().fn
+    classify = classifier_extractor(config.data.name).fn
     b = config.eval.batch_size
 
     @jax.jit

@@ -245,7 +245,7 @@ def _digits_read(config, params, rng: jax.Array, classes: int, as_code: bool
                           codes={'categorical': asked, 'continuous': cont})
         return sample(config, params, k_sample, b, labels=asked)
 
-    return sample_quality.read_digits(config, generate, rng, CLASS_SAMPLES, classes)
+    return sample_quality.read_labels(config, generate, rng, CLASS_SAMPLES, classes)
 
 
 def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
@@ -257,7 +257,7 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     out = {'sampler_jacobian_truncation': config.sampler.jacobian_truncation}
     if data_lib.is_toy(config.data.name):
         return out | _toy_metrics(config, params, data, rng)
-    if config.data.name not in sample_quality.MNIST_DATASETS:
+    if not sample_quality.has_classifier(config.data.name):
         return out
     if config.model.conditional:
         asked, read = _digits_read(config, params, jax.random.fold_in(rng, 0),
