@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-import pytest
+import numpy as np
 
 from genmodels import trainer
 from tests import helpers
@@ -16,11 +16,16 @@ from tests.test_trainer import ROOT, XLA_FLAGS
 VAE = ['--config', 'configs/vae_mnist.py:smoke']
 
 
-def _train_cases(data_dir: str, run: str, new: str, a_file: str, bad_json: str):
-    """(argv, expected text of the error). `new` is a workdir path that must not appear."""
+def _train_cases(data_dir: str, run: str, new: str, a_file: str, bad_json: str, bad_data: str):
+    """(argv, expected text of the error). `new` is a workdir path that must not appear;
+    `bad_data` holds a folder with a corrupt PNG and an .npz of float pixels."""
     d = f'--config.data.data_dir={data_dir}'
     w = ['--workdir', new]
     return [
+        (VAE + w + [d, f'--config.data.name=images:{bad_data}/corrupt'],
+         f'cannot read {bad_data}/corrupt/broken.png as an image'),
+        (VAE + w + [d, f'--config.data.name=arrays:{bad_data}/float.npz'], 'save uint8'),
+        (VAE + w + [d, f'--config.data.name=images:{bad_data}/empty'], 'holds no PNG or JPEG'),
         (VAE + w + ['--config.train.num_stepz=3'], 'did you mean num_steps'),
         (VAE + w + ['--config.train.num_steps=ten'], "invalid literal for int()"),
         (VAE + w + ['--config.train.num_steps=-5'], 'train.num_steps'),
@@ -98,9 +103,14 @@ def test_bad_input_through_train_py_and_eval_py_fails_cleanly(tmp_path, data_dir
     with open(a_file, 'w') as f:
         f.write('not a directory')
     new = str(tmp_path / 'new')
+    bad_data = tmp_path / 'bad_data'
+    (bad_data / 'corrupt').mkdir(parents=True)
+    (bad_data / 'corrupt' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(30))
+    (bad_data / 'empty').mkdir()
+    np.savez(bad_data / 'float.npz', x=np.zeros((4, 8, 8, 1), np.float32))
     before = _snapshot(str(tmp_path))
 
-    cases = {'train': _train_cases(data_dir, run, new, a_file, bad_json),
+    cases = {'train': _train_cases(data_dir, run, new, a_file, bad_json, str(bad_data)),
              'eval': _eval_cases(run, new, a_file, bad_json)}
     failures = []
     for script, script_cases in cases.items():
