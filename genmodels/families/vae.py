@@ -5,7 +5,10 @@
     ELBO = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))                             (K&W Eq. 3)
 
 MLP or convolutional encoder/decoder; Bernoulli likelihood for dynamically binarised data, Gaussian
-(learned per-pixel scale) for uniformly dequantised data. Every per-example random draw is keyed by
+(learned per-pixel scale) for uniformly dequantised data, or a discretised Gaussian for the 8-bit
+pixels themselves: the decoder gives each pixel a mean and a scale, and P(x | z) is that Gaussian's
+mass over the pixel's bin, the edge bins open to infinity (as DDPM's decoder, Ho et al. 2020
+Eq. 13), so the bound is on the discrete data's likelihood with no dequantisation. Every per-example random draw is keyed by
 the example's global index, so the result does not depend on the number of devices.
 """
 
@@ -22,7 +25,7 @@ import numpy as np
 
 from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
-from genmodels.nn import nets, noise
+from genmodels.nn import diffusion, nets, noise
 from genmodels.training import train_state
 
 PyTree = Any
@@ -34,7 +37,7 @@ CONFIG_SCHEMA = {
         'hidden': tuple,        # MLP encoder widths; the decoder mirrors them
         'channels': tuple,      # conv encoder channels per stride-2 level; the decoder mirrors them
         'latent_dim': int,
-        'likelihood': str,      # 'bernoulli' or 'gaussian'
+        'likelihood': str,      # 'bernoulli', 'gaussian' or 'discretized_gaussian'
     },
     'loss': {
         'beta': float,          # weight of the KL term (beta-VAE, Higgins et al. 2017)
@@ -44,6 +47,10 @@ CONFIG_SCHEMA = {
 }
 
 LOG_2PI = math.log(2.0 * math.pi)
+LIKELIHOODS = ('bernoulli', 'gaussian', 'discretized_gaussian')
+# The discretised Gaussian's log scale is held at or above this (a scale of 1e-3 of the value
+# range, a quarter of a 256-level bin on [0, 1]): below it a pixel's bin holds all the mass anyway.
+MIN_LOG_SCALE = math.log(1e-3)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -55,8 +62,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if m.likelihood == 'gaussian' and not config.data.dequantize:
         raise ConfigError('a Gaussian likelihood needs dequantised data for a valid likelihood: '
                           'set data.dequantize=True.')
-    if m.likelihood not in ('bernoulli', 'gaussian'):
-        raise ConfigError(f"model.likelihood must be 'bernoulli' or 'gaussian', got "
+    if m.likelihood == 'discretized_gaussian' and (
+            config.data.binarize or config.data.dequantize or data_lib.is_toy(config.data.name)):
+        raise ConfigError('a discretised Gaussian likelihood models the integer pixels '
+                          'themselves: set data.binarize=False and data.dequantize=False, on '
+                          'image data.')
+    if m.likelihood not in LIKELIHOODS:
+        raise ConfigError(f'model.likelihood must be one of {LIKELIHOODS}, got '
                           f'{m.likelihood!r}.')
     if config.loss.num_samples < 1 or m.latent_dim < 1:
         raise ConfigError('loss.num_samples and model.latent_dim must be at least 1.')
@@ -67,6 +79,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def _networks(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]):
     m = config.model
+    image_shape = _decoder_shape(config, image_shape)
     d = int(np.prod(image_shape))
     if m.architecture == 'mlp':
         encoder = nets.MLP(tuple(m.hidden) + (2 * m.latent_dim,))
@@ -75,6 +88,14 @@ def _networks(config: ml_collections.ConfigDict, image_shape: tuple[int, int, in
         encoder = nets.ConvEncoder(tuple(m.channels), 2 * m.latent_dim)
         decoder = nets.ConvDecoder(tuple(m.channels), tuple(image_shape))
     return encoder, decoder
+
+
+def _decoder_shape(config, image_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The decoder's output per example: the image, or for the discretised Gaussian a mean and a
+    log scale per pixel, stacked on the channel axis ([H, W, 2C])."""
+    if config.model.likelihood == 'discretized_gaussian':
+        return (*image_shape[:-1], 2 * image_shape[-1])
+    return tuple(image_shape)
 
 
 def encode(config, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -87,10 +108,12 @@ def encode(config, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def decode(config, params, z: jax.Array) -> jax.Array:
-    """Decoder output (Bernoulli logits or Gaussian mean), [N, D_z] -> [N, H, W, C]."""
+    """Decoder output (Bernoulli logits or Gaussian mean), [N, D_z] -> [N, H, W, C]; for the
+    discretised Gaussian, means and log scales [N, H, W, 2C]."""
     shape = params['log_scale'].shape
     _, decoder = _networks(config, shape)
-    return decoder.apply({'params': params['decoder']}, z).reshape((z.shape[0],) + shape)
+    out = decoder.apply({'params': params['decoder']}, z)
+    return out.reshape((z.shape[0],) + _decoder_shape(config, shape))
 
 
 def log_px_given_z(config, params, x: jax.Array, out: jax.Array) -> jax.Array:
@@ -106,6 +129,15 @@ def log_px_given_z(config, params, x: jax.Array, out: jax.Array) -> jax.Array:
         out = out.astype(jnp.float32)  # bfloat16 logits (train.compute_dtype): the loss in float32
         softplus = jnp.maximum(out, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(out)))
         return jnp.sum(xb * out - softplus, axes)
+    if config.model.likelihood == 'discretized_gaussian':
+        out = out.astype(jnp.float32)
+        mean, log_scale = jnp.split(out, 2, axis=-1)
+        log_scale = jnp.maximum(log_scale, MIN_LOG_SCALE + math.log(_value_span(config)))
+        low, high = data_lib.value_range(config.data)
+        half_bin = (high - low) / (2 * data_lib.dataset_info(config.data).max_value)
+        ll = diffusion.discretized_gaussian_log_likelihood(x, mean, jnp.exp(2.0 * log_scale),
+                                                           half_bin, low, high)
+        return jnp.sum(ll, axes)
     log_scale = params['log_scale']
     z = (x - out) * jnp.exp(-log_scale)
     return jnp.sum(-0.5 * z * z - log_scale - 0.5 * LOG_2PI, axes)
@@ -242,9 +274,16 @@ def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
     return mean_image(config, decode(config, params, z))
 
 
+def _value_span(config) -> float:
+    low, high = data_lib.value_range(config.data)
+    return high - low
+
+
 def mean_image(config, out: jax.Array) -> jax.Array:
     if config.model.likelihood == 'bernoulli':
         return data_lib.from_unit(config.data, jax.nn.sigmoid(out))
+    if config.model.likelihood == 'discretized_gaussian':
+        out = jnp.split(out, 2, axis=-1)[0]
     return jnp.clip(out, *data_lib.value_range(config.data))
 
 
@@ -267,6 +306,9 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     totals = data_lib.map_batches(lambda b: per_example(params, b), data, config.eval.batch_size)
     mean = {key: float(np.mean(v)) for key, v in totals.items()}
     prep = data_lib.preprocessing(config.data)
+    if config.model.likelihood == 'discretized_gaussian':  # P(x) of the integer pixels themselves
+        prep = data_lib.Preprocessing('discrete', num_levels=data_lib.dataset_info(
+            config.data).max_value + 1, low=prep.low, high=prep.high)
     dims = int(np.prod(data['image'].shape[1:]))
     neg_elbo = metrics.likelihood_record(-mean['elbo'], dims, prep, prefix='neg_elbo')
     return {
