@@ -135,7 +135,8 @@ def test_missing_files_say_where_they_come_from(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'mnist is not prepared and its original files '
                                                 r'.* are not found: download them from '
                                                 r'http://yann.lecun.com/exdb/mnist/, then run '
-                                                r'`python -m tools.prepare_data mnist --from DIR`'):
+                                                r'`python -m tools.prepare_data mnist --from DIR '
+                                                r'--data_dir .*/tfds`'):
         data.dataset_info(config)
 
 

@@ -92,7 +92,8 @@ def file_sha256(path: str) -> str:
 
 
 def find_files(name: str, folder: str | None = None,
-               sha256: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+               sha256: Mapping[str, tuple[str, ...]] | None = None,
+               data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """file name -> path of each original file of `name`, from `folder` (else the first searched
     folder that holds them all), each checked against `sha256` (default: the known digests)."""
     spec = ORIGINALS[name]
@@ -107,7 +108,8 @@ def find_files(name: str, folder: str | None = None,
         raise FileNotFoundError(
             f'{name} is not prepared and its original files ({", ".join(spec.sha256)}) are not '
             f'found{looked}: {spec.source}, then run `python -m tools.prepare_data {name} '
-            f'--from DIR` (DIR: the folder holding them).')
+            f'--from DIR{f" --data_dir {data_dir}" if data_dir else ""}` (DIR: the folder '
+            f'holding them).')
     for file, path in paths.items():
         found = file_sha256(path)
         if found not in digests[file]:
@@ -220,7 +222,7 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None, folder: str | 
     def make():
         builder = _BUILDERS[name](data_dir=data_dir, file_format='array_record')
         if not builder.is_prepared():
-            builder.originals = find_files(name, folder, sha256)
+            builder.originals = find_files(name, folder, sha256, data_dir)
         return builder
 
     return bundled.build_once(make)
