@@ -169,33 +169,45 @@ def _load_folder(root: str, image_size: int, channels: int, data_dir: str | None
     return result
 
 
+_GREY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'F')
+
+
+def _open(path: str, header_only: bool = False) -> Image.Image | str:
+    """The image at `path`, decoded, or with `header_only` its mode, read from the header alone;
+    an unreadable file is an error naming it."""
+    try:
+        with Image.open(path) as image:
+            if header_only:
+                return image.mode
+            image.load()
+            return image.copy()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise ValueError(f'cannot read {path} as an image ({e}); remove or replace it.') from None
+
+
 def _decode_all(paths: list[str], image_size: int, channels: int) -> np.ndarray:
-    """uint8 [N, S, S, C] of the files, decoded, converted and sized as the settings say."""
-    images = []
+    """uint8 [N, S, S, C] of the files, decoded, converted and sized as the settings say; one
+    image is held decoded at a time."""
+    if channels == 0:  # greyscale only if every file is: their headers say, without decoding
+        channels = 1 if all(_open(p, header_only=True) in _GREY_MODES for p in paths) else 3
+    first, out = None, []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                images.append((path, image.copy()))
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise ValueError(f'cannot read {path} as an image ({e}); remove or replace it.'
-                             ) from None
-    if channels == 0:
-        grey = all(image.mode in ('1', 'L', 'LA', 'I', 'I;16', 'F') for _, image in images)
-        channels = 1 if grey else 3
-    return np.stack([_convert(path, image, image_size, channels, images[0])
-                     for path, image in images])
+        image = _open(path)
+        first = first or (path, image.size)
+        out.append(_convert(path, image, image_size, channels, first))
+    return np.stack(out)
 
 
 def _convert(path: str, image: Image.Image, size: int, channels: int,
-             first: tuple[str, Image.Image] | None = None) -> np.ndarray:
-    """One image as uint8 [S, S, C]; with size 0, an error unless it has the size of `first`."""
+             first: tuple[str, tuple[int, int]] | None = None) -> np.ndarray:
+    """One image as uint8 [S, S, C]; with size 0, an error unless it has the size of `first`
+    (a path and its width x height)."""
     image = image.convert('L' if channels == 1 else 'RGB')
     if size == 0:
-        if first is not None and image.size != first[1].size:
+        if first is not None and image.size != first[1]:
             raise ValueError(f'{path} is {image.size[0]}x{image.size[1]} but {first[0]} is '
-                             f'{first[1].size[0]}x{first[1].size[1]}; set data.image_size to '
-                             f'resize them to one size.')
+                             f'{first[1][0]}x{first[1][1]}; set data.image_size to resize them '
+                             f'to one size.')
     else:
         image = _resize_crop(image, size)
     array = np.asarray(image, np.uint8)
