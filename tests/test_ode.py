@@ -72,3 +72,17 @@ def test_sampler_names():
     for bad in ('heun', 'dopri', 'euler0', 'leapfrog10'):
         with pytest.raises(ValueError, match='unknown ODE sampler'):
             ode.parse(bad)
+
+
+def test_dopri5_meets_its_tolerance_and_spends_fewer_evaluations_when_looser():
+    x0 = jnp.array([[1.0, 0.5], [-0.3, 2.0]])
+    want = np.asarray(x0, np.float64) @ linalg.expm(3 * A.astype(np.float64)).T
+    with jax.enable_x64():
+        tight, nfe_tight = jax.jit(lambda x: ode.dopri5(linear, x, 0.0, 3.0, 1e-8, 1e-10))(
+            x0.astype(jnp.float64))
+    loose, nfe_loose = ode.dopri5(linear, x0, 0.0, 3.0, 1e-3, 1e-3)
+    np.testing.assert_allclose(tight, want, atol=1e-7)
+    np.testing.assert_allclose(loose, want, atol=1e-2)
+    assert 7 <= int(nfe_loose) < int(nfe_tight) and (int(nfe_tight) - 1) % 6 == 0
+    back, _ = ode.dopri5(linear, loose, 3.0, 0.0, 1e-6, 1e-6)  # backwards in time too
+    np.testing.assert_allclose(back, x0, atol=2e-2)
