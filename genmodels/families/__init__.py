@@ -80,6 +80,7 @@ _MODULES = {
     'classifier': 'genmodels.families.classifier',
     'ddpm': 'genmodels.families.ddpm',
     'flow': 'genmodels.families.flow',
+    'flow_matching': 'genmodels.families.flow_matching',
     'gan': 'genmodels.families.gan',
     'gaussian': 'genmodels.families.gaussian_mle',
     'gmm': 'genmodels.families.gmm',
