@@ -143,13 +143,18 @@ def make_velocity(config, params, *, train: bool = False,
 
 def cfm_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
     """Conditional flow matching with the independent coupling (Lipman et al. 2023, Eq. 9)."""
+    velocity = make_velocity(config, params, train=True, dropout_rng=dropout_rng)
+    return cfm_loss(config, velocity, batch, rng)
+
+
+def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array):
+    """(|| v(x_t, t) - u ||^2 [B], quarter of the path [B]) with x0 and t keyed by the index."""
     x1, index = batch['image'], batch['index']
     k_t, k_x0 = jax.random.split(rng)
     t = sample_times(config, k_t, index)
     x0 = noise.normal(k_x0, index, x1.shape[1:])
     xt, u = path(config, x0, x1, t)
-    v = make_velocity(config, params, train=True, dropout_rng=dropout_rng)(xt, t)
-    loss = jnp.sum((v - u) ** 2, axis=tuple(range(1, x1.ndim)))
+    loss = jnp.sum((velocity(xt, t) - u) ** 2, axis=tuple(range(1, x1.ndim)))
     # q0 is the quarter nearest the data (t near 1), as the DDPM's q0 is the least noise.
     return loss, 3 - jnp.minimum((4 * t).astype(jnp.int32), 3)
 
@@ -218,7 +223,8 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     KL estimate and the mode coverage of eval.num_samples samples."""
     k_ll, k_loss, k_sample = jax.random.split(rng, 3)
     fn = jax.jit(lambda b: {'ll': log_likelihood(config, params, b, k_ll),
-                            'loss': cfm_objective(config, params, b, k_loss, k_loss)[0]})
+                            'loss': cfm_loss(config, make_velocity(config, params), b,
+                                             k_loss)[0]})
     out = data_lib.map_batches(fn, data, config.eval.batch_size)
     nll = -out['ll']
     dims = int(np.prod(data['image'].shape[1:]))
