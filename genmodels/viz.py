@@ -220,6 +220,22 @@ def save_ellipses(weights: np.ndarray, means: np.ndarray, covariances: np.ndarra
     return _save(fig, path)
 
 
+def save_trajectories_2d(paths: np.ndarray, path: str, title: str,
+                         target: np.ndarray | None = None) -> str:
+    """ODE trajectories [T, N, 2] from their start (black) to their end (blue), over points of the
+    target (grey, [M, 2]) when given."""
+    paths = np.asarray(paths)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    if target is not None:
+        ax.scatter(target[:, 0], target[:, 1], s=1, c='0.8', zorder=0)
+    ax.plot(paths[:, :, 0], paths[:, :, 1], c='olive', alpha=0.3, lw=0.5, zorder=1)
+    ax.scatter(paths[0, :, 0], paths[0, :, 1], s=2, c='black', zorder=2)
+    ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=2, c='tab:blue', zorder=3)
+    ax.set_aspect('equal')
+    ax.set_title(title)
+    return _save(fig, path)
+
+
 SAMPLE_IMAGES, SAMPLE_POINTS = 64, 2500  # samples in a samples figure: images (or texts), points
 
 

@@ -19,7 +19,7 @@ from tests import helpers
 
 @pytest.mark.parametrize('kind', fm.PATHS)
 def test_each_paths_velocity_is_its_time_derivative(kind):
-    config = helpers.smoke_config('flow_matching_toy2d', None, {'model.path': kind})
+    config = helpers.smoke_config('fm_toy2d', None, {'model.path': kind})
     k0, k1 = jax.random.split(jax.random.key(0))
     x0, x1 = jax.random.normal(k0, (5, 2, 1, 1)), jax.random.normal(k1, (5, 2, 1, 1))
     t = jnp.linspace(0.05, 0.95, 5)
@@ -56,13 +56,13 @@ def test_bad_settings_are_config_errors():
                              ('model.path', 'spiral', 'model.path must be one of'),
                              ('model.logit_std', 0.0, 'logit_std must be positive'),
                              ('model.architecture', 'unet', 'toy data are points')):
-        config = helpers.smoke_config('flow_matching_toy2d', None, {key: value})
+        config = helpers.smoke_config('fm_toy2d', None, {key: value})
         with pytest.raises(ConfigError, match=text):
             families.validated(config)
 
 
 def test_a_toy_smoke_run_scores_and_samples(tmp_path):
-    config = helpers.smoke_config('flow_matching_toy2d', None, helpers.SHORT_RUN,
+    config = helpers.smoke_config('fm_toy2d', None, helpers.SHORT_RUN,
                                   {'model.time_distribution': 'logit_normal',
                                    'train.num_steps': 12, 'eval.max_examples': 64,
                                    'eval.num_samples': 64})

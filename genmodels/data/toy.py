@@ -9,6 +9,8 @@ x [N]), `sample(rng, num) -> [num, dim]`. `get(name)` returns the default-parame
   ring_8      2D ring of 8 Gaussians, radius 2, std 0.02
   two_moons   the two half circles of scikit-learn's make_moons plus N(0, 0.1^2 I) noise
   swiss_roll  the 2D spiral (t cos t, t sin t) / 5, t ~ U[1.5 pi, 4.5 pi], plus N(0, 0.2^2 I) noise
+  eight_gaussians  8 Gaussians at radius 5, std 0.1^(1/4): the source of TorchCFM's 2D benchmark
+  moons_cfm   its target: two_moons with noise 0.2, scaled by 3 and shifted by -1
 
 two_moons and swiss_roll are defined as noisy curves, x = c(t) + sigma eps with t uniform on its
 interval, so p(x) = E_t[N(x; c(t), sigma^2 I)]: the uniform parameter convolved with Gaussian
@@ -113,10 +115,18 @@ def ring_8(radius=2.0, std=0.02):
     return gaussian_mixture('ring_8', np.full(8, 1 / 8), means, np.full(8, std))
 
 
-def two_moons(noise=0.1, panels=64):
-    outer = lambda t, xp: xp.stack([xp.cos(t), xp.sin(t)], -1)
-    inner = lambda t, xp: xp.stack([1 - xp.cos(t), 0.5 - xp.sin(t)], -1)
-    return noisy_curves('two_moons', [outer, inner], 0.0, math.pi, noise, panels)
+def eight_gaussians(radius=5.0, std=0.1 ** 0.25):
+    """TorchCFM's 2D benchmark source: 8 Gaussians at radius 5, covariance sqrt(0.1) I."""
+    angles = 2 * np.pi * np.arange(8) / 8
+    means = radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+    return gaussian_mixture('eight_gaussians', np.full(8, 1 / 8), means, np.full(8, std))
+
+
+def two_moons(noise=0.1, panels=64, scale=1.0, shift=0.0, name='two_moons'):
+    """make_moons' half circles plus N(0, noise^2 I), then x -> scale x + shift."""
+    outer = lambda t, xp: scale * xp.stack([xp.cos(t), xp.sin(t)], -1) + shift
+    inner = lambda t, xp: scale * xp.stack([1 - xp.cos(t), 0.5 - xp.sin(t)], -1) + shift
+    return noisy_curves(name, [outer, inner], 0.0, math.pi, scale * noise, panels)
 
 
 def swiss_roll(noise=0.2, panels=256):
@@ -124,8 +134,10 @@ def swiss_roll(noise=0.2, panels=256):
     return noisy_curves('swiss_roll', [spiral], 1.5 * math.pi, 4.5 * math.pi, noise, panels)
 
 
-TOYS = {toy.name: toy for toy in (bumps_1d(), grid(5), grid(10), ring_8(), two_moons(),
-                                  swiss_roll())}
+TOYS = {toy.name: toy for toy in (
+    bumps_1d(), grid(5), grid(10), ring_8(), two_moons(), swiss_roll(), eight_gaussians(),
+    # TorchCFM's 2D benchmark target: make_moons with noise 0.2, times 3 minus 1
+    two_moons(noise=0.2, scale=3.0, shift=-1.0, name='moons_cfm'))}
 
 
 def get(name):

@@ -26,7 +26,6 @@ the bound minus the true NLL: an upper bound on KL(p || q) up to Monte Carlo err
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import jax
@@ -317,30 +316,11 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *,
 def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
     """For each eval.samplers entry: the sample metrics of eval.num_samples images, suffixed with
     the sampler's name (fid_mnist_classifier_ddim50, ...), and sample_seconds_per_image_<name>."""
-    out = {}
-    b = config.eval.batch_size
-    for i, name in enumerate(config.eval.samplers):
+    def make_batch(name):
         spec = diffusion.sampler_spec(config.sampler, name)
-        fn = jax.jit(lambda key, spec=spec: sample(config, params, key, b, spec=spec))
-        jax.block_until_ready(fn(rng))  # compile outside the timing
-        seconds = []
+        return lambda key: sample(config, params, key, config.eval.batch_size, spec=spec)
 
-        def timed(key):
-            start = time.perf_counter()
-            images = jax.block_until_ready(fn(key))
-            seconds.append(time.perf_counter() - start)
-            return images
-
-        result = sample_quality.evaluate_samples(config, timed, jax.random.fold_in(rng, i),
-                                                 cache_dir=None)
-        if 'sample_metrics_note' in result:
-            return result
-        for key in ('feature_extractor', 'feature_extractor_sha256', 'num_samples',
-                    'fid_data_floor', 'fid_data_floor_num_images'):
-            result.pop(key)
-        out |= {f'{k}_{name}': v for k, v in result.items()}
-        out[f'sample_seconds_per_image_{name}'] = float(np.sum(seconds) / (len(seconds) * b))
-    return out
+    return sample_quality.per_sampler(config, config.eval.samplers, make_batch, rng)
 
 
 def _toy_modes(config, params, rng: jax.Array) -> dict[str, float]:

@@ -21,12 +21,26 @@ exact divergence for toy points, Hutchinson's estimate for images (`eval.hutchin
 standard error over the test examples is reported beside the mean. Dequantised pixels give
 bits/dim of the 8-bit data (genmodels/metrics/units.py).
 
+Couplings (`objective`): `cfm` pairs each data point with independent noise; `ot_cfm` (Tong et
+al. 2024) re-pairs the batch's noise and data by minibatch optimal transport under the squared
+distance, with `loss.ot_method` `exact` (the optimal permutation, genmodels/nn/transport.py) or
+`sinkhorn` (each data point's noise drawn from the entropic plan's column, `loss.sinkhorn_reg`);
+the coupling is computed over the global batch, so it does not depend on the device count.
+`model.source` is N(0, I) (`normal`) or a toy distribution (`toy_eight_gaussians`, ...), for
+flows between two 2D distributions.
+
+A conditional model (`model.conditional`) sees the label through the network's class embedding,
+replaced by "no label" with probability `loss.label_dropout` in training; sampling follows the
+guided velocity v_uncond + s (v_cond - v_uncond), s = `sampler.guidance_scale` (classifier-free
+guidance as in the DDPM family, applied to the velocity). The likelihood is the unconditional one.
+
 The network is the DDPM family's: the U-Net for images, the MLP denoiser for toy points, told t
 through their timestep embedding as 1000 t.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -37,8 +51,8 @@ import numpy as np
 
 from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
-from genmodels.metrics import modes as modes_lib, units
-from genmodels.nn import noise, ode, unet
+from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
+from genmodels.nn import noise, ode, transport, unet
 from genmodels.training import train_state
 
 PyTree = Any
@@ -47,28 +61,39 @@ Field = Callable[[jax.Array, jax.Array], jax.Array]
 
 PATHS = ('linear', 'cosine')
 TIME_DISTRIBUTIONS = ('uniform', 'logit_normal')
+OT_METHODS = ('exact', 'sinkhorn')
 TIME_SCALE = 1000.0  # the network's timestep embedding sees 1000 t, the range it was made for
 
 CONFIG_SCHEMA = {
     'model': {
         **unet.MODEL_SCHEMA,
+        'conditional': bool,        # class embedding + label dropout (classifier-free guidance)
+        'source': str,              # 'normal' (N(0, I)) or a toy dataset name (2D flows)
         'path': str,                # 'linear' or 'cosine'
         'time_distribution': str,   # 'uniform' or 'logit_normal'
         'logit_mean': float,        # logit-normal times: t = sigmoid(logit_mean + logit_std n)
         'logit_std': float,
     },
+    'loss': {
+        'ot_method': str,           # ot_cfm's coupling: 'exact' or 'sinkhorn'
+        'sinkhorn_reg': float,      # its entropic regularisation, relative to the mean cost
+        'label_dropout': float,     # P(label -> "no label") in training, conditional models
+    },
     'sampler': {
         'name': str,                # euler50, heun20, midpoint25, rk410 or dopri5
         'rtol': float,              # dopri5's tolerances
         'atol': float,
+        'guidance_scale': float,    # classifier-free guidance s (conditional models)
     },
     'eval': {
         'likelihood_solver': str,   # the ODE solver of the likelihood, named as sampler.name
         'hutchinson': bool,         # Hutchinson's divergence estimate (else exact: low dims)
+        'samplers': tuple,          # e.g. ('euler1', 'euler10', 'dopri5'): sample metrics of each
+        'w2_samples': int,          # toys: samples of the exact 2-Wasserstein distance (0: off)
     },
 }
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
-    'eval.likelihood_solver', 'eval.hutchinson')
+    'eval.likelihood_solver', 'eval.hutchinson', 'eval.samplers', 'eval.w2_samples')
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -81,14 +106,36 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     config_lib.check_choice(config, 'model.time_distribution', TIME_DISTRIBUTIONS)
     if m.logit_std <= 0:
         raise ConfigError(f'model.logit_std must be positive, got {m.logit_std}.')
-    for key in ('sampler.name', 'eval.likelihood_solver'):
-        section, name = key.split('.')
+    names = [('sampler.name', config.sampler.name),
+             ('eval.likelihood_solver', config.eval.likelihood_solver)]
+    for key, name in names + [('eval.samplers', n) for n in config.eval.samplers]:
         try:
-            solver(config[section][name])
+            solver(name)
         except ValueError as e:
             raise ConfigError(f'{key}: {e}') from None
     if not (config.sampler.rtol > 0 and config.sampler.atol > 0):
         raise ConfigError('sampler.rtol and sampler.atol must be positive.')
+    config_lib.check_choice(config, 'loss.ot_method', OT_METHODS)
+    if config.loss.sinkhorn_reg <= 0:
+        raise ConfigError(f'loss.sinkhorn_reg must be positive, got {config.loss.sinkhorn_reg}.')
+    if not 0.0 <= config.loss.label_dropout < 1.0:
+        raise ConfigError(f'loss.label_dropout must be in [0, 1), got {config.loss.label_dropout}.')
+    if config.sampler.guidance_scale < 0:
+        raise ConfigError('sampler.guidance_scale must be >= 0.')
+    if config.sampler.guidance_scale != 1.0 and not m.conditional:
+        raise ConfigError('sampler.guidance_scale other than 1 needs a conditional model '
+                          '(model.conditional=True).')
+    if m.source != 'normal':
+        if not data_lib.is_toy(m.source):
+            raise ConfigError(f"model.source must be 'normal' or a toy dataset (toy_...), got "
+                              f'{m.source!r}.')
+        if not data_lib.is_toy(config.data.name) or (
+                data_lib.toy_distribution(m.source).dim
+                != data_lib.toy_distribution(config.data.name).dim):
+            raise ConfigError(f'model.source={m.source!r} is a toy distribution: the data must be '
+                              f'a toy of the same dimension, got {config.data.name!r}.')
+    if config.eval.w2_samples < 0:
+        raise ConfigError(f'eval.w2_samples must be >= 0, got {config.eval.w2_samples}.')
 
 
 def solver(name: str) -> tuple[str, int]:
@@ -117,42 +164,105 @@ def sample_times(config, rng: jax.Array, index: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(m.logit_mean + m.logit_std * noise.normal(rng, index, ()))
 
 
+def _num_classes(config) -> int:
+    return labels_lib.num_classes(config.data, config.model)
+
+
 def network(config):
     m = config.model
     if m.architecture == 'mlp':
-        return unet.MLPDenoiser(tuple(m.hidden), m.embed_dim)
+        return unet.MLPDenoiser(tuple(m.hidden), m.embed_dim, _num_classes(config))
     return unet.UNet(m.channels, tuple(m.channel_mults), m.num_res_blocks,
-                     tuple(m.attention_resolutions), m.dropout, num_heads=m.num_heads)
+                     tuple(m.attention_resolutions), m.dropout, _num_classes(config),
+                     num_heads=m.num_heads)
 
 
-def make_velocity(config, params, *, train: bool = False,
-                  dropout_rng: jax.Array | None = None) -> Field:
-    """v(x [B, ...], t [] or [B]) -> [B, ...]."""
+def make_velocity(config, params, labels: jax.Array | None = None, *, train: bool = False,
+                  dropout_rng: jax.Array | None = None,
+                  guidance_scale: float | None = None) -> Field:
+    """v(x [B, ...], t [] or [B]) -> [B, ...]; a conditional model's `labels` [B] (None: no
+    label) with classifier-free guidance at `guidance_scale` (default the sampler's)."""
     net = network(config)
     rngs = {'dropout': dropout_rng} if train else {}
+    scale = config.sampler.guidance_scale if guidance_scale is None else guidance_scale
+
+    def apply(x, t, y):
+        return net.apply({'params': params}, x, TIME_SCALE * t, y, train=train, rngs=rngs)
 
     def velocity(x, t):
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
-        return net.apply({'params': params}, x, TIME_SCALE * t, None, train=train, rngs=rngs)
+        if not config.model.conditional or labels is None or scale == 0.0:
+            return apply(x, t, None)
+        if scale == 1.0 or train:
+            return apply(x, t, labels)
+        none = jnp.full_like(labels, _num_classes(config))  # one pass over [cond; uncond]
+        cond, uncond = jnp.split(apply(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+                                       jnp.concatenate([labels, none])), 2)
+        return uncond + scale * (cond - uncond)
 
     return velocity
 
 
 # ------------------------------------------------------------------------------------------------
+# The source distribution (t = 0)
+
+def _source_toy(config):
+    return None if config.model.source == 'normal' else data_lib.toy_distribution(
+        config.model.source)
+
+
+def source_sample(config, rng: jax.Array, index: jax.Array, shape) -> jax.Array:
+    """x0 [B, *shape], row i keyed by (rng, index[i])."""
+    toy = _source_toy(config)
+    if toy is None:
+        return noise.normal(rng, index, shape)
+    points = jax.vmap(lambda k: toy.sample(k, 1)[0])(noise.keys(rng, index))
+    return points.reshape((-1,) + tuple(shape))
+
+
+def source_log_prob(config, z: jax.Array) -> jax.Array:
+    """log p0(z) [B]."""
+    toy = _source_toy(config)
+    if toy is None:
+        return jnp.sum(jax.scipy.stats.norm.logpdf(z), tuple(range(1, z.ndim)))
+    return toy.log_prob(z.reshape(z.shape[0], -1))
+
+
+def couple(config, x0: jax.Array, x1: jax.Array, rng: jax.Array) -> jax.Array:
+    """x0 re-paired with x1 by minibatch OT (objective ot_cfm): row j is x1[j]'s partner."""
+    cost = transport.squared_distances(x0, x1)          # [noise i, data j]
+    if config.loss.ot_method == 'exact':
+        partner = transport.assignment(cost.T)          # data j -> noise sigma(j)
+    else:
+        partner = transport.sample_plan(rng, transport.sinkhorn(cost, config.loss.sinkhorn_reg))
+    return x0[partner]
+
+
+# ------------------------------------------------------------------------------------------------
 # Objectives: (config, params, batch, rng, dropout_rng) -> (loss [B], quarter of the path [B])
 
-def cfm_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
-    """Conditional flow matching with the independent coupling (Lipman et al. 2023, Eq. 9)."""
-    velocity = make_velocity(config, params, train=True, dropout_rng=dropout_rng)
-    return cfm_loss(config, velocity, batch, rng)
+def _objective(coupled: bool) -> Callable:
+    def objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
+        labels = None
+        if config.model.conditional:
+            drop = noise.uniform(jax.random.fold_in(rng, 2), batch['index'], ())
+            labels = jnp.where(drop < config.loss.label_dropout, _num_classes(config),
+                               batch['label'])
+        velocity = make_velocity(config, params, labels, train=True, dropout_rng=dropout_rng)
+        return cfm_loss(config, velocity, batch, rng, coupled=coupled)
+
+    return objective
 
 
-def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array):
-    """(|| v(x_t, t) - u ||^2 [B], quarter of the path [B]) with x0 and t keyed by the index."""
+def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array, coupled: bool = False):
+    """(|| v(x_t, t) - u ||^2 [B], quarter of the path [B]) with x0 and t keyed by the index;
+    `coupled`: x0 re-paired with the batch by minibatch OT."""
     x1, index = batch['image'], batch['index']
-    k_t, k_x0 = jax.random.split(rng)
+    k_t, k_x0, k_plan = jax.random.split(rng, 3)
     t = sample_times(config, k_t, index)
-    x0 = noise.normal(k_x0, index, x1.shape[1:])
+    x0 = source_sample(config, k_x0, index, x1.shape[1:])
+    if coupled:
+        x0 = couple(config, x0, x1, k_plan)
     xt, u = path(config, x0, x1, t)
     loss = jnp.sum((velocity(xt, t) - u) ** 2, axis=tuple(range(1, x1.ndim)))
     # q0 is the quarter nearest the data (t near 1), as the DDPM's q0 is the least noise.
@@ -160,7 +270,8 @@ def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array):
 
 
 OBJECTIVES: dict[str, Callable] = {
-    'cfm': cfm_objective,
+    'cfm': _objective(coupled=False),       # independent coupling (Lipman et al. 2023, Eq. 9)
+    'ot_cfm': _objective(coupled=True),     # minibatch OT coupling (Tong et al. 2024)
 }
 
 
@@ -169,7 +280,8 @@ OBJECTIVES: dict[str, Callable] = {
 
 def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
     x = jnp.asarray(example_batch['image'][:1])
-    params = network(config).init(rng, x, jnp.zeros((1,), jnp.float32))['params']
+    labels = jnp.zeros((1,), jnp.int32) if config.model.conditional else None
+    params = network(config).init(rng, x, jnp.zeros((1,), jnp.float32), labels)['params']
     return train_state.create(config, params)
 
 
@@ -186,29 +298,35 @@ def integrate(config, field: Field, x, t0: float, t1: float, name: str):
     return ode.integrate(field, x, t0, t1, steps, method)
 
 
-def sample_with_nfe(config, params, rng: jax.Array, num: int) -> tuple[jax.Array, jax.Array]:
-    """(x [num, H, W, C] from the ODE at t = 1, its NFE), images clipped to the value range."""
-    shape = (num,) + tuple(data_lib.dataset_info(config.data).shape)
-    x, nfe = integrate(config, make_velocity(config, params), jax.random.normal(rng, shape),
-                       0.0, 1.0, config.sampler.name)
+def sample_with_nfe(config, params, rng: jax.Array, num: int, labels=None, name: str | None = None
+                    ) -> tuple[jax.Array, jax.Array]:
+    """(x [num, H, W, C] from the ODE at t = 1, its NFE), images clipped to the value range; with
+    solver `name` (default sampler.name). A conditional model draws class-balanced labels (i mod K)
+    when `labels` is None."""
+    shape = tuple(data_lib.dataset_info(config.data).shape)
+    if config.model.conditional and labels is None:
+        labels = labels_lib.balanced(num, _num_classes(config))
+    x0 = source_sample(config, rng, jnp.arange(num), shape)
+    x, nfe = integrate(config, make_velocity(config, params, labels), x0, 0.0, 1.0,
+                       name or config.sampler.name)
     bounds = data_lib.value_range(config.data)
     return (jnp.clip(x, *bounds) if bounds is not None else x), nfe
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
-    """x [num, H, W, C]: the sampler's ODE from N(0, I); unconditional, so `labels` is unused."""
-    del labels
-    return sample_with_nfe(config, params, rng, num)[0]
+    """x [num, H, W, C]: the sampler's ODE from the source (N(0, I) unless model.source)."""
+    return sample_with_nfe(config, params, rng, num, labels)[0]
 
 
 def log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:
     """log p(x) [B] in nats through the instantaneous change of variables, from the data (t = 1)
-    back to N(0, I) at t = 0 (Hutchinson's estimate with eval.hutchinson, keyed by the example)."""
+    back to the source at t = 0 (Hutchinson's estimate with eval.hutchinson, keyed by the
+    example)."""
     x = batch['image']
     probe = None
     if config.eval.hutchinson:
         probe = 2.0 * (noise.uniform(rng, batch['index'], x.shape[1:]) < 0.5) - 1.0  # Rademacher
-    base = lambda z: jnp.sum(jax.scipy.stats.norm.logpdf(z), tuple(range(1, z.ndim)))  # noqa: E731
+    base = functools.partial(source_log_prob, config)
     method, steps = solver(config.eval.likelihood_solver)
     if method == 'dopri5':
         raise ValueError('the likelihood needs a fixed-step eval.likelihood_solver (rk410, ...).')
@@ -221,7 +339,7 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     """The test NLL through the ODE (with its standard error over the examples, which holds
     Hutchinson's noise too), the test loss, and the sampler's NFE; on toy data the true NLL, the
     KL estimate and the mode coverage of eval.num_samples samples."""
-    k_ll, k_loss, k_sample = jax.random.split(rng, 3)
+    k_ll, k_loss, k_sample, k_extra = jax.random.split(rng, 4)
     fn = jax.jit(lambda b: {'ll': log_likelihood(config, params, b, k_ll),
                             'loss': cfm_loss(config, make_velocity(config, params), b,
                                              k_loss)[0]})
@@ -234,21 +352,97 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
               'nll_divergence': 'hutchinson' if config.eval.hutchinson else 'exact',
               'nll_solver': config.eval.likelihood_solver,
               'test_loss': float(np.mean(out['loss']))}
-    num = config.eval.num_samples if data_lib.is_toy(config.data.name) else config.eval.batch_size
+    toy = data_lib.is_toy(config.data.name)
+    num = config.eval.num_samples if toy else config.eval.batch_size
     points, nfe = jax.jit(lambda key: sample_with_nfe(config, params, key, num))(k_sample)
     result['sampler_nfe'] = int(nfe)
-    if data_lib.is_toy(config.data.name):
+    if toy:
         result |= units.toy_reference(config.data, data['image'], result)
-        toy = data_lib.toy_distribution(config.data.name)
-        if toy.modes is not None:
-            result |= modes_lib.mode_coverage(np.asarray(points).reshape(num, -1), toy.modes,
-                                              toy.mode_stds)
-    return result
+        target = data_lib.toy_distribution(config.data.name)
+        if target.modes is not None:
+            result |= modes_lib.mode_coverage(np.asarray(points).reshape(num, -1), target.modes,
+                                              target.mode_stds)
+        names = (config.sampler.name,) + tuple(n for n in config.eval.samplers
+                                                if n != config.sampler.name)
+        if config.eval.w2_samples:
+            result |= _toy_w2(config, params, names, k_extra)
+        return result
+    if config.model.conditional and sample_quality.has_classifier(config.data.name):
+        asked, read = sample_quality.read_labels(
+            config, lambda key, asked: sample(config, params, key, config.eval.batch_size, asked),
+            jax.random.fold_in(k_extra, 0), LABEL_SAMPLES, _num_classes(config))
+        result['label_accuracy'] = labels_lib.label_accuracy(read, asked)
+    return result | _sampler_metrics(config, params, jax.random.fold_in(k_extra, 1))
+
+
+LABEL_SAMPLES = 1000  # generated images read by the shipped classifier for label_accuracy
+
+
+def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
+    """For each eval.samplers entry: its sample metrics (suffixed with its name), seconds per
+    image and NFE (sampler_nfe_<name>; dopri5's is the first batch's)."""
+    nfe = {}
+
+    def make_batch(name):
+        def batch(key):
+            images, n = sample_with_nfe(config, params, key, config.eval.batch_size, name=name)
+            nfe.setdefault(name, n)
+            return images
+        return batch
+
+    out = sample_quality.per_sampler(config, config.eval.samplers, make_batch, rng)
+    if 'sample_metrics_note' in out:
+        return out
+    return out | {f'sampler_nfe_{name}': int(n) for name, n in nfe.items()}
+
+
+def _toy_w2(config, params, names, rng: jax.Array) -> dict[str, float]:
+    """w2_<name>: the exact 2-Wasserstein distance between eval.w2_samples samples of each solver
+    and as many fresh points of the target (the optimal assignment of the two sets), and its NFE."""
+    num = config.eval.w2_samples
+    target = np.asarray(data_lib.toy_distribution(config.data.name).sample(
+        jax.random.fold_in(rng, 0), num)).reshape(num, -1)
+    out = {}
+    for name in names:
+        fn = jax.jit(lambda key, name=name: sample_with_nfe(config, params, key, num, name=name))
+        points, nfe = fn(jax.random.fold_in(rng, 1))
+        out[f'w2_{name}'] = transport.wasserstein2(np.asarray(points).reshape(num, -1), target)
+        out[f'sampler_nfe_{name}'] = int(nfe)
+    return out
+
+
+TRAJECTORIES = 256       # toy points whose ODE paths the trajectories figure draws
+TRAJECTORY_SOLVER = 'rk450'  # their solver: fine enough to show the paths' curvature
 
 
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
+    """Samples; for 2D toys also the ODE trajectories from the source to the samples; for images
+    one row of samples per eval.samplers entry from the same source draw (samples against NFE)."""
     num = viz.num_samples(config.data)
     samples = jax.jit(lambda key: sample(config, params, key, num))(rng)
-    return viz.save_samples(config.data, samples, f'{out_dir}/samples.png',
-                            f'Flow matching samples ({config.sampler.name}, {config.model.path} '
-                            f'path)', reference=data['image'])
+    paths = viz.save_samples(config.data, samples, f'{out_dir}/samples.png',
+                             f'Flow matching samples ({config.sampler.name}, {config.model.path} '
+                             f'path)', reference=data['image'])
+    shape = tuple(data_lib.dataset_info(config.data).shape)
+    if data_lib.is_toy(config.data.name):
+        if shape[0] != 2:
+            return paths
+        method, steps = solver(TRAJECTORY_SOLVER)
+        x0 = source_sample(config, jax.random.fold_in(rng, 1), jnp.arange(TRAJECTORIES), shape)
+        _, _, states = ode.integrate(make_velocity(config, params), x0, 0.0, 1.0, steps, method,
+                                     trajectory=True)
+        lines = np.concatenate([np.asarray(x0)[None], np.asarray(states)]).reshape(
+            steps + 1, TRAJECTORIES, 2)
+        paths.append(viz.save_trajectories_2d(
+            lines, f'{out_dir}/trajectories.png',
+            f'ODE trajectories ({config.objective}, {TRAJECTORY_SOLVER})',
+            target=np.asarray(data['image']).reshape(len(data['image']), -1)[:5000]))
+        return paths
+    if config.eval.samplers:
+        lo, hi = data_lib.value_range(config.data)
+        rows = [np.asarray(jax.jit(lambda key, n=n: sample_with_nfe(
+            config, params, key, 10, name=n)[0])(jax.random.fold_in(rng, 2)))
+            for n in config.eval.samplers]
+        paths.append(viz.save_rows(rows, f'{out_dir}/samplers.png', list(config.eval.samplers),
+                                   lo, hi))
+    return paths

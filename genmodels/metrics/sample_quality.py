@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import json
 import os
+import time
 import zipfile
 from typing import Callable
 
@@ -221,6 +222,35 @@ def evaluate_samples(config: ml_collections.ConfigDict,
         'feature_extractor': extractor.name,
         'feature_extractor_sha256': extractor.sha256,
     }
+
+
+def per_sampler(config: ml_collections.ConfigDict, names, make_batch: Callable[[str], Callable],
+                rng: jax.Array) -> dict[str, float | str]:
+    """For each sampler name: the sample metrics of eval.num_samples images drawn in batches by
+    make_batch(name) -> (key -> [B, H, W, C]), suffixed with the name (fid_mnist_classifier_ddim50,
+    ...), and sample_seconds_per_image_<name>, timed after one compiling batch."""
+    out = {}
+    b = config.eval.batch_size
+    for i, name in enumerate(names):
+        fn = jax.jit(make_batch(name))
+        jax.block_until_ready(fn(rng))  # compile outside the timing
+        seconds = []
+
+        def timed(key, fn=fn):
+            start = time.perf_counter()
+            images = jax.block_until_ready(fn(key))
+            seconds.append(time.perf_counter() - start)
+            return images
+
+        result = evaluate_samples(config, timed, jax.random.fold_in(rng, i), cache_dir=None)
+        if 'sample_metrics_note' in result:
+            return result
+        for key in ('feature_extractor', 'feature_extractor_sha256', 'num_samples',
+                    'fid_data_floor', 'fid_data_floor_num_images'):
+            result.pop(key)
+        out |= {f'{k}_{name}': v for k, v in result.items()}
+        out[f'sample_seconds_per_image_{name}'] = float(np.sum(seconds) / (len(seconds) * b))
+    return out
 
 
 def read_labels(config: ml_collections.ConfigDict, generate: Callable, rng: jax.Array, num: int,

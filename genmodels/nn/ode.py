@@ -59,34 +59,39 @@ def _scale(c, a):
     return jax.tree.map(lambda v: c * v, a)
 
 
-def integrate(field: Field, x, t0: float, t1: float, num_steps: int, method: str
-              ) -> tuple[jax.Array, int]:
+def integrate(field: Field, x, t0: float, t1: float, num_steps: int, method: str,
+              trajectory: bool = False):
     """(x at t1, NFE) from x at t0, in `num_steps` equal steps of `method`. `x` may be any pytree
-    the field maps to one of the same structure (an augmented state, e.g. (x, log-density))."""
+    the field maps to one of the same structure (an augmented state, e.g. (x, log-density)).
+    With `trajectory`, (x at t1, NFE, the states after each step [num_steps, ...])."""
     if method not in METHODS:
         raise ValueError(f'unknown ODE method {method!r}; use one of {", ".join(METHODS)}.')
     h = (t1 - t0) / num_steps
 
-    def step(carry, i):
-        t = t0 + i * h
+    def advance(carry, t):
         if method == 'euler':
-            return _add(carry, _scale(h, field(carry, t))), None
+            return _add(carry, _scale(h, field(carry, t)))
         if method == 'midpoint':
             mid = _add(carry, _scale(0.5 * h, field(carry, t)))
-            return _add(carry, _scale(h, field(mid, t + 0.5 * h))), None
+            return _add(carry, _scale(h, field(mid, t + 0.5 * h)))
         if method == 'heun':
             k1 = field(carry, t)
             k2 = field(_add(carry, _scale(h, k1)), t + h)
-            return _add(carry, _scale(0.5 * h, _add(k1, k2))), None
+            return _add(carry, _scale(0.5 * h, _add(k1, k2)))
         k1 = field(carry, t)
         k2 = field(_add(carry, _scale(0.5 * h, k1)), t + 0.5 * h)
         k3 = field(_add(carry, _scale(0.5 * h, k2)), t + 0.5 * h)
         k4 = field(_add(carry, _scale(h, k3)), t + h)
         total = _add(_add(k1, _scale(2.0, k2)), _add(_scale(2.0, k3), k4))
-        return _add(carry, _scale(h / 6.0, total)), None
+        return _add(carry, _scale(h / 6.0, total))
 
-    out, _ = jax.lax.scan(step, x, jnp.arange(num_steps, dtype=jnp.float32))
-    return out, METHODS[method] * num_steps
+    def step(carry, i):
+        new = advance(carry, t0 + i * h)
+        return new, (new if trajectory else None)
+
+    out, states = jax.lax.scan(step, x, jnp.arange(num_steps, dtype=jnp.float32))
+    nfe = METHODS[method] * num_steps
+    return (out, nfe, states) if trajectory else (out, nfe)
 
 
 # Dormand-Prince 5(4): nodes, stages, the 5th-order weights (which are also the last stage's, so
