@@ -24,6 +24,9 @@ def base(dataset: str, *, scale: str, dequantize: bool = False) -> ml_collection
         'ot_method': 'exact',       # objective ot_cfm: 'exact' permutation or 'sinkhorn' plan
         'sinkhorn_reg': 0.05,       # Sinkhorn's regularisation, relative to the mean cost
         'label_dropout': 0.1,       # conditional models: P(label -> "no label") in training
+        'reflow_teacher': '',       # objective reflow: the teacher's workdir
+        'reflow_pairs': 20_000,     # the pairs its ODE makes, once
+        'reflow_solver': 'rk410',   # with this solver
     })
     config.sampler = ml_collections.ConfigDict({
         'name': 'heun20',           # euler50, midpoint25, rk410, dopri5, ...

@@ -48,6 +48,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook
                           info.num_examples[config.data.train_split])
     workdir_lib.check(config, workdir, families.resumable_keys(family),
                       families.added_keys)
+    pairs = families.training_pairs(family, config, workdir, evaluation.restore)
+    if pairs is not None:
+        data.check_batch_fits(config.data, train_cfg.batch_size, len(pairs['image']))
     workdir_lib.write_config(config, workdir)
 
     # 2. State: restored from the newest good checkpoint, else initialised.
@@ -57,7 +60,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook
 
     # 3. The loop.
     batches = data.train_iterator(config.data, train_cfg.batch_size, config.data.seed,
-                                  start_step=start)
+                                  start_step=start, pairs=pairs)
     if iterator_hook is not None:
         batches = iterator_hook(batches)
     step_fn = train_state.host_train_step(config, family)

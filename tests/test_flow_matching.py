@@ -2,7 +2,9 @@
 derivatives, the marginal velocity of Gaussian data carries noise to the data and scores it
 exactly through the ODE, config errors, and a smoke run."""
 
+import itertools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from genmodels import families, trainer
+from genmodels import data as data_lib, evaluation, families, trainer
 from genmodels.config import ConfigError
 from genmodels.families import flow_matching as fm
 from genmodels.nn import ode
@@ -71,3 +73,94 @@ def test_a_toy_smoke_run_scores_and_samples(tmp_path):
     assert np.isfinite(result['nll_nats']) and result['nll_std_error_nats'] > 0
     assert math.isclose(result['kl_estimate_nats'],
                         result['nll_nats'] - result['true_nll_nats'], rel_tol=1e-6)
+
+
+def test_the_exact_ot_coupling_pairs_the_batch_at_the_least_total_cost():
+    config = helpers.smoke_config('fm_toy2d', None, {'objective': 'ot_cfm'})
+    k0, k1 = jax.random.split(jax.random.key(2))
+    x0, x1 = jax.random.normal(k0, (6, 2, 1, 1)), 3 + jax.random.normal(k1, (6, 2, 1, 1))
+    paired = fm.couple(config, x0, x1, jax.random.key(0))
+    total = lambda a: float(jnp.sum((a - x1) ** 2))  # noqa: E731
+    best = min(total(x0[np.array(p)]) for p in itertools.permutations(range(6)))
+    assert total(paired) == pytest.approx(best, rel=1e-6)
+    assert sorted(map(tuple, np.asarray(paired).reshape(6, 2))) == sorted(
+        map(tuple, np.asarray(x0).reshape(6, 2)))
+    config.loss.ot_method = 'sinkhorn'
+    drawn = fm.couple(config, x0, x1, jax.random.key(0))
+    assert all(any(np.array_equal(d, x) for x in np.asarray(x0)) for d in np.asarray(drawn))
+
+
+def test_guided_velocity_is_uncond_plus_scale_times_the_difference():
+    config = helpers.smoke_config('fm_toy2d', None, {'model.conditional': True,
+                                                     'sampler.guidance_scale': 3.0})
+    families.validated(config)
+    x = jax.random.normal(jax.random.key(0), (4, 2, 1, 1))
+    params = fm.init(config, jax.random.key(1), {'image': x})['params']
+    labels = jnp.zeros((4,), jnp.int32)
+    guided = fm.make_velocity(config, params, labels)(x, 0.3)
+    cond = fm.make_velocity(config, params, labels, guidance_scale=1.0)(x, 0.3)
+    uncond = fm.make_velocity(config, params, None)(x, 0.3)
+    np.testing.assert_allclose(guided, uncond + 3.0 * (cond - uncond), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(cond, uncond)  # the class embedding changes the velocity
+
+
+def test_the_source_toy_scores_through_its_own_density():
+    """With zero velocity the flow is the identity, so log p(x) is the source's log-density."""
+    config = helpers.smoke_config('fm_toy2d', None)
+    x = jax.random.normal(jax.random.key(0), (5, 2, 1, 1)) * 3
+    params = jax.tree.map(jnp.zeros_like, fm.init(config, jax.random.key(1), {'image': x})['params'])
+    got = fm.log_likelihood(config, params, {'image': x, 'index': jnp.arange(5)},
+                            jax.random.key(2))
+    want = data_lib.toy_distribution('toy_eight_gaussians').log_prob(x.reshape(5, 2))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+OT_RUN = {**helpers.FM_OT_TOY, 'eval.samplers': ('euler1',)}
+
+
+def test_ot_cfm_resumes_bit_for_bit_and_reports_w2_per_solver(tmp_path):
+    config = helpers.smoke_config('fm_toy2d', None, OT_RUN)
+    straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+    first = trainer.train_and_evaluate(config, straight)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_and_evaluate(config, resumed, iterator_hook=_stop_after(5))
+    second = trainer.train_and_evaluate(config, resumed)
+    assert first == second
+    assert first['sampler_nfe_euler1'] == 1 and first['sampler_nfe_euler4'] == 4
+    assert 0 < first['w2_euler4'] < 20 and 0 < first['w2_euler1'] < 20
+
+
+def _stop_after(n: int):
+    def hook(batches):
+        for i, batch in enumerate(batches):
+            if i == n:
+                raise KeyboardInterrupt
+            yield batch
+    return hook
+
+
+def test_reflow_trains_on_its_teachers_pairs_made_once(tmp_path):
+    teacher = str(tmp_path / 'teacher')
+    trainer.train_and_evaluate(helpers.smoke_config('fm_toy2d', None, OT_RUN), teacher)
+    config = helpers.smoke_config('fm_toy2d', None, OT_RUN, {
+        'objective': 'reflow', 'loss.reflow_teacher': teacher, 'loss.reflow_pairs': 96,
+        'loss.reflow_solver': 'euler3'})
+    student = str(tmp_path / 'student')
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_and_evaluate(config, student, iterator_hook=_stop_after(5))
+    saved = np.load(os.path.join(student, fm.PAIRS_FILE))
+    assert saved['source'].shape == saved['image'].shape == (96, 2, 1, 1)
+    # The pairs are the teacher's ODE (3 Euler steps) from its own source's draws.
+    t_config, state, _ = evaluation.restore(teacher)
+    want, _ = fm.integrate(t_config, fm.make_velocity(t_config, state['ema_params']),
+                           jnp.asarray(saved['source']), 0.0, 1.0, 'euler3')
+    np.testing.assert_allclose(saved['image'], want, rtol=1e-5, atol=1e-5)
+    mtime = os.path.getmtime(os.path.join(student, fm.PAIRS_FILE))
+    result = trainer.train_and_evaluate(config, student)  # resumes on the same pairs
+    assert os.path.getmtime(os.path.join(student, fm.PAIRS_FILE)) == mtime
+    assert np.isfinite(result['nll_nats'])
+    bad = helpers.smoke_config('fm_toy2d', None, OT_RUN, {
+        'objective': 'reflow', 'loss.reflow_teacher': str(tmp_path / 'none')})
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        trainer.train_and_evaluate(bad, str(tmp_path / 'bad'))
+    assert not os.path.exists(tmp_path / 'bad')

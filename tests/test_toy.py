@@ -10,7 +10,8 @@ from genmodels.data import toy
 # name -> (grid half-width, midpoint-rule step): the step is at most half the narrowest noise scale,
 # where the midpoint rule on a Gaussian is exact to far below the tolerance.
 GRIDS = {'bumps_1d': (7.0, 0.1), 'grid_25': (5.0, 0.025), 'grid_100': (10.0, 0.025),
-         'ring_8': (2.5, 0.01), 'two_moons': (2.5, 0.05), 'swiss_roll': (4.0, 0.1)}
+         'ring_8': (2.5, 0.01), 'two_moons': (2.5, 0.05), 'swiss_roll': (4.0, 0.1),
+         'eight_gaussians': (10.0, 0.25), 'moons_cfm': (10.0, 0.2)}
 
 
 def grid(name):

@@ -76,17 +76,24 @@ def check_batch_fits(data_config: ml_collections.ConfigDict, global_batch_size: 
 
 
 def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int, seed: int,
-                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                   start_step: int = 0, pairs: dict[str, np.ndarray] | None = None
+                   ) -> Iterator[dict[str, np.ndarray]]:
     """Endless host-local training batches, starting at step `start_step`.
 
     Yields dicts: `image` float32 [b, H, W, C], `label` int32 [b], `index` int32 [b] (row of the
     example in the global batch), where b = global_batch_size // jax.process_count() and process p
     gets rows [p * b, (p + 1) * b) of the global batch. Each epoch is a new seeded permutation of
     the split, whose last incomplete global batch is dropped.
+
+    `pairs`, arrays [N, ...] with an `image` key (e.g. a reflow's noise and the teacher's images),
+    replace the train split: their rows are drawn the same way and used as they are.
     """
     sources.check_config(data_config)
     sources.check_seed(seed, 'seed')
-    num_examples, read, max_value = sources.reader(data_config, data_config.train_split)
+    if pairs is None:
+        num_examples, read, max_value = sources.reader(data_config, data_config.train_split)
+    else:
+        num_examples = len(pairs['image'])
     num_processes, process = jax.process_count(), jax.process_index()
     if global_batch_size <= 0 or global_batch_size % num_processes:
         raise ValueError(f'global_batch_size={global_batch_size} must be a positive multiple of '
@@ -99,7 +106,8 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     # The supported datasets are small (at most 73k images of 32x32x3 uint8, 225 MB), so the split
     # is decoded once into memory: TFDS decodes records one by one in Python, as slow per batch as
     # a whole train step (measured: docs/benchmarks.md).
-    all_pixels, all_labels = read(np.arange(num_examples))
+    if pairs is None:
+        all_pixels, all_labels = read(np.arange(num_examples))
     steps_per_epoch = num_examples // global_batch_size  # the incomplete last batch is dropped
 
     @functools.lru_cache(maxsize=2)  # prefetched batches may straddle two epochs
@@ -109,6 +117,9 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     def load_batch(step: int) -> dict[str, np.ndarray]:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)
         ids = epoch_order(epoch)[batch_in_epoch * global_batch_size + local_rows]  # [b]
+        if pairs is not None:
+            return {**{k: v[ids] for k, v in pairs.items()},
+                    'label': np.zeros(len(ids), np.int32), 'index': local_rows.astype(np.int32)}
         pixels = all_pixels[ids]
         noise = functools.partial(preprocess.train_uniform, (seed, preprocess.TRAIN_STREAM, step), local_rows,
                                   pixels.shape[1:])

@@ -52,6 +52,10 @@ Optional, each with the default that `eval_params`, `progress_metrics`, ... belo
         parameters; families look it up with `genmodels.config.objective(OBJECTIVES, config.objective)`.
     check_config(config)
         Raises config.ConfigError for values the schema's types cannot catch.
+    training_pairs(config, workdir, restore) -> {'image': [N, ...], ...} or None
+        Arrays that replace the train split (a reflow's noise and its teacher's images), made
+        once and kept in the workdir; `restore(workdir)` -> (config, state, step) loads another
+        run's latest checkpoint (the teacher). Default: None, the dataset's train split.
 
 A classical family instead exports `fit(config, data, rng) -> (params, metrics)` (closed form or
 EM; no `init`/`train_step`), with `evaluate`, `figures`, `sample`, `log_likelihood` as above, taking
@@ -143,3 +147,10 @@ def added_keys(name: str) -> dict[str, Any]:
 def read_saved(workdir: str) -> dict | None:
     """`config.read_saved(workdir)` with the keys the saved run's family added filled in."""
     return config_lib.read_saved(workdir, added_keys)
+
+
+def training_pairs(family: ModuleType, config: ml_collections.ConfigDict, workdir: str,
+                   restore) -> dict | None:
+    if hasattr(family, 'training_pairs'):
+        return family.training_pairs(config, workdir, restore)
+    return None

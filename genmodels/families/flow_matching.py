@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Any, Callable
 
 import jax
@@ -78,6 +79,9 @@ CONFIG_SCHEMA = {
         'ot_method': str,           # ot_cfm's coupling: 'exact' or 'sinkhorn'
         'sinkhorn_reg': float,      # its entropic regularisation, relative to the mean cost
         'label_dropout': float,     # P(label -> "no label") in training, conditional models
+        'reflow_teacher': str,      # objective reflow: the workdir of the flow-matching teacher
+        'reflow_pairs': int,        # the (noise, teacher's sample) pairs it makes, once
+        'reflow_solver': str,       # the teacher's ODE solver for them
     },
     'sampler': {
         'name': str,                # euler50, heun20, midpoint25, rk410 or dopri5
@@ -94,6 +98,12 @@ CONFIG_SCHEMA = {
 }
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.likelihood_solver', 'eval.hutchinson', 'eval.samplers', 'eval.w2_samples')
+# Keys added after the first flow-matching runs were saved, with the values that reproduce them.
+ADDED_KEYS = {
+    'model.conditional': False, 'model.source': 'normal', 'loss.ot_method': 'exact',
+    'loss.sinkhorn_reg': 0.05, 'loss.label_dropout': 0.1, 'loss.reflow_teacher': '',
+    'loss.reflow_pairs': 20_000, 'loss.reflow_solver': 'rk410', 'sampler.guidance_scale': 1.0,
+    'eval.samplers': (), 'eval.w2_samples': 0}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -134,6 +144,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                 != data_lib.toy_distribution(config.data.name).dim):
             raise ConfigError(f'model.source={m.source!r} is a toy distribution: the data must be '
                               f'a toy of the same dimension, got {config.data.name!r}.')
+    if config.objective == 'reflow':
+        if not config.loss.reflow_teacher:
+            raise ConfigError('objective reflow needs loss.reflow_teacher: the workdir of a '
+                              'trained flow-matching run.')
+        if config.loss.reflow_pairs < config.train.batch_size:
+            raise ConfigError(f'loss.reflow_pairs ({config.loss.reflow_pairs}) must be at least '
+                              f'train.batch_size ({config.train.batch_size}).')
+        try:
+            solver(config.loss.reflow_solver)
+        except ValueError as e:
+            raise ConfigError(f'loss.reflow_solver: {e}') from None
     if config.eval.w2_samples < 0:
         raise ConfigError(f'eval.w2_samples must be >= 0, got {config.eval.w2_samples}.')
 
@@ -269,10 +290,74 @@ def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array, coupled: boo
     return loss, 3 - jnp.minimum((4 * t).astype(jnp.int32), 3)
 
 
+def reflow_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
+    """Rectified flow's reflow (Liu et al. 2023, Sec. 2.2): the path between the teacher's coupled
+    pairs, batch['source'] (its noise) and batch['image'] (its ODE's sample from that noise)."""
+    x0, x1 = batch['source'], batch['image']
+    t = sample_times(config, rng, batch['index'])
+    xt, u = path(config, x0, x1, t)
+    velocity = make_velocity(config, params, train=True, dropout_rng=dropout_rng)
+    loss = jnp.sum((velocity(xt, t) - u) ** 2, axis=tuple(range(1, x1.ndim)))
+    return loss, 3 - jnp.minimum((4 * t).astype(jnp.int32), 3)
+
+
 OBJECTIVES: dict[str, Callable] = {
     'cfm': _objective(coupled=False),       # independent coupling (Lipman et al. 2023, Eq. 9)
     'ot_cfm': _objective(coupled=True),     # minibatch OT coupling (Tong et al. 2024)
+    'reflow': reflow_objective,             # the teacher's ODE coupling (loss.reflow_teacher)
 }
+
+
+# ------------------------------------------------------------------------------------------------
+# Reflow's training pairs
+
+PAIRS_FILE = 'reflow_pairs.npz'
+REFLOW_STREAM = 0x7265666C  # the key stream of the pairs' noise
+
+
+def training_pairs(config, workdir: str, restore) -> dict[str, np.ndarray] | None:
+    """Objective reflow: {'source': noise [N, ...], 'image': the teacher's ODE sample from it},
+    N = loss.reflow_pairs, made once with loss.reflow_solver and kept in workdir/reflow_pairs.npz
+    (a resumed run reads them back). Other objectives: None."""
+    if config.objective != 'reflow':
+        return None
+    path_ = os.path.join(workdir, PAIRS_FILE)
+    if os.path.exists(path_):
+        with np.load(path_) as saved:
+            return {'source': saved['source'], 'image': saved['image']}
+    teacher, state, step = restore(config.loss.reflow_teacher)
+    if teacher.family != 'flow_matching' or teacher.model.conditional:
+        raise ConfigError(f'loss.reflow_teacher={config.loss.reflow_teacher} must be an '
+                          f'unconditional flow-matching run, got family {teacher.family!r}.')
+    shape = tuple(data_lib.dataset_info(config.data).shape)
+    if tuple(data_lib.dataset_info(teacher.data).shape) != shape:
+        raise ConfigError(f'loss.reflow_teacher={config.loss.reflow_teacher} models '
+                          f'{teacher.data.name}, not data of shape {shape}.')
+    if np.ndim(state['step']) != 0:
+        raise ConfigError('loss.reflow_teacher was trained with several seeds; give a '
+                          'single-seed run.')
+    params = state['ema_params'] if teacher.eval.use_ema else state['params']
+    key = jax.random.fold_in(jax.random.key(config.seed), REFLOW_STREAM)
+    b = config.eval.batch_size
+
+    @jax.jit
+    def pair(start):
+        x0 = source_sample(teacher, key, start + jnp.arange(b), shape)
+        x1, _ = integrate(teacher, make_velocity(teacher, params), x0, 0.0, 1.0,
+                          config.loss.reflow_solver)
+        return x0, x1
+
+    chunks = [jax.device_get(pair(start)) for start in range(0, config.loss.reflow_pairs, b)]
+    n = config.loss.reflow_pairs
+    pairs = {'source': np.concatenate([c[0] for c in chunks])[:n],
+             'image': np.concatenate([c[1] for c in chunks])[:n]}
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        tmp = path_ + '.tmp.npz'
+        np.savez(tmp, teacher=os.path.abspath(config.loss.reflow_teacher), teacher_step=step,
+                 **pairs)
+        os.replace(tmp, path_)
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------------
