@@ -128,6 +128,7 @@ def test_ot_cfm_resumes_bit_for_bit_and_reports_w2_per_solver(tmp_path):
     assert first == second
     assert first['sampler_nfe_euler1'] == 1 and first['sampler_nfe_euler4'] == 4
     assert 0 < first['w2_euler4'] < 20 and 0 < first['w2_euler1'] < 20
+    assert 0 < first['w2_data_floor'] < first['w2_euler1']
 
 
 def _stop_after(n: int):

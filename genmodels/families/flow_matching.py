@@ -483,11 +483,14 @@ def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
 
 def _toy_w2(config, params, names, rng: jax.Array) -> dict[str, float]:
     """w2_<name>: the exact 2-Wasserstein distance between eval.w2_samples samples of each solver
-    and as many fresh points of the target (the optimal assignment of the two sets), and its NFE."""
+    and as many fresh points of the target (the optimal assignment of the two sets), and its NFE;
+    w2_data_floor: the same distance between two independent draws of the target, what a perfect
+    model scores at this sample size."""
     num = config.eval.w2_samples
-    target = np.asarray(data_lib.toy_distribution(config.data.name).sample(
-        jax.random.fold_in(rng, 0), num)).reshape(num, -1)
-    out = {}
+    toy = data_lib.toy_distribution(config.data.name)
+    target, twin = (np.asarray(toy.sample(jax.random.fold_in(rng, i), num)).reshape(num, -1)
+                    for i in (0, 2))
+    out = {'w2_data_floor': transport.wasserstein2(twin, target)}
     for name in names:
         fn = jax.jit(lambda key, name=name: sample_with_nfe(config, params, key, num, name=name))
         points, nfe = fn(jax.random.fold_in(rng, 1))
