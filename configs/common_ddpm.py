@@ -45,6 +45,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
     # posterior's variance), which at this training length matches ancestral-1000's FID
     config.eval.samplers = ('ancestral1000', 'ddim50', 'ddim50_eta1', 'ddim10')
     config.eval.nll_timesteps = 0   # all T terms of the bound
+    config.eval.ode_likelihood_solver = ''  # e.g. rk425: the probability-flow likelihood too
     return config
 
 

@@ -27,5 +27,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval = common.evaluation(batch_size=250, num_samples=10_000, use_ema=True)
     config.eval.samplers = ('ddim50',)
     config.eval.nll_timesteps = 0
+    config.eval.ode_likelihood_solver = ''
     config = common.apply_arg(config, arg, 'configs/ddpm_cifar10.py')
     return common_ddpm.smoke(config, arg)

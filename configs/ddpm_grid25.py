@@ -27,5 +27,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval = common.evaluation(batch_size=1000, num_samples=2500, use_ema=True)
     config.eval.samplers = ()
     config.eval.nll_timesteps = 0
+    config.eval.ode_likelihood_solver = ''
     config = common.apply_arg(config, arg, 'configs/ddpm_grid25.py')
     return common_ddpm.smoke(config, arg)

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from configs import ddpm_cifar10, ddpm_mnist
 from genmodels import data, evaluation, families, trainer
 from genmodels.families import ddpm
-from genmodels.nn import diffusion
+from genmodels.nn import diffusion, ode
 from tests.helpers import DDPM_TOY, jitted_init, smoke_config
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
@@ -125,6 +125,42 @@ def test_bound_of_the_gaussian_oracle_matches_the_true_nll():
     assert mean > 0.5, gaps
 
 
+def test_probability_flow_likelihood_of_the_gaussian_oracle_is_the_closed_form():
+    """With the exact noise prediction of Gaussian data the flow carries each marginal
+    N(sqrt(ab) M, ab S + (1 - ab) I) to the next, at fractional timesteps too: the log-likelihood
+    through the ODE from s = 0 to T - 1, with the exact marginal at T - 1 as the base, is the
+    marginal's log-density at s = 0, and with N(0, I) as the base (as the family scores) it is the
+    data's within the prior's mismatch."""
+    def marginal_cov(a):
+        return a[..., None, None] * S + (1 - a)[..., None, None] * jnp.eye(2)
+
+    def eps_fn(x, s, ab):
+        flat = x.reshape(len(x), 2)
+        r = flat - jnp.sqrt(ab)[:, None] * M
+        eps = jnp.sqrt(1 - ab)[:, None] * jnp.linalg.solve(marginal_cov(ab), r[..., None])[..., 0]
+        return eps.reshape(x.shape)
+
+    ab = jnp.asarray(SCHED.alphas_cumprod, jnp.float32)
+    field = diffusion.probability_flow(eps_fn, ab)
+    x = (M + jax.random.normal(jax.random.key(3), (64, 2)) @ L.T).reshape(64, 2, 1, 1)
+    flat = lambda z: z.reshape(len(z), 2)  # noqa: E731
+    last = len(ab) - 1
+
+    def base(z):
+        return jax.scipy.stats.multivariate_normal.logpdf(
+            flat(z), jnp.sqrt(ab[last]) * M, marginal_cov(ab[last]))
+
+    log_p, _, nfe = ode.log_likelihood(field, x, 0.0, float(last), base, 400, 'rk4')
+    want = jax.scipy.stats.multivariate_normal.logpdf(flat(x), jnp.sqrt(ab[0]) * M,
+                                                      marginal_cov(ab[0]))
+    np.testing.assert_allclose(log_p, want, atol=1e-4)
+    assert nfe == 1600
+    normal = lambda z: jnp.sum(jax.scipy.stats.norm.logpdf(flat(z)), -1)  # noqa: E731
+    log_p, _, _ = ode.log_likelihood(field, x, 0.0, float(last), normal, 100, 'rk4')
+    true = jax.scipy.stats.multivariate_normal.logpdf(flat(x), M, S)
+    np.testing.assert_allclose(log_p, true, atol=0.02)
+
+
 @pytest.mark.parametrize('kind,num_steps,tol', [('ancestral', 1000, 0.015), ('ddim', 1000, 0.015),
                                                  ('ddim', 50, 0.03)])
 def test_samplers_with_the_gaussian_oracle_reproduce_its_moments(kind, num_steps, tol):
@@ -206,10 +242,14 @@ def test_toy_run_resumes_bit_for_bit_and_eval_settings_change(tmp_path, data_dir
     assert result['nll_timesteps'] == 10 and np.isfinite(result['nll_nats'])
     # eval.py --set changes a sampler or evaluation setting on the trained workdir, nothing else.
     overrides = evaluation.parse_settings(['sampler.name=ddim', 'sampler.num_steps=5',
-                                           'eval.nll_timesteps=5'], straight)
-    assert overrides == {'sampler.name': 'ddim', 'sampler.num_steps': 5, 'eval.nll_timesteps': 5}
+                                           'eval.nll_timesteps=5',
+                                           'eval.ode_likelihood_solver=rk48'], straight)
+    assert overrides == {'sampler.name': 'ddim', 'sampler.num_steps': 5, 'eval.nll_timesteps': 5,
+                         'eval.ode_likelihood_solver': 'rk48'}
     again = evaluation.evaluate(straight, overrides=overrides)
     assert again['nll_timesteps'] == 5 and again['nll_nats'] != result['nll_nats']
+    assert 'ode_nll_nats' not in result and again['ode_nll_nfe'] == 32
+    assert np.isfinite(again['ode_nll_nats']) and again['ode_nll_std_error_nats'] > 0
     for bad, message in [('model.hidden=(4,)', 'use --set section.key=value'),
                          ('sampler.eta=fast', 'sampler.eta is a float')]:
         with pytest.raises(ValueError, match=message):

@@ -36,7 +36,7 @@ import numpy as np
 from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
-from genmodels.nn import diffusion, noise, unet
+from genmodels.nn import diffusion, noise, ode, unet
 from genmodels.training import train_state
 
 PyTree = Any
@@ -69,10 +69,14 @@ CONFIG_SCHEMA = {
                                         # entry ends in _eta<E>
         'nll_timesteps': int,           # bound terms evaluated: 0 = all T (exact sum); K < T: an
                                         # unbiased stratified estimate from K of them
+        'ode_likelihood_solver': str,   # the probability-flow likelihood's fixed-step solver,
+                                        # e.g. rk425 ('' = off): ode_nll_* in eval.json
     },
 }
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
-    'eval.samplers', 'eval.nll_timesteps')
+    'eval.samplers', 'eval.nll_timesteps', 'eval.ode_likelihood_solver')
+# Keys added after runs were saved without them, with the values that reproduce those runs.
+ADDED_KEYS = {'eval.ode_likelihood_solver': ''}
 parse_sampler = diffusion.parse_sampler  # an eval.samplers name -> (kind, num_steps, eta or None)
 
 
@@ -111,6 +115,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         if not 1 <= steps <= m.num_timesteps:
             raise ConfigError(f'eval.samplers entry {name!r} must be {diffusion.sampler_names()} '
                               f'with 1 <= S <= {m.num_timesteps}, e.g. ddim50 or ddim50_eta1.')
+    if config.eval.ode_likelihood_solver:
+        try:
+            ode.parse(config.eval.ode_likelihood_solver)
+        except ValueError as e:
+            raise ConfigError(f'eval.ode_likelihood_solver: {e}') from None
     if not 0 <= config.eval.nll_timesteps <= m.num_timesteps:
         raise ConfigError(f'eval.nll_timesteps must be in [0, {m.num_timesteps}] (0: all), got '
                           f'{config.eval.nll_timesteps}.')
@@ -289,6 +298,39 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array,
                                         variance=config.sampler.variance, num_terms=k)
 
 
+def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:
+    """log p(y) [B] in nats through the probability-flow ODE (`diffusion.probability_flow`),
+    integrated with eval.ode_likelihood_solver from s = 0 to T - 1, where the base is N(0, I): the
+    instantaneous change of variables with the exact divergence for toy points and Hutchinson's
+    estimate (a Rademacher probe per example) for images. Images are dequantised first, y = x + w
+    (u - 1/2) with u ~ U[0, 1)^D per example and w the spacing of the pixel levels, so
+    -log P(x) <= -log p(y) - D log w (`ode_nll_*` in evaluate). A conditional model is scored
+    without labels."""
+    net = network(config, labels_lib.num_classes(config.data, config.model))
+    pred = config.model.prediction
+
+    def eps_fn(x, s, ab):
+        return diffusion.predict(pred, net.apply({'params': params}, x, s, None), x, ab)[0]
+
+    field = diffusion.probability_flow(eps_fn, schedule(config).alphas_cumprod)
+    x, index = batch['image'], batch['index']
+    k_deq, k_probe = jax.random.split(rng)
+    probe = None
+    if not data_lib.is_toy(config.data.name):
+        x = x + _level_spacing(config) * (noise.uniform(k_deq, index, x.shape[1:]) - 0.5)
+        probe = 2.0 * (noise.uniform(k_probe, index, x.shape[1:]) < 0.5) - 1.0  # Rademacher
+    base = lambda z: jnp.sum(jax.scipy.stats.norm.logpdf(z), tuple(range(1, z.ndim)))  # noqa: E731
+    method, steps = ode.parse(config.eval.ode_likelihood_solver)
+    log_p, _, _ = ode.log_likelihood(field, x, 0.0, float(config.model.num_timesteps - 1), base,
+                                     steps, method, noise=probe)
+    return log_p
+
+
+def _level_spacing(config) -> float:
+    low, high = data_lib.value_range(config.data)
+    return (high - low) / data_lib.dataset_info(config.data).max_value
+
+
 def sample(config, params, rng: jax.Array, num: int, labels=None, *,
            spec: diffusion.SamplerSpec | None = None, keep: int = 0,
            x_T: jax.Array | None = None):
@@ -347,11 +389,30 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
         prep = data_lib.Preprocessing('discrete', num_levels=levels, low=low, high=high)
     out = {**units.likelihood_record(-float(np.mean(ll)), dims, prep),
            'nll_timesteps': config.eval.nll_timesteps or config.model.num_timesteps}
+    if config.eval.ode_likelihood_solver:
+        out |= _ode_nll(config, params, data, jax.random.fold_in(k_nll, 1))
     if data_lib.is_toy(config.data.name):
         return out | _toy_modes(config, params, k_modes)
     if config.model.conditional and sample_quality.has_classifier(config.data.name):
         out['label_accuracy'] = _label_accuracy(config, params, k_labels)
     return out | _sampler_metrics(config, params, k_samplers)
+
+
+def _ode_nll(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
+    """ode_nll_nats / ode_nll_bits_per_dim: the probability-flow NLL (images: of the 8-bit data,
+    a bound through the dequantisation), its standard error over the examples (which holds the
+    dequantisation and Hutchinson noise too), solver and NFE."""
+    fn = jax.jit(lambda b: ode_log_likelihood(config, params, b, rng))
+    nll = -data_lib.map_batches(lambda b: {'ll': fn(b)}, data, config.eval.batch_size)['ll']
+    dims = int(np.prod(data['image'].shape[1:]))
+    if not data_lib.is_toy(config.data.name):
+        nll = nll - dims * np.log(_level_spacing(config))
+    method, steps = ode.parse(config.eval.ode_likelihood_solver)
+    return {'ode_nll_nats': float(np.mean(nll)),
+            'ode_nll_bits_per_dim': float(units.bits_per_dim(np.mean(nll), dims)),
+            'ode_nll_std_error_nats': float(np.std(nll) / np.sqrt(len(nll))),
+            'ode_nll_solver': config.eval.ode_likelihood_solver,
+            'ode_nll_nfe': ode.METHODS[method] * steps}
 
 
 LABEL_SAMPLES = 1000  # generated images read by the shipped classifier for label_accuracy

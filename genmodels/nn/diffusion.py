@@ -174,6 +174,43 @@ def eps_from_x0(x_t: jax.Array, x0: jax.Array, ab_t: jax.Array) -> jax.Array:
     return (x_t - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
 
 
+def probability_flow(eps_fn: Callable, alphas_cumprod) -> Callable:
+    """The probability-flow ODE (Song et al. 2021, Eq. 13; DDIM's ODE) of the process whose
+    marginal at timestep k is N(sqrt(ab_k) x_0, (1 - ab_k) I), in continuous time s in [0, T - 1]:
+
+        dx/ds = (log ab)'(s) / 2 * (x - eps(x, s) / sqrt(1 - ab(s)))
+
+    Its flow carries the marginal at s to the marginal at every later s', for any continuously
+    differentiable log ab(s); here the cubic Hermite interpolant of log ab_k through the integers
+    with central-difference slopes (one-sided at the ends), so a solver's step may straddle
+    timesteps (a piecewise-linear log ab would put a kink at every integer, where a step is only
+    first-order accurate). `eps_fn(x, s [B], ab [B])` is the model's noise prediction at the
+    (fractional) timestep s. Returns field(x, s)."""
+    log_ab = np.log(np.asarray(alphas_cumprod, np.float64))
+    slopes = np.gradient(log_ab)  # central differences; one-sided at the ends
+    log_ab, slopes = jnp.asarray(log_ab, jnp.float32), jnp.asarray(slopes, jnp.float32)
+    last = len(log_ab) - 1
+
+    def log_ab_and_slope(s):
+        k = jnp.clip(jnp.floor(s).astype(jnp.int32), 0, last - 1)
+        u = s - k
+        l0, l1, d0, d1 = log_ab[k], log_ab[k + 1], slopes[k], slopes[k + 1]
+        value = ((2 * u ** 3 - 3 * u ** 2 + 1) * l0 + (u ** 3 - 2 * u ** 2 + u) * d0
+                 + (3 * u ** 2 - 2 * u ** 3) * l1 + (u ** 3 - u ** 2) * d1)
+        slope = ((6 * u ** 2 - 6 * u) * (l0 - l1) + (3 * u ** 2 - 4 * u + 1) * d0
+                 + (3 * u ** 2 - 2 * u) * d1)
+        return value, slope
+
+    def field(x, s):
+        s = jnp.asarray(s, jnp.float32)
+        log_a, slope = log_ab_and_slope(s)
+        ab = jnp.exp(log_a)
+        eps = eps_fn(x, jnp.broadcast_to(s, x.shape[:1]), jnp.broadcast_to(ab, x.shape[:1]))
+        return 0.5 * slope * (x - eps / jnp.sqrt(1.0 - ab))
+
+    return field
+
+
 # ------------------------------------------------------------------------------------------------
 # Reverse chains. `denoise(x_t, t [B]) -> (eps_hat, x0_hat)` is the model (with any guidance and
 # clipping already applied); the chain is one lax.scan over the kept timesteps, last to first.
