@@ -21,6 +21,7 @@ def base(dataset: str, *, scale: str) -> ml_collections.ConfigDict:
         'step_size': 2e-5,          # eps of Song & Ermon 2019 (with T = 100, L = 10)
         'steps_per_level': 100,
         'denoise': True,
+        'ode_solver': '',           # '': annealed Langevin; e.g. heun50: the probability-flow ODE
     })
     # No clipping: the loss sums over dimensions (392 for an untrained MNIST model), so a fixed
     # norm threshold would clip every step; Adam's step does not depend on the gradient's scale.
@@ -29,6 +30,7 @@ def base(dataset: str, *, scale: str) -> ml_collections.ConfigDict:
                                 checkpoint_every=500, ema_rate=0.999)
     config.eval = common.evaluation(batch_size=250, num_samples=1000, use_ema=True)
     config.eval.loss_levels = 0     # the test DSM loss at every level
+    config.eval.ode_likelihood_solver = ''  # e.g. rk425: the probability-flow likelihood
     return config
 
 

@@ -34,5 +34,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # of 2,500 differed by 0.04 nats).
     config.eval = common.evaluation(batch_size=1000, num_samples=10_000, use_ema=True)
     config.eval.loss_levels = 0
+    config.eval.ode_likelihood_solver = ''
     config = common.apply_arg(config, arg, 'configs/score_toy2d.py')
     return common_score.smoke(config, arg)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from configs import score_mnist, score_toy2d
-from genmodels import config as config_lib, families, trainer
+from genmodels import config as config_lib, evaluation, families, trainer
 from genmodels.families import score
+from genmodels.nn import ode
 from tests.helpers import jitted_init
 from tests.test_trainer import read_metrics
 
@@ -77,6 +78,30 @@ def test_annealed_langevin_with_the_closed_form_score_reproduces_the_gaussian():
     assert np.abs(np.cov(frozen.T) - S).max() > 1.0
 
 
+def test_probability_flow_with_the_closed_form_score_samples_and_scores_the_gaussian():
+    """With the exact score of N(M, S) the flow carries N(M, S + sigma^2 I) from sigma to sigma':
+    from the exact marginal at sigma_max it reaches the data's moments, and the log-likelihood
+    through it from sigma_min (base: the marginal at sigma_max) is the marginal's at sigma_min."""
+    lo, hi = 0.01, 3.0
+    field = score.probability_flow(gaussian_score)
+    chol = jnp.linalg.cholesky(S + hi ** 2 * jnp.eye(2))
+    start = (M + jax.random.normal(jax.random.key(1), (20_000, 2)) @ chol.T).reshape(-1, 2, 1, 1)
+    end, nfe = ode.integrate(field, start, np.log(hi), np.log(lo), 50, 'heun')
+    x = np.asarray(end).reshape(-1, 2)
+    np.testing.assert_allclose(x.mean(0), M, atol=0.02)
+    np.testing.assert_allclose(np.cov(x.T), S + lo ** 2 * np.eye(2), atol=0.01)
+    assert nfe == 100
+
+    def marginal(sigma):
+        return lambda z: jax.scipy.stats.multivariate_normal.logpdf(
+            z.reshape(len(z), 2), M, S + sigma ** 2 * jnp.eye(2))
+
+    points = start[:64] / 3.0
+    log_p, _, _ = ode.log_likelihood(field, points, np.log(lo), np.log(hi), marginal(hi), 100,
+                                     'rk4')
+    np.testing.assert_allclose(log_p, marginal(lo)(points), atol=1e-4)
+
+
 def test_sampler_keeps_the_chain_and_clips_images(data_dir):
     """The image sampler returns the data's value range and `keep` evenly spaced chain states,
     the first from the top of the ladder (spread like sigma_1)."""
@@ -118,6 +143,13 @@ def test_toy_smoke_run_reports_finite_dsm_losses_and_learns(tmp_path, data_dir):
     assert saved['dsm_loss'] < 1.0 and saved['dsm_loss_sigma_max'] < 0.5
     assert sorted(os.listdir(os.path.join(workdir, 'figures'))) == ['samples.png',
                                                                      'score_field.png']
+    # eval.py --set: the probability-flow sampler and likelihood on the same workdir.
+    again = evaluation.evaluate(workdir, overrides={'sampler.ode_solver': 'heun10',
+                                                    'eval.ode_likelihood_solver': 'rk410'})
+    assert again['ode_nll_nfe'] == 40 and again['dsm_loss'] == saved['dsm_loss']
+    assert abs(again['ode_nll_nats'] - saved['true_nll_nats']) < 3.0
+    assert np.isfinite(again['samples_true_nll_nats'])
+    assert again['samples_true_nll_nats'] != saved['samples_true_nll_nats']
 
 
 @pytest.mark.parametrize('key,value,message', [

@@ -317,18 +317,13 @@ def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Arra
     k_deq, k_probe = jax.random.split(rng)
     probe = None
     if not data_lib.is_toy(config.data.name):
-        x = x + _level_spacing(config) * (noise.uniform(k_deq, index, x.shape[1:]) - 0.5)
+        x = x + units.level_spacing(config.data) * (noise.uniform(k_deq, index, x.shape[1:]) - 0.5)
         probe = 2.0 * (noise.uniform(k_probe, index, x.shape[1:]) < 0.5) - 1.0  # Rademacher
     base = lambda z: jnp.sum(jax.scipy.stats.norm.logpdf(z), tuple(range(1, z.ndim)))  # noqa: E731
     method, steps = ode.parse(config.eval.ode_likelihood_solver)
     log_p, _, _ = ode.log_likelihood(field, x, 0.0, float(config.model.num_timesteps - 1), base,
                                      steps, method, noise=probe)
     return log_p
-
-
-def _level_spacing(config) -> float:
-    low, high = data_lib.value_range(config.data)
-    return (high - low) / data_lib.dataset_info(config.data).max_value
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *,
@@ -399,20 +394,12 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
 
 
 def _ode_nll(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
-    """ode_nll_nats / ode_nll_bits_per_dim: the probability-flow NLL (images: of the 8-bit data,
-    a bound through the dequantisation), its standard error over the examples (which holds the
-    dequantisation and Hutchinson noise too), solver and NFE."""
+    """ode_nll_* of `ode_log_likelihood` over the split (units.ode_nll_record)."""
     fn = jax.jit(lambda b: ode_log_likelihood(config, params, b, rng))
     nll = -data_lib.map_batches(lambda b: {'ll': fn(b)}, data, config.eval.batch_size)['ll']
-    dims = int(np.prod(data['image'].shape[1:]))
-    if not data_lib.is_toy(config.data.name):
-        nll = nll - dims * np.log(_level_spacing(config))
     method, steps = ode.parse(config.eval.ode_likelihood_solver)
-    return {'ode_nll_nats': float(np.mean(nll)),
-            'ode_nll_bits_per_dim': float(units.bits_per_dim(np.mean(nll), dims)),
-            'ode_nll_std_error_nats': float(np.std(nll) / np.sqrt(len(nll))),
-            'ode_nll_solver': config.eval.ode_likelihood_solver,
-            'ode_nll_nfe': ode.METHODS[method] * steps}
+    return units.ode_nll_record(nll, int(np.prod(data['image'].shape[1:])), config.data,
+                                config.eval.ode_likelihood_solver, ode.METHODS[method] * steps)
 
 
 LABEL_SAMPLES = 1000  # generated images read by the shipped classifier for label_accuracy

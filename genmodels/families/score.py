@@ -62,8 +62,8 @@ import numpy as np
 
 from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
-from genmodels.metrics import modes as modes_lib
-from genmodels.nn import noise, unet
+from genmodels.metrics import modes as modes_lib, units
+from genmodels.nn import noise, ode, unet
 from genmodels.training import train_state
 
 PyTree = Any
@@ -81,14 +81,20 @@ CONFIG_SCHEMA = {
         'step_size': float,             # eps: alpha_i = eps sigma_i^2 / sigma_L^2; < 2 sigma_L^2
         'steps_per_level': int,         # T: Langevin steps at each level
         'denoise': bool,                # a final step x + sigma_L^2 s(x, sigma_L)
+        'ode_solver': str,              # '' : annealed Langevin; a solver (heun50, rk420, ...):
+                                        # the probability-flow ODE from sigma_max to sigma_min
     },
     'eval': {                           # added to the shared eval section
         'loss_levels': int,             # levels of the test DSM loss, evenly spaced from sigma_1
                                         # to sigma_L (0: all L)
+        'ode_likelihood_solver': str,   # the probability-flow likelihood's solver ('' = off)
     },
 }
 # Sampler settings may change on an existing workdir: eval.py --set sampler.step_size=1e-5
-RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + ('eval.loss_levels',)
+RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
+    'eval.loss_levels', 'eval.ode_likelihood_solver')
+# Keys added after runs were saved without them, with the values that reproduce those runs.
+ADDED_KEYS = {'sampler.ode_solver': '', 'eval.ode_likelihood_solver': ''}
 
 MAX_CONDITION = 1000.0  # t(sigma_max): the top of the timestep range the embedding was made for
 
@@ -111,6 +117,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           f'sigma_i^2 / sigma_min^2 diverge beyond that; got {s.step_size}.')
     if s.steps_per_level < 1:
         raise ConfigError(f'sampler.steps_per_level must be positive, got {s.steps_per_level}.')
+    for key in ('sampler.ode_solver', 'eval.ode_likelihood_solver'):
+        section, name = key.split('.')
+        if config[section][name]:
+            try:
+                ode.parse(config[section][name])
+            except ValueError as e:
+                raise ConfigError(f'{key}: {e}') from None
     if config.eval.loss_levels == 1 or not 0 <= config.eval.loss_levels <= m.num_scales:
         raise ConfigError(f'eval.loss_levels must be 0 (all levels) or in [2, model.num_scales = '
                           f'{m.num_scales}] (both ends and levels between), got '
@@ -218,6 +231,50 @@ def annealed_langevin(score: ScoreFn, x: jax.Array, ladder: jax.Array, step_size
 
 
 # ------------------------------------------------------------------------------------------------
+# The probability-flow ODE (Song et al. 2021, Eq. 13, of the variance-exploding process)
+
+def probability_flow(score: ScoreFn) -> Callable:
+    """field(x, tau) of the probability-flow ODE in tau = log sigma: the marginal p_sigma = p * N(0,
+    sigma^2 I) moves as dx/dsigma = -sigma grad log p_sigma(x), so dx/dtau = -sigma^2 s(x, sigma).
+    Sampling integrates tau from log sigma_max down to log sigma_min; the likelihood, upwards."""
+    def field(x, tau):
+        sigma = jnp.exp(jnp.asarray(tau, jnp.float32))
+        return -sigma ** 2 * score(x, sigma)
+
+    return field
+
+
+def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:
+    """log p(y) [B] in nats through the probability-flow ODE from sigma_min, where the data stand,
+    to sigma_max, where the base is N(0, sigma_max^2 I) (as Song et al. 2021 score VE models):
+    exact divergence for toy points; for images Hutchinson's estimate on dequantised pixels,
+    y = x + w (u - 1/2), w the spacing of the pixel levels (the bound's correction: `_ode_nll`)."""
+    m = config.model
+    x, index = batch['image'], batch['index']
+    k_deq, k_probe = jax.random.split(rng)
+    probe = None
+    if not data_lib.is_toy(config.data.name):
+        x = x + units.level_spacing(config.data) * (noise.uniform(k_deq, index, x.shape[1:]) - 0.5)
+        probe = 2.0 * (noise.uniform(k_probe, index, x.shape[1:]) < 0.5) - 1.0  # Rademacher
+    base = lambda z: jnp.sum(jax.scipy.stats.norm.logpdf(z, scale=m.sigma_max),  # noqa: E731
+                             tuple(range(1, z.ndim)))
+    method, steps = ode.parse(config.eval.ode_likelihood_solver)
+    log_p, _, _ = ode.log_likelihood(probability_flow(make_score(config, params)), x,
+                                     math.log(m.sigma_min), math.log(m.sigma_max), base, steps,
+                                     method, noise=probe)
+    return log_p
+
+
+def _ode_nll(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
+    """ode_nll_* of `ode_log_likelihood` over the split (units.ode_nll_record)."""
+    fn = jax.jit(lambda b: ode_log_likelihood(config, params, b, rng))
+    nll = -data_lib.map_batches(lambda b: {'ll': fn(b)}, data, config.eval.batch_size)['ll']
+    method, steps = ode.parse(config.eval.ode_likelihood_solver)
+    return units.ode_nll_record(nll, int(np.prod(data['image'].shape[1:])), config.data,
+                                config.eval.ode_likelihood_solver, ode.METHODS[method] * steps)
+
+
+# ------------------------------------------------------------------------------------------------
 # The family contract
 
 def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
@@ -246,8 +303,24 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *, keep: int =
     shape = (num,) + tuple(data_lib.dataset_info(config.data).shape)
     k_init, k_chain = jax.random.split(rng)
     x = float(ladder[0]) * jax.random.normal(k_init, shape)
-    out = annealed_langevin(make_score(config, params), x, ladder, s.step_size,
-                            s.steps_per_level, k_chain, denoise=s.denoise, keep=keep)
+    score = make_score(config, params)
+    if s.ode_solver:
+        method, steps = ode.parse(s.ode_solver)
+        tau_max, tau_min = math.log(config.model.sigma_max), math.log(config.model.sigma_min)
+        out = ode.integrate(probability_flow(score), x, tau_max, tau_min, steps, method,
+                            trajectory=bool(keep))
+        if keep:
+            kept = np.linspace(0, steps - 1, keep).round().astype(int)
+            out = (out[0], out[2][kept])
+        else:
+            out = out[0]
+        if s.denoise:
+            sigma_last = float(ladder[-1])
+            out = ((out[0] + sigma_last ** 2 * score(out[0], sigma_last), out[1]) if keep
+                   else out + sigma_last ** 2 * score(out, sigma_last))
+    else:
+        out = annealed_langevin(score, x, ladder, s.step_size, s.steps_per_level, k_chain,
+                                denoise=s.denoise, keep=keep)
     x, trace = out if keep else (out, None)
     bounds = data_lib.value_range(config.data)
     if bounds is not None:
@@ -296,6 +369,8 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
         mask = (4 * from_smallest) // config.model.num_scales == q
         if mask.any():
             out[f'dsm_loss_q{q}'] = float(np.mean(per_level[mask]))
+    if config.eval.ode_likelihood_solver:
+        out |= _ode_nll(config, params, data, jax.random.fold_in(k_loss, 1))
     if data_lib.is_toy(config.data.name):
         out |= _toy_metrics(config, params, k_sample)
     return out

@@ -57,3 +57,24 @@ def toy_reference(data_config: ml_collections.ConfigDict, images: np.ndarray,
     if 'nll_nats' in results:
         record['kl_estimate_nats'] = results['nll_nats'] - true_nll
     return record
+
+
+def level_spacing(data_config: ml_collections.ConfigDict) -> float:
+    """w: the distance between neighbouring pixel levels in model space (2/255 on [-1, 1])."""
+    low, high = data.value_range(data_config)
+    return (high - low) / data.dataset_info(data_config).max_value
+
+
+def ode_nll_record(nll_nats: np.ndarray, dims: int, data_config: ml_collections.ConfigDict,
+                   solver: str, nfe: int) -> dict:
+    """eval.json's ode_nll_* from per-example NLLs [N] of a probability-flow density: on images,
+    whose pixels were dequantised as y = x + w (u - 1/2), the bound -log P(x) <= -log p(y) - D log w
+    on the 8-bit data; on toy points the density's NLL. With the standard error over the examples
+    (which holds the dequantisation and Hutchinson noise too), the solver and its NFE."""
+    nll = np.asarray(nll_nats, np.float64)
+    if not data.is_toy(data_config.name):
+        nll = nll - dims * math.log(level_spacing(data_config))
+    return {'ode_nll_nats': float(np.mean(nll)),
+            'ode_nll_bits_per_dim': float(bits_per_dim(np.mean(nll), dims)),
+            'ode_nll_std_error_nats': float(np.std(nll) / math.sqrt(len(nll))),
+            'ode_nll_solver': solver, 'ode_nll_nfe': int(nfe)}
