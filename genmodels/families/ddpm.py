@@ -341,7 +341,7 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *,
     if x_T is None:
         x_T = jax.random.normal(k_x, (num,) + tuple(shape))
     chain = diffusion.steps(schedule(config),
-                            diffusion.respaced(config.model.num_timesteps, spec.num_steps))
+                            diffusion.kept_timesteps(schedule(config), spec.kind, spec.num_steps))
     x0, trace = diffusion.run_chain(spec.kind, make_denoiser(config, params, labels, spec=spec),
                                     x_T, chain, k_chain, variance=spec.variance, eta=spec.eta,
                                     keep=keep)

@@ -128,6 +128,33 @@ def respaced(num_timesteps: int, num_steps: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(np.int64))
 
 
+def respaced_logsnr(alphas_cumprod, num_steps: int) -> np.ndarray:
+    """num_steps distinct timesteps over [0, T-1], both ends kept, evenly spaced in the log
+    signal-to-noise ratio lambda = log(alpha / sigma) rather than in t (Lu et al. 2022's spacing
+    for DPM-Solver): each at the timestep nearest its lambda, pushed apart where neighbours
+    collide (near t = 0, where lambda changes fastest)."""
+    ab = np.asarray(alphas_cumprod, np.float64)
+    last = len(ab) - 1
+    if not 1 <= num_steps <= len(ab):
+        raise ValueError(f'a sampler needs 1 to {len(ab)} steps, got {num_steps}.')
+    lam = 0.5 * np.log(ab / (1.0 - ab))                        # decreasing in t
+    targets = np.linspace(lam[0], lam[-1], num_steps)
+    t = np.round(np.interp(-targets, -lam, np.arange(len(ab)))).astype(np.int64)
+    for i in range(1, num_steps):                              # strictly increasing ...
+        t[i] = max(t[i], t[i - 1] + 1)
+    for i in range(num_steps - 1, -1, -1):                     # ... within [0, T - 1]
+        t[i] = min(t[i], last - (num_steps - 1 - i))
+    return t
+
+
+def kept_timesteps(sched: Schedule, kind: str, num_steps: int) -> np.ndarray:
+    """The timesteps a sampler of `kind` visits: DPM-Solver++ evenly in log SNR, the others
+    evenly in t (`respaced`)."""
+    if kind == 'dpmpp2m':
+        return respaced_logsnr(sched.alphas_cumprod, num_steps)
+    return respaced(sched.num_timesteps, num_steps)
+
+
 def _col(a: jax.Array, ndim: int) -> jax.Array:
     """[B] (or scalar) -> broadcastable against [B, ...] of rank ndim."""
     a = jnp.asarray(a)
@@ -229,22 +256,49 @@ def ddim_step(x_t: jax.Array, eps: jax.Array, x0: jax.Array, step: Steps, *, var
     return jnp.sqrt(step.ab_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - step.ab_s - var, 0.0)) * eps, var
 
 
+def dpmpp2m_step(x_t: jax.Array, x0: jax.Array, x0_prev: jax.Array, h_prev: jax.Array,
+                 step: Steps) -> tuple[jax.Array, jax.Array]:
+    """(x_s, h) of DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), the multistep second-order solver of
+    the probability-flow ODE in the data prediction, with lambda = log(alpha / sigma):
+
+        h = lambda_s - lambda_t,  D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_prev,  r = h_prev / h
+        x_s = sigma_s / sigma_t x_t - alpha_s (exp(-h) - 1) D
+
+    First order (D = x0_hat) at the first step (h_prev = 0) and at the last, into the data (s =
+    -1), where it returns x0_hat (the "lower order final" of the reference code)."""
+    last = step.ab_s >= 1.0
+    ab_t, ab_s = step.ab_t, jnp.where(last, 0.5, step.ab_s)  # 0.5: any finite stand-in
+
+    def lam(ab):
+        return 0.5 * (jnp.log(ab) - jnp.log1p(-ab))
+
+    h = lam(ab_s) - lam(ab_t)
+    half_inv_r = 0.5 * h / jnp.where(h_prev > 0, h_prev, 1.0)
+    second = (h_prev > 0) & ~last
+    d = jnp.where(second, (1.0 + half_inv_r) * x0 - half_inv_r * x0_prev, x0)
+    x_s = jnp.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * x_t - jnp.sqrt(ab_s) * jnp.expm1(-h) * d
+    return jnp.where(last, x0, x_s), jnp.where(last, 0.0, h)
+
+
 class Sampler(NamedTuple):
-    step: Callable      # (x_t, eps_hat, x0_hat, step, *, variance, eta) -> (mean, var) of x_s
-    takes_eta: bool     # whether its name may set eta: '<name><S>_eta<E>'
+    step: Callable | None  # (x_t, eps_hat, x0_hat, step, *, variance, eta) -> (mean, var) of x_s;
+                           # None: a multistep solver that run_chain steps itself
+    takes_eta: bool        # whether its name may set eta: '<name><S>_eta<E>'
 
 
 SAMPLERS = {  # name -> Sampler; a name here is a sampler.name and, with its steps, a sampler's name
     'ancestral': Sampler(ancestral_step, takes_eta=False),
     'ddim': Sampler(ddim_step, takes_eta=True),
+    'dpmpp2m': Sampler(None, takes_eta=False),  # DPM-Solver++(2M): dpmpp2m_step
 }
 
 
 def reverse_step(kind: str, x_t: jax.Array, eps: jax.Array, x0: jax.Array, step: Steps,
                  z: jax.Array, *, variance: str = 'fixed_small', eta: float = 0.0) -> jax.Array:
     """One step t -> s of a chain; `step` holds one step's scalars; z ~ N(0, I) like x_t."""
-    if kind not in SAMPLERS:
-        raise ValueError(f'unknown sampler {kind!r}; use one of {tuple(SAMPLERS)}.')
+    if kind not in SAMPLERS or SAMPLERS[kind].step is None:
+        raise ValueError(f'unknown one-step sampler {kind!r}; use one of '
+                         f'{tuple(k for k, v in SAMPLERS.items() if v.step is not None)}.')
     mean, var = SAMPLERS[kind].step(x_t, eps, x0, step, variance=variance, eta=eta)
     last = step.ab_s >= 1.0  # s = -1: return x0_hat, no noise
     return mean + jnp.where(last, 0.0, jnp.sqrt(var)) * z
@@ -262,15 +316,21 @@ def run_chain(kind: str, denoise: Callable, x_T: jax.Array, chain: Steps, rng: j
     if keep:
         kept[np.round(np.linspace(0, num - 1, keep)).astype(int)] = True
 
-    def body(x, inputs):
+    def body(carry, inputs):
+        x, x0_prev, h_prev = carry  # the last x0_hat and step in lambda: multistep solvers' state
         i, step, save = inputs
         t = jnp.full(x.shape[:1], step.t, jnp.int32)
         eps, x0 = denoise(x, t)
-        z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
-        return reverse_step(kind, x, eps, x0, step, z, variance=variance, eta=eta), (
-            jnp.where(save, x, 0.0) if keep else None)
+        if kind == 'dpmpp2m':
+            new, h = dpmpp2m_step(x, x0, x0_prev, h_prev, step)
+        else:
+            z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
+            new, h = reverse_step(kind, x, eps, x0, step, z, variance=variance, eta=eta), h_prev
+        return (new, x0, h), (jnp.where(save, x, 0.0) if keep else None)
 
-    x0, trace = jax.lax.scan(body, x_T, (jnp.arange(num), xs, jnp.asarray(kept[::-1])))
+    start = (x_T, jnp.zeros_like(x_T), jnp.zeros((), jnp.float32))
+    (x0, _, _), trace = jax.lax.scan(body, start,
+                                     (jnp.arange(num), xs, jnp.asarray(kept[::-1])))
     if keep:
         trace = trace[jnp.asarray(np.flatnonzero(kept[::-1]))]
     return x0, trace
