@@ -163,7 +163,7 @@ def test_probability_flow_likelihood_of_the_gaussian_oracle_is_the_closed_form()
 
 @pytest.mark.parametrize('kind,num_steps,tol', [('ancestral', 1000, 0.015), ('ddim', 1000, 0.015),
                                                  ('ddim', 50, 0.03), ('dpmpp2m', 10, 0.05),
-                                                 ('dpmpp2m', 20, 0.03)])
+                                                 ('dpmpp2m', 20, 0.03), ('heun', 50, 0.03)])
 def test_samplers_with_the_gaussian_oracle_reproduce_its_moments(kind, num_steps, tol):
     chain = diffusion.steps(SCHED, diffusion.kept_timesteps(SCHED, kind, num_steps))
     assert len(chain.t) == num_steps
@@ -176,6 +176,21 @@ def test_samplers_with_the_gaussian_oracle_reproduce_its_moments(kind, num_steps
     # (2M), second order and spaced in log SNR: 0.039 at 10 steps and 0.024 at 20, where DDIM's
     # errors are 0.14 and 0.071 (0.013 is this draw's own error, at 1,000 steps).
     np.testing.assert_allclose(np.cov(x.T), S, atol=tol)
+
+
+def test_heun_is_second_order_where_euler_ddim_is_first():
+    """On EDM's 50 noise levels, Heun's deterministic samples stay closer to the ODE's solution
+    (DDIM over all 1,000 timesteps) than DDIM's Euler steps on the same levels: measured 0.021
+    against 0.131, and 0.009 against 0.063 at 100 levels."""
+    x_T = jax.random.normal(jax.random.key(3), (2000, 2, 1, 1))
+    ref, _ = diffusion.run_chain('ddim', oracle, x_T, diffusion.steps(SCHED, np.arange(1000)),
+                                 jax.random.key(4))
+    errors = {}
+    for kind in ('ddim', 'heun'):
+        chain = diffusion.steps(SCHED, diffusion.respaced_karras(SCHED.alphas_cumprod, 50))
+        x, _ = diffusion.run_chain(kind, oracle, x_T, chain, jax.random.key(4))
+        errors[kind] = float(np.abs(np.asarray(x) - np.asarray(ref)).max())
+    assert errors['heun'] < 0.2 * errors['ddim'], errors
 
 
 def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_chain():
@@ -320,7 +335,7 @@ def test_bad_ddpm_configs_are_one_line_errors():
     for mutate, message in [
         (lambda c: setattr(c.sampler, 'guidance_scale', 2.0), 'conditional model'),
         (lambda c: setattr(c.eval, 'samplers', ('ddpm50',)),
-         'ancestral<S>, ddim<S>, dpmpp2m<S> or'),
+         'ancestral<S>, ddim<S>, dpmpp2m<S>, heun<S> or'),
         (lambda c: setattr(c.eval, 'samplers', ('ancestral50_eta1',)), 'ddim<S>_eta<E>'),
         (lambda c: setattr(c.data, 'dequantize', True), 'dequantize=False'),
         (lambda c: setattr(c.model, 'prediction', 'score'), 'model.prediction'),

@@ -123,35 +123,57 @@ def steps(sched: Schedule, timesteps: np.ndarray) -> Steps:
 
 def respaced(num_timesteps: int, num_steps: int) -> np.ndarray:
     """num_steps timesteps evenly spaced over [0, T-1], both ends kept (all T when equal)."""
-    if not 1 <= num_steps <= num_timesteps:
-        raise ValueError(f'a sampler needs 1 to {num_timesteps} steps, got {num_steps}.')
+    _check_steps(num_timesteps, num_steps)
     return np.unique(np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(np.int64))
+
+
+def _nearest_distinct(table: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The timesteps (indices of the increasing `table`) nearest each of the increasing `targets`,
+    pushed apart where neighbours collide, within [0, len(table) - 1]."""
+    last, num = len(table) - 1, len(targets)
+    t = np.round(np.interp(targets, table, np.arange(len(table)))).astype(np.int64)
+    for i in range(1, num):                                    # strictly increasing ...
+        t[i] = max(t[i], t[i - 1] + 1)
+    for i in range(num - 1, -1, -1):                           # ... within [0, T - 1]
+        t[i] = min(t[i], last - (num - 1 - i))
+    return t
 
 
 def respaced_logsnr(alphas_cumprod, num_steps: int) -> np.ndarray:
     """num_steps distinct timesteps over [0, T-1], both ends kept, evenly spaced in the log
     signal-to-noise ratio lambda = log(alpha / sigma) rather than in t (Lu et al. 2022's spacing
-    for DPM-Solver): each at the timestep nearest its lambda, pushed apart where neighbours
-    collide (near t = 0, where lambda changes fastest)."""
+    for DPM-Solver), each at the timestep nearest its lambda."""
     ab = np.asarray(alphas_cumprod, np.float64)
-    last = len(ab) - 1
-    if not 1 <= num_steps <= len(ab):
-        raise ValueError(f'a sampler needs 1 to {len(ab)} steps, got {num_steps}.')
-    lam = 0.5 * np.log(ab / (1.0 - ab))                        # decreasing in t
-    targets = np.linspace(lam[0], lam[-1], num_steps)
-    t = np.round(np.interp(-targets, -lam, np.arange(len(ab)))).astype(np.int64)
-    for i in range(1, num_steps):                              # strictly increasing ...
-        t[i] = max(t[i], t[i - 1] + 1)
-    for i in range(num_steps - 1, -1, -1):                     # ... within [0, T - 1]
-        t[i] = min(t[i], last - (num_steps - 1 - i))
-    return t
+    _check_steps(len(ab), num_steps)
+    minus_lam = -0.5 * np.log(ab / (1.0 - ab))                 # increasing in t
+    return _nearest_distinct(minus_lam, np.linspace(minus_lam[0], minus_lam[-1], num_steps))
+
+
+def respaced_karras(alphas_cumprod, num_steps: int, rho: float = 7.0) -> np.ndarray:
+    """num_steps distinct timesteps over [0, T-1] at EDM's noise levels (Karras et al. 2022,
+    Eq. 5): sigma_i = (sigma_max^(1/rho) + i / (S - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,
+    sigma = sqrt((1 - ab) / ab), each at the timestep nearest its sigma (as EDM does for iDDPM's
+    discrete levels)."""
+    ab = np.asarray(alphas_cumprod, np.float64)
+    _check_steps(len(ab), num_steps)
+    sigma = np.sqrt((1.0 - ab) / ab)                           # increasing in t
+    ramp = np.linspace(0.0, 1.0, num_steps)
+    levels = (sigma[0] ** (1 / rho) + ramp * (sigma[-1] ** (1 / rho) - sigma[0] ** (1 / rho))) ** rho
+    return _nearest_distinct(sigma, levels)
+
+
+def _check_steps(num_timesteps: int, num_steps: int) -> None:
+    if not 1 <= num_steps <= num_timesteps:
+        raise ValueError(f'a sampler needs 1 to {num_timesteps} steps, got {num_steps}.')
 
 
 def kept_timesteps(sched: Schedule, kind: str, num_steps: int) -> np.ndarray:
-    """The timesteps a sampler of `kind` visits: DPM-Solver++ evenly in log SNR, the others
-    evenly in t (`respaced`)."""
+    """The timesteps a sampler of `kind` visits: DPM-Solver++ evenly in log SNR, Heun at EDM's
+    noise levels, the others evenly in t (`respaced`)."""
     if kind == 'dpmpp2m':
         return respaced_logsnr(sched.alphas_cumprod, num_steps)
+    if kind == 'heun':
+        return respaced_karras(sched.alphas_cumprod, num_steps)
     return respaced(sched.num_timesteps, num_steps)
 
 
@@ -280,6 +302,26 @@ def dpmpp2m_step(x_t: jax.Array, x0: jax.Array, x0_prev: jax.Array, h_prev: jax.
     return jnp.where(last, x0, x_s), jnp.where(last, 0.0, h)
 
 
+def heun_step(x_t: jax.Array, eps: jax.Array, step: Steps, denoise_s: Callable) -> jax.Array:
+    """x_s by one step of EDM's deterministic Heun sampler (Karras et al. 2022, Alg. 1) on the
+    probability-flow ODE in its variables, x~ = x / sqrt(ab) and sigma = sqrt((1 - ab) / ab), where
+    dx~/dsigma = eps_hat(x): an Euler step (which is DDIM's), then the trapezoid correction with
+    eps_hat at the new point, `denoise_s(x_s) -> eps_hat`, except on the last step into the data
+    (sigma_s = 0: the Euler step, x0_hat)."""
+    last = step.ab_s >= 1.0
+    sigma_t = jnp.sqrt((1.0 - step.ab_t) / step.ab_t)
+    sigma_s = jnp.where(last, 0.0, jnp.sqrt((1.0 - step.ab_s) / step.ab_s))
+    x_tilde = x_t / jnp.sqrt(step.ab_t)
+    euler = x_tilde + (sigma_s - sigma_t) * eps
+
+    def corrected(_):
+        eps_s = denoise_s(jnp.sqrt(step.ab_s) * euler)
+        return x_tilde + (sigma_s - sigma_t) * 0.5 * (eps + eps_s)
+
+    return jnp.sqrt(jnp.where(last, 1.0, step.ab_s)) * jax.lax.cond(last, lambda _: euler,
+                                                                      corrected, None)
+
+
 class Sampler(NamedTuple):
     step: Callable | None  # (x_t, eps_hat, x0_hat, step, *, variance, eta) -> (mean, var) of x_s;
                            # None: a multistep solver that run_chain steps itself
@@ -290,6 +332,7 @@ SAMPLERS = {  # name -> Sampler; a name here is a sampler.name and, with its ste
     'ancestral': Sampler(ancestral_step, takes_eta=False),
     'ddim': Sampler(ddim_step, takes_eta=True),
     'dpmpp2m': Sampler(None, takes_eta=False),  # DPM-Solver++(2M): dpmpp2m_step
+    'heun': Sampler(None, takes_eta=False),     # EDM's Heun (Karras et al. 2022, Alg. 1): heun_step
 }
 
 
@@ -316,21 +359,26 @@ def run_chain(kind: str, denoise: Callable, x_T: jax.Array, chain: Steps, rng: j
     if keep:
         kept[np.round(np.linspace(0, num - 1, keep)).astype(int)] = True
 
+    s_of = np.concatenate([[0], chain.t[:-1]])[idx]  # each step's next timestep (0 at the last)
+
     def body(carry, inputs):
         x, x0_prev, h_prev = carry  # the last x0_hat and step in lambda: multistep solvers' state
-        i, step, save = inputs
+        i, step, s, save = inputs
         t = jnp.full(x.shape[:1], step.t, jnp.int32)
         eps, x0 = denoise(x, t)
         if kind == 'dpmpp2m':
             new, h = dpmpp2m_step(x, x0, x0_prev, h_prev, step)
+        elif kind == 'heun':
+            new, h = heun_step(x, eps, step, lambda x_s: denoise(
+                x_s, jnp.full(x.shape[:1], s, jnp.int32))[0]), h_prev
         else:
             z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
             new, h = reverse_step(kind, x, eps, x0, step, z, variance=variance, eta=eta), h_prev
         return (new, x0, h), (jnp.where(save, x, 0.0) if keep else None)
 
     start = (x_T, jnp.zeros_like(x_T), jnp.zeros((), jnp.float32))
-    (x0, _, _), trace = jax.lax.scan(body, start,
-                                     (jnp.arange(num), xs, jnp.asarray(kept[::-1])))
+    (x0, _, _), trace = jax.lax.scan(
+        body, start, (jnp.arange(num), xs, jnp.asarray(s_of, jnp.int32), jnp.asarray(kept[::-1])))
     if keep:
         trace = trace[jnp.asarray(np.flatnonzero(kept[::-1]))]
     return x0, trace
