@@ -20,7 +20,10 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'beta_end': 0.02,
         'prediction': 'eps',
     })
-    config.loss = ml_collections.ConfigDict({'label_dropout': 0.0})
+    config.loss = ml_collections.ConfigDict({
+        'label_dropout': 0.0,
+        'min_snr_gamma': 0.0,       # e.g. 5: Hang et al.'s min-SNR-gamma weighting; 0: L_simple
+    })
     config.sampler = ml_collections.ConfigDict({
         'name': 'ddim',             # what `sample` uses: FID during training, figures
         'num_steps': 50,

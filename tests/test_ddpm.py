@@ -77,6 +77,24 @@ def test_prediction_targets_round_trip(prediction):
     np.testing.assert_allclose(x0_hat, x0, atol=2e-3)
 
 
+
+def test_min_snr_weights_give_every_target_the_clipped_snr_weighted_x0_loss():
+    """The same prediction expressed as eps, x0 or v: each target's squared error times its
+    min-SNR-gamma weight is min(SNR, gamma) |x0 - x0_hat|^2 (Hang et al. 2023, Eq. 10)."""
+    k = jax.random.split(jax.random.key(0), 3)
+    x0, eps, eps_hat = (jax.random.normal(key, (6, 4)) for key in k)
+    ab = jnp.asarray(SCHED.alphas_cumprod[np.array([0, 10, 100, 400, 700, 999])], jnp.float32)
+    x_t = diffusion.q_sample(x0, ab, eps)
+    _, x0_hat = diffusion.predict('eps', eps_hat, x_t, ab)
+    v_hat = diffusion.target('v', x0_hat, eps_hat, ab)
+    snr = ab / (1 - ab)
+    want = jnp.minimum(snr, 5.0) * jnp.sum((x0 - x0_hat) ** 2, -1)
+    for prediction, out in (('eps', eps_hat), ('x0', x0_hat), ('v', v_hat)):
+        goal = diffusion.target(prediction, x0, eps, ab)
+        got = diffusion.min_snr_weight(prediction, ab, 5.0) * jnp.sum((out - goal) ** 2, -1)
+        np.testing.assert_allclose(got, want, rtol=2e-3, err_msg=prediction)
+
+
 @pytest.mark.parametrize('levels', [256, 17])
 def test_discretized_decoder_is_a_distribution_over_the_levels(levels):
     x = jnp.linspace(-1.0, 1.0, levels)
@@ -208,11 +226,12 @@ def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_chain():
 # ------------------------------------------------------------------------------------------------
 # The family
 
-@pytest.mark.parametrize('objective,prediction', [('simple', 'x0'), ('simple', 'v'),
-                                                  ('vlb', 'eps')])
-def test_objectives_and_targets_train(objective, prediction, data_dir):
-    """Each objective and target takes finite steps that lower its loss on a fixed batch."""
-    config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY)
+@pytest.mark.parametrize('objective,prediction,gamma', [('simple', 'x0', 0.0), ('simple', 'v', 5.0),
+                                                        ('vlb', 'eps', 0.0)])
+def test_objectives_and_targets_train(objective, prediction, gamma, data_dir):
+    """Each objective and target takes finite steps that lower its loss on a fixed batch (v with
+    the min-SNR-5 weighting)."""
+    config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY, {'loss.min_snr_gamma': gamma})
     config.objective, config.model.prediction = objective, prediction
     points = data.load_split(config.data, 'train', 256)['image']
     batch = {'image': jnp.asarray(points), 'label': jnp.zeros(256, jnp.int32),

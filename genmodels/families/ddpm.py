@@ -54,6 +54,7 @@ CONFIG_SCHEMA = {
     },
     'loss': {
         'label_dropout': float,         # P(label -> "no label") in training, conditional models
+        'min_snr_gamma': float,         # min-SNR-gamma loss weight (Hang et al. 2023); 0: off
     },
     'sampler': {
         'name': str,                    # 'ancestral' or 'ddim': what `sample` (FID, figures) uses
@@ -76,7 +77,7 @@ CONFIG_SCHEMA = {
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.samplers', 'eval.nll_timesteps', 'eval.ode_likelihood_solver')
 # Keys added after runs were saved without them, with the values that reproduce those runs.
-ADDED_KEYS = {'eval.ode_likelihood_solver': ''}
+ADDED_KEYS = {'eval.ode_likelihood_solver': '', 'loss.min_snr_gamma': 0.0}
 parse_sampler = diffusion.parse_sampler  # an eval.samplers name -> (kind, num_steps, eta or None)
 
 
@@ -95,6 +96,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError('the linear schedule needs 0 < model.beta_start <= model.beta_end < 1.')
     if not 0.0 <= config.loss.label_dropout < 1.0:
         raise ConfigError(f'loss.label_dropout must be in [0, 1), got {config.loss.label_dropout}.')
+    if config.loss.min_snr_gamma < 0:
+        raise ConfigError(f'loss.min_snr_gamma must be >= 0 (0: off), got '
+                          f'{config.loss.min_snr_gamma}.')
     config_lib.check_choice(config, 'sampler.name', diffusion.SAMPLERS)
     config_lib.check_choice(config, 'sampler.variance', diffusion.VARIANCES)
     if not 1 <= s.num_steps <= m.num_timesteps:
@@ -212,12 +216,16 @@ def _apply(config, params, x_t, t, labels, dropout_rng):
 
 
 def simple_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
-    """L_simple (Ho Eq. 14) for the configured target: mean over pixels of the squared error."""
+    """L_simple (Ho Eq. 14) for the configured target: mean over pixels of the squared error,
+    weighted by min-SNR-gamma when loss.min_snr_gamma > 0 (`diffusion.min_snr_weight`)."""
     t, eps, x_t, labels = _noised(config, batch, rng)
     out = _apply(config, params, x_t, t, labels, dropout_rng)
-    goal = diffusion.target(config.model.prediction, batch['image'], eps,
-                            _alphas_cumprod(config)[t])
+    ab = _alphas_cumprod(config)[t]
+    goal = diffusion.target(config.model.prediction, batch['image'], eps, ab)
     loss = jnp.mean((out - goal) ** 2, axis=tuple(range(1, out.ndim)))
+    if config.loss.min_snr_gamma:
+        loss = loss * diffusion.min_snr_weight(config.model.prediction, ab,
+                                               config.loss.min_snr_gamma)
     return loss, t
 
 

@@ -218,6 +218,24 @@ def predict(prediction: str, out: jax.Array, x_t: jax.Array, ab_t: jax.Array
     raise ValueError(f'unknown prediction {prediction!r}; known: {PREDICTIONS}.')
 
 
+def min_snr_weight(prediction: str, ab_t: jax.Array, gamma: float) -> jax.Array:
+    """The min-SNR-gamma weight (Hang et al. 2023, Eq. 10) for a loss on `prediction`'s target:
+    the x0 loss weighted by min(SNR, gamma), SNR = ab / (1 - ab), expressed for each target,
+
+        x0: min(SNR, gamma)    eps: min(SNR, gamma) / SNR    v: min(SNR, gamma) / (SNR + 1)
+
+    (|eps - eps_hat|^2 = SNR |x0 - x0_hat|^2 and |v - v_hat|^2 = (SNR + 1) |x0 - x0_hat|^2)."""
+    snr = ab_t / (1.0 - ab_t)
+    clipped = jnp.minimum(snr, gamma)
+    if prediction == 'x0':
+        return clipped
+    if prediction == 'eps':
+        return clipped / snr
+    if prediction == 'v':
+        return clipped / (snr + 1.0)
+    raise ValueError(f'unknown prediction {prediction!r}; known: {PREDICTIONS}.')
+
+
 def eps_from_x0(x_t: jax.Array, x0: jax.Array, ab_t: jax.Array) -> jax.Array:
     ab = _col(ab_t, x_t.ndim)
     return (x_t - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
