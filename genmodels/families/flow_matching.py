@@ -465,20 +465,24 @@ LABEL_SAMPLES = 1000  # generated images read by the shipped classifier for labe
 
 def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
     """For each eval.samplers entry: its sample metrics (suffixed with its name), seconds per
-    image and NFE (sampler_nfe_<name>; dopri5's is the first batch's)."""
-    nfe = {}
-
+    image and NFE (sampler_nfe_<name>; dopri5's, which depends on the draw, is that of one batch
+    of its own)."""
     def make_batch(name):
-        def batch(key):
-            images, n = sample_with_nfe(config, params, key, config.eval.batch_size, name=name)
-            nfe.setdefault(name, n)
-            return images
-        return batch
+        return lambda key: sample_with_nfe(config, params, key, config.eval.batch_size,
+                                           name=name)[0]
 
     out = sample_quality.per_sampler(config, config.eval.samplers, make_batch, rng)
     if 'sample_metrics_note' in out:
         return out
-    return out | {f'sampler_nfe_{name}': int(n) for name, n in nfe.items()}
+    for name in config.eval.samplers:
+        method, steps = solver(name)
+        if method == 'dopri5':
+            nfe = jax.jit(lambda key: sample_with_nfe(config, params, key, config.eval.batch_size,
+                                                      name=name)[1])(rng)
+        else:
+            nfe = ode.METHODS[method] * steps
+        out[f'sampler_nfe_{name}'] = int(nfe)
+    return out
 
 
 def _toy_w2(config, params, names, rng: jax.Array) -> dict[str, float]:
