@@ -165,3 +165,24 @@ def test_reflow_trains_on_its_teachers_pairs_made_once(tmp_path):
     with pytest.raises(FileNotFoundError, match='does not exist'):
         trainer.train_and_evaluate(bad, str(tmp_path / 'bad'))
     assert not os.path.exists(tmp_path / 'bad')
+
+
+def test_each_eval_sampler_reports_its_nfe_dopri5_included(monkeypatch):
+    """The per-solver NFE of eval.samplers, dopri5's (a traced count) included, with the sample
+    metrics themselves stubbed out (they need an image dataset's classifier)."""
+    config = helpers.smoke_config('fm_toy2d', None, {'eval.batch_size': 8,
+                                                     'eval.samplers': ('euler1', 'dopri5')})
+    data_lib.dataset_info(config.data)  # the toy's splits, drawn once outside any jit (cached)
+    x = jnp.zeros((1, 2, 1, 1))
+    params = fm.init(config, jax.random.key(1), {'image': x})['params']
+    drawn = []
+
+    def fake_per_sampler(config, names, make_batch, rng):
+        drawn.extend(jax.jit(make_batch(n))(rng).shape for n in names)
+        return {}
+
+    monkeypatch.setattr(fm.sample_quality, 'per_sampler', fake_per_sampler)
+    out = fm._sampler_metrics(config, params, jax.random.key(0))
+    assert drawn == [(8, 2, 1, 1)] * 2
+    assert out['sampler_nfe_euler1'] == 1 and isinstance(out['sampler_nfe_dopri5'], int)
+    assert out['sampler_nfe_dopri5'] >= 6  # at least one accepted step of 6 new evaluations
