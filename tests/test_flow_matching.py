@@ -17,6 +17,7 @@ from genmodels.config import ConfigError
 from genmodels.families import flow_matching as fm
 from genmodels.nn import ode
 from tests import helpers
+from tests.test_trainer import Killed, kill_after
 
 
 @pytest.mark.parametrize('kind', fm.PATHS)
@@ -122,22 +123,13 @@ def test_ot_cfm_resumes_bit_for_bit_and_reports_w2_per_solver(tmp_path):
     config = helpers.smoke_config('fm_toy2d', None, OT_RUN)
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     first = trainer.train_and_evaluate(config, straight)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train_and_evaluate(config, resumed, iterator_hook=_stop_after(5))
+    with pytest.raises(Killed):
+        trainer.train_and_evaluate(config, resumed, iterator_hook=kill_after(5))
     second = trainer.train_and_evaluate(config, resumed)
     assert first == second
     assert first['sampler_nfe_euler1'] == 1 and first['sampler_nfe_euler4'] == 4
     assert 0 < first['w2_euler4'] < 20 and 0 < first['w2_euler1'] < 20
     assert 0 < first['w2_data_floor'] < first['w2_euler1']
-
-
-def _stop_after(n: int):
-    def hook(batches):
-        for i, batch in enumerate(batches):
-            if i == n:
-                raise KeyboardInterrupt
-            yield batch
-    return hook
 
 
 def test_reflow_trains_on_its_teachers_pairs_made_once(tmp_path):
@@ -147,8 +139,8 @@ def test_reflow_trains_on_its_teachers_pairs_made_once(tmp_path):
         'objective': 'reflow', 'loss.reflow_teacher': teacher, 'loss.reflow_pairs': 96,
         'loss.reflow_solver': 'euler3'})
     student = str(tmp_path / 'student')
-    with pytest.raises(KeyboardInterrupt):
-        trainer.train_and_evaluate(config, student, iterator_hook=_stop_after(5))
+    with pytest.raises(Killed):
+        trainer.train_and_evaluate(config, student, iterator_hook=kill_after(5))
     saved = np.load(os.path.join(student, fm.PAIRS_FILE))
     assert saved['source'].shape == saved['image'].shape == (96, 2, 1, 1)
     # The pairs are the teacher's ODE (3 Euler steps) from its own source's draws.

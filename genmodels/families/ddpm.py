@@ -35,7 +35,8 @@ import numpy as np
 
 from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
-from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
+from genmodels.metrics import (labels as labels_lib, modes as modes_lib, ode_likelihood,
+                               sample_quality, units)
 from genmodels.nn import diffusion, noise, ode, unet
 from genmodels.training import train_state
 
@@ -307,13 +308,10 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array,
 
 
 def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:
-    """log p(y) [B] in nats through the probability-flow ODE (`diffusion.probability_flow`),
-    integrated with eval.ode_likelihood_solver from s = 0 to T - 1, where the base is N(0, I): the
-    instantaneous change of variables with the exact divergence for toy points and Hutchinson's
-    estimate (a Rademacher probe per example) for images. Images are dequantised first, y = x + w
-    (u - 1/2) with u ~ U[0, 1)^D per example and w the spacing of the pixel levels, so
-    -log P(x) <= -log p(y) - D log w (`ode_nll_*` in evaluate). A conditional model is scored
-    without labels."""
+    """log p(y) [B] in nats through the probability-flow ODE (`diffusion.probability_flow`) from
+    s = 0 to T - 1, where the base is N(0, I) (genmodels/metrics/ode_likelihood.py: images are
+    dequantised, their divergence is Hutchinson's). A conditional model is scored without
+    labels."""
     net = network(config, labels_lib.num_classes(config.data, config.model))
     pred = config.model.prediction
 
@@ -321,17 +319,8 @@ def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Arra
         return diffusion.predict(pred, net.apply({'params': params}, x, s, None), x, ab)[0]
 
     field = diffusion.probability_flow(eps_fn, schedule(config).alphas_cumprod)
-    x, index = batch['image'], batch['index']
-    k_deq, k_probe = jax.random.split(rng)
-    probe = None
-    if not data_lib.is_toy(config.data.name):
-        x = x + units.level_spacing(config.data) * (noise.uniform(k_deq, index, x.shape[1:]) - 0.5)
-        probe = 2.0 * (noise.uniform(k_probe, index, x.shape[1:]) < 0.5) - 1.0  # Rademacher
-    base = lambda z: jnp.sum(jax.scipy.stats.norm.logpdf(z), tuple(range(1, z.ndim)))  # noqa: E731
-    method, steps = ode.parse(config.eval.ode_likelihood_solver)
-    log_p, _, _ = ode.log_likelihood(field, x, 0.0, float(config.model.num_timesteps - 1), base,
-                                     steps, method, noise=probe)
-    return log_p
+    return ode_likelihood.log_likelihood(config, field, batch, rng, 0.0,
+                                         float(config.model.num_timesteps - 1))
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *,
@@ -393,21 +382,13 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     out = {**units.likelihood_record(-float(np.mean(ll)), dims, prep),
            'nll_timesteps': config.eval.nll_timesteps or config.model.num_timesteps}
     if config.eval.ode_likelihood_solver:
-        out |= _ode_nll(config, params, data, jax.random.fold_in(k_nll, 1))
+        out |= ode_likelihood.evaluate(config, data, jax.random.fold_in(k_nll, 1),
+                                       lambda b, r: ode_log_likelihood(config, params, b, r))
     if data_lib.is_toy(config.data.name):
         return out | _toy_modes(config, params, k_modes)
     if config.model.conditional and sample_quality.has_classifier(config.data.name):
         out['label_accuracy'] = _label_accuracy(config, params, k_labels)
     return out | _sampler_metrics(config, params, k_samplers)
-
-
-def _ode_nll(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
-    """ode_nll_* of `ode_log_likelihood` over the split (units.ode_nll_record)."""
-    fn = jax.jit(lambda b: ode_log_likelihood(config, params, b, rng))
-    nll = -data_lib.map_batches(lambda b: {'ll': fn(b)}, data, config.eval.batch_size)['ll']
-    method, steps = ode.parse(config.eval.ode_likelihood_solver)
-    return units.ode_nll_record(nll, int(np.prod(data['image'].shape[1:])), config.data,
-                                config.eval.ode_likelihood_solver, ode.METHODS[method] * steps)
 
 
 LABEL_SAMPLES = 1000  # generated images read by the shipped classifier for label_accuracy

@@ -62,7 +62,7 @@ import numpy as np
 
 from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
-from genmodels.metrics import modes as modes_lib, units
+from genmodels.metrics import modes as modes_lib, ode_likelihood
 from genmodels.nn import noise, ode, unet
 from genmodels.training import train_state
 
@@ -246,32 +246,12 @@ def probability_flow(score: ScoreFn) -> Callable:
 
 def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:
     """log p(y) [B] in nats through the probability-flow ODE from sigma_min, where the data stand,
-    to sigma_max, where the base is N(0, sigma_max^2 I) (as Song et al. 2021 score VE models):
-    exact divergence for toy points; for images Hutchinson's estimate on dequantised pixels,
-    y = x + w (u - 1/2), w the spacing of the pixel levels (the bound's correction: `_ode_nll`)."""
+    to sigma_max, where the base is N(0, sigma_max^2 I) (as Song et al. 2021 score VE models;
+    genmodels/metrics/ode_likelihood.py dequantises images)."""
     m = config.model
-    x, index = batch['image'], batch['index']
-    k_deq, k_probe = jax.random.split(rng)
-    probe = None
-    if not data_lib.is_toy(config.data.name):
-        x = x + units.level_spacing(config.data) * (noise.uniform(k_deq, index, x.shape[1:]) - 0.5)
-        probe = 2.0 * (noise.uniform(k_probe, index, x.shape[1:]) < 0.5) - 1.0  # Rademacher
-    base = lambda z: jnp.sum(jax.scipy.stats.norm.logpdf(z, scale=m.sigma_max),  # noqa: E731
-                             tuple(range(1, z.ndim)))
-    method, steps = ode.parse(config.eval.ode_likelihood_solver)
-    log_p, _, _ = ode.log_likelihood(probability_flow(make_score(config, params)), x,
-                                     math.log(m.sigma_min), math.log(m.sigma_max), base, steps,
-                                     method, noise=probe)
-    return log_p
-
-
-def _ode_nll(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
-    """ode_nll_* of `ode_log_likelihood` over the split (units.ode_nll_record)."""
-    fn = jax.jit(lambda b: ode_log_likelihood(config, params, b, rng))
-    nll = -data_lib.map_batches(lambda b: {'ll': fn(b)}, data, config.eval.batch_size)['ll']
-    method, steps = ode.parse(config.eval.ode_likelihood_solver)
-    return units.ode_nll_record(nll, int(np.prod(data['image'].shape[1:])), config.data,
-                                config.eval.ode_likelihood_solver, ode.METHODS[method] * steps)
+    return ode_likelihood.log_likelihood(
+        config, probability_flow(make_score(config, params)), batch, rng,
+        math.log(m.sigma_min), math.log(m.sigma_max), base_std=m.sigma_max)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -370,7 +350,8 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
         if mask.any():
             out[f'dsm_loss_q{q}'] = float(np.mean(per_level[mask]))
     if config.eval.ode_likelihood_solver:
-        out |= _ode_nll(config, params, data, jax.random.fold_in(k_loss, 1))
+        out |= ode_likelihood.evaluate(config, data, jax.random.fold_in(k_loss, 1),
+                                       lambda b, r: ode_log_likelihood(config, params, b, r))
     if data_lib.is_toy(config.data.name):
         out |= _toy_metrics(config, params, k_sample)
     return out
