@@ -52,7 +52,7 @@ def main(argv):
         overrides = evaluation.parse_settings(FLAGS.set, FLAGS.workdir)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
-    if FLAGS.iwae_k:
+    if FLAGS.iwae_k is not None:
         overrides['eval.iwae_k'] = FLAGS.iwae_k
     if FLAGS.num_samples is not None:
         overrides['eval.num_samples'] = FLAGS.num_samples
@@ -60,7 +60,7 @@ def main(argv):
         metrics = evaluation.evaluate(FLAGS.workdir, FLAGS.max_examples, overrides,
                                       inception_weights=FLAGS.inception_weights,
                                       stats_cache=FLAGS.stats_cache)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
                    for k, v in metrics.items()))

@@ -35,7 +35,7 @@ def main(argv):
     except checkpoint.Preempted as e:
         print(f'stopped: {e}', file=sys.stderr)
         sys.exit(checkpoint.EXIT_CODE)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
+    except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
                    for k, v in metrics.items()))

@@ -176,15 +176,20 @@ def full_schema(family: Any) -> dict[str, Any]:
     return shared
 
 
-def validate(config: ml_collections.ConfigDict, family: Any) -> None:
+def validate(config: ml_collections.ConfigDict, family: Any, resolve_objective: bool = True
+             ) -> None:
     """Raises ConfigError naming the first bad key; checks the shared sections and those of
-    `family` (the module that config.family names; `genmodels.families.validated` finds it)."""
+    `family` (the module that config.family names; `genmodels.families.validated` finds it).
+    With resolve_objective=False an objective given by import path is not imported (evaluating a
+    workdir must not run code its config names)."""
     _check(config, full_schema(family), '')
-    _check_values(config, family)
+    _check_values(config, family, resolve_objective)
 
 
-def _check_values(config: ml_collections.ConfigDict, family: Any) -> None:
-    _check_objective(config, family)
+def _check_values(config: ml_collections.ConfigDict, family: Any, resolve_objective: bool
+                  ) -> None:
+    if resolve_objective:
+        _check_objective(config, family)
     if is_fit(family):
         if config.eval.use_ema:
             raise ConfigError(f'eval.use_ema must be False for the fit family {config.family!r}: '
@@ -302,6 +307,16 @@ def _check_objective(config: ml_collections.ConfigDict, family: Any) -> None:
             f'objective {name!r} takes {inspect.signature(fn)}, but a {config.family} objective '
             f'is called as ({", ".join(wanted)}); see the built-in ones in '
             f'{family.__name__}.') from None
+
+
+def objective_source(registry: Mapping[str, Callable], name: str) -> str | None:
+    """The sha256 of the source file of an objective given by import path (None for a built-in
+    one): a resumed run checks it, so that it never trains on with other code of the same name."""
+    if name in registry or ':' not in name:
+        return None
+    path = inspect.getsourcefile(_load_function(name))
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -178,7 +178,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         what = 'has no config.json' if os.path.isdir(workdir) else 'does not exist'
         raise FileNotFoundError(f'--workdir {workdir} {what}: give a directory made by train.py.')
     cfg = ml_collections.ConfigDict(saved)
-    families.validated(cfg)
+    families.validated(cfg, resolve_objective=False)  # evaluation never runs a workdir's code
     return cfg
 
 
@@ -190,15 +190,19 @@ def restore(workdir: str, overrides: dict | None = None
     for key, value in (overrides or {}).items():
         section, name = key.split('.')
         config[section][name] = value
-    family = families.validated(config)
+    family = families.validated(config, resolve_objective=False)
     mesh = parallel.make_mesh()
     mngr = checkpoint.manager(workdir, read_only=True)
     if families.is_fit(family):  # its shapes depend on the data: the checkpoint records them
-        state, step = checkpoint.restore_as_saved(mngr, parallel.replicated(mesh))
+        def restore_step(step):
+            return checkpoint.restore_as_saved(mngr, parallel.replicated(mesh), step)[0]
     else:
         example = train_state.example_batch(data.dataset_info(config.data))
-        state, step = checkpoint.restore(
-            mngr, train_state.abstract_state(config, family, mesh, example))
+        target = train_state.abstract_state(config, family, mesh, example)
+
+        def restore_step(step):
+            return checkpoint.restore(mngr, target, step)[0]
+    state, step = checkpoint.restore_newest_readable(mngr, restore_step)
     if state is None:
         raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train it first.')
     return config, state, step
@@ -207,10 +211,28 @@ def restore(workdir: str, overrides: dict | None = None
 def evaluate(workdir: str, max_examples: int | None = None, overrides: dict | None = None, *,
              inception_weights: str | None = None, stats_cache: str | None = None
              ) -> dict[str, Any]:
-    """Loads the latest checkpoint of `workdir` and evaluates it (eval.py's entry point)."""
+    """Loads the newest readable checkpoint of `workdir` and evaluates it (eval.py's entry
+    point)."""
+    if max_examples is not None and max_examples <= 0:
+        raise ValueError(f'--max_examples must be positive, got {max_examples}.')
+    if inception_weights is not None:  # before the checkpoint is read
+        saved = load_config(workdir)
+        _check_inception_wanted(saved, families.get(saved.family))
     config, state, step = restore(workdir, overrides)
-    return evaluate_state(config, families.get(config.family), workdir, state, step, max_examples,
+    family = families.get(config.family)
+    return evaluate_state(config, family, workdir, state, step, max_examples,
                           inception_weights=inception_weights, stats_cache=stats_cache)
+
+
+def _check_inception_wanted(config: ml_collections.ConfigDict, family) -> None:
+    """--inception_weights must change something: a family that samples, on data without a
+    shipped classifier (whose features the sample metrics use instead)."""
+    if not hasattr(family, 'sample'):
+        raise ValueError(f'--inception_weights: the {config.family} family draws no samples, so '
+                         f'no sample metric uses InceptionV3; leave the flag out.')
+    if sample_quality.has_classifier(config.data.name):
+        raise ValueError(f'--inception_weights: the sample metrics of {config.data.name} use the '
+                         f'classifier shipped for it, not InceptionV3; leave the flag out.')
 
 
 def parse_settings(settings: list[str], workdir: str) -> dict[str, Any]:

@@ -31,27 +31,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     `iterator_hook`, a function of the batch iterator returning one, wraps the data stream: the
     benchmarks end a run after the steps they time, and tests kill or poison a run mid-way.
+    A stop request (SIGTERM, SIGINT) raises checkpoint.Preempted: in the loop after saving the
+    current step, before it or during the final evaluation at once, as nothing is left to save.
     """
     family = families.validated(config)
-    if families.is_fit(family):
-        return fit_and_evaluate(config, workdir, family)
-    state = train(config, workdir, family, iterator_hook)
-    return evaluation.evaluate_state(config, family, workdir, state, config.train.num_steps)
+    with checkpoint.StopRequests() as stops, workdir_lib.Lock(workdir) as lock:
+        stops.at_once = ('before training started; nothing was written since the last '
+                         'checkpoint: rerun the same command to go on.')
+        if families.is_fit(family):
+            return fit_and_evaluate(config, workdir, family, lock)
+        state = train(config, workdir, family, lock, stops, iterator_hook)
+        steps = config.train.num_steps
+        stops.at_once = (f'during the final evaluation; the checkpoint of step {steps} is saved: '
+                         f'rerun the same command to evaluate it.')
+        return evaluation.evaluate_state(config, family, workdir, state, steps)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook=None) -> PyTree:
+def train(config: ml_collections.ConfigDict, workdir: str, family, lock: workdir_lib.Lock,
+          stops: checkpoint.StopRequests, iterator_hook=None) -> PyTree:
     """Runs the deep family's training loop to config.train.num_steps; returns the final state."""
     # 1. Everything that can be wrong with the input fails here, before the workdir is touched.
     train_cfg, info = config.train, data.dataset_info(config.data)
     data.check_batch_size(train_cfg.batch_size, train_cfg.grad_accum_steps)
     data.check_batch_fits(config.data, train_cfg.batch_size,
                           info.num_examples[config.data.train_split])
-    workdir_lib.check(config, workdir, families.resumable_keys(family),
-                      families.added_keys)
+    record = families.provenance(family, config)
+    workdir_lib.check(config, workdir, families.resumable_keys(family), families.added_keys,
+                      record)
+    lock.acquire()
     pairs = families.training_pairs(family, config, workdir, evaluation.restore)
     if pairs is not None:
         data.check_batch_fits(config.data, train_cfg.batch_size, len(pairs['image']))
-    workdir_lib.write_config(config, workdir)
+    workdir_lib.write_config(config, workdir, record)
 
     # 2. State: restored from the newest good checkpoint, else initialised.
     mngr = checkpoint.manager(workdir, train_cfg.keep_checkpoints)
@@ -69,49 +80,49 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, iterator_hook
         workdir, start, train_cfg.num_steps, desc=f'{config.family}/{config.objective}',
         shown=families.progress_metrics(family), num_seeds=train_state.num_seeds(config),
         last_checkpoint=mngr.latest_step, enabled=jax.process_index() == 0)
-    try:
-        with checkpoint.StopRequests() as stops:
-            for step in range(start + 1, train_cfg.num_steps + 1):
-                state, metrics = step_fn(state, next(batches))
-                log.add(metrics)
-                stop = stops.should_stop(step)
-                last = step == train_cfg.num_steps or stop
-                if step % train_cfg.log_every == 0 or last:
-                    log.log(step)
-                monitor(step, state, log.writer)
-                if step % train_cfg.checkpoint_every == 0 or last:
-                    log.check_pending()
-                    checkpoint.save(mngr, step, state)
-                if stop:
-                    mngr.wait_until_finished()
-                    raise checkpoint.Preempted(stops.signal_name, step, str(mngr.directory))
-    finally:
-        mngr.wait_until_finished()
-        log.close()
+    with checkpoint.writing(mngr, workdir, log.close):
+        stops.at_once = None  # from here a stop request waits for the step's end
+        for step in range(start + 1, train_cfg.num_steps + 1):
+            state, metrics = step_fn(state, next(batches))
+            log.add(metrics)
+            stop = stops.should_stop(step)
+            last = step == train_cfg.num_steps or stop
+            if step % train_cfg.log_every == 0 or last:
+                log.log(step)
+            monitor(step, state, log.writer)
+            if step % train_cfg.checkpoint_every == 0 or last:
+                log.check_pending()
+                checkpoint.save(mngr, step, state)
+            if stop:
+                mngr.wait_until_finished()
+                raise checkpoint.preempted_at(stops.signal_name, step, str(mngr.directory))
     return state
 
 
 # ------------------------------------------------------------------------------------------------
 # Fit families (closed form or EM)
 
-def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str, family) -> dict[str, float]:
+def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str, family,
+                     lock: workdir_lib.Lock) -> dict[str, float]:
     """Fits a classical family on the whole train split, saves it, then evaluates it.
 
     A workdir that holds the fitted state is evaluated without refitting. Nothing is written before
     the fit succeeds, so a fit that fails on its input leaves no workdir behind.
     """
-    data.dataset_info(config.data)  # an unknown or unprepared dataset fails before anything else
-    workdir_lib.check(config, workdir, families.resumable_keys(family),
-                      families.added_keys)
+    record = families.provenance(family, config)  # an unknown or unprepared dataset fails here
+    workdir_lib.check(config, workdir, families.resumable_keys(family), families.added_keys,
+                      record)
     state = None
     if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+        lock.acquire()
         state = train_state.restore_fitted(checkpoint.manager(workdir, read_only=True))
     if state is None:
-        state = _fit(config, workdir, family)
+        state = _fit(config, workdir, family, lock, record)
     return evaluation.evaluate_state(config, family, workdir, state, train_state.FIT_STEP)
 
 
-def _fit(config: ml_collections.ConfigDict, workdir: str, family) -> PyTree:
+def _fit(config: ml_collections.ConfigDict, workdir: str, family, lock: workdir_lib.Lock,
+         record: dict) -> PyTree:
     """Fits, then writes config.json, one metrics.jsonl line and the checkpoint of step 1."""
     # One pass over the split, dequantised with load_split's fixed noise (data.eval_seed).
     train_split = data.load_split(config.data, config.data.train_split)
@@ -127,11 +138,11 @@ def _fit(config: ml_collections.ConfigDict, workdir: str, family) -> PyTree:
     train_nll = family.evaluate(config, state['params'], train_split, rng)
     summary = {'fit_seconds': seconds, **fit_metrics,
                **{f'train_{k}': v for k, v in train_nll.items() if k.startswith('nll_')}}
-    workdir_lib.write_config(config, workdir)
+    lock.acquire()
+    workdir_lib.write_config(config, workdir, record)
     writer = workdir_lib.MetricWriter(workdir, 0, enabled=jax.process_index() == 0)
-    writer.write(train_state.FIT_STEP, summary)
-    writer.close()
     mngr = checkpoint.manager(workdir, keep=1)
-    checkpoint.save(mngr, train_state.FIT_STEP, state)
-    mngr.wait_until_finished()
+    with checkpoint.writing(mngr, workdir, writer.close):
+        writer.write(train_state.FIT_STEP, summary)
+        checkpoint.save(mngr, train_state.FIT_STEP, state)
     return state

@@ -11,10 +11,10 @@
 from genmodels.data.pipeline import (check_batch_fits, check_batch_size, load_split, map_batches,
                                      padded_batches, train_iterator)
 from genmodels.data.preprocess import from_unit, Preprocessing, preprocessing, to_unit, value_range
-from genmodels.data.sources import (DatasetInfo, dataset_info, decode_text, is_text, is_toy,
-                                    known_datasets, toy_distribution, vocabulary)
+from genmodels.data.sources import (DatasetInfo, dataset_info, decode_text, identity, is_text,
+                                    is_toy, known_datasets, toy_distribution, vocabulary)
 
 __all__ = ['check_batch_fits', 'check_batch_size', 'dataset_info', 'DatasetInfo', 'decode_text',
-           'from_unit', 'is_text', 'is_toy', 'known_datasets', 'load_split', 'map_batches',
+           'from_unit', 'identity', 'is_text', 'is_toy', 'known_datasets', 'load_split', 'map_batches',
            'padded_batches', 'Preprocessing', 'preprocessing', 'to_unit', 'toy_distribution',
            'train_iterator', 'value_range', 'vocabulary']

@@ -35,6 +35,7 @@ fractions of its characters in TEXT_FILE_SPLITS; its vocabulary is every charact
 
 from collections.abc import Callable, Sequence
 import functools
+import hashlib
 import dataclasses
 from typing import Any
 
@@ -122,6 +123,26 @@ def dataset_info(data_config: ml_collections.ConfigDict) -> DatasetInfo:
     return DatasetInfo(name=data_config.name, shape=shape,
                        num_classes=info.features['label'].num_classes, max_value=max_value,
                        num_examples=sizes)
+
+
+def identity(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What identifies the configured data beyond its name, recorded by a run and checked when it
+    resumes: the sizes of its splits, and the sha256 of a text or .npz file, of a folder's
+    decoded images, or a TFDS dataset's version (toy data are fixed by their name)."""
+    info = dataset_info(data_config)
+    record: dict[str, Any] = {'num_examples': dict(info.num_examples)}
+    name = data_config.name
+    if name.startswith(TEXT_PREFIX) or name.startswith(local.ARRAYS_PREFIX):
+        with open(name.partition(':')[2], 'rb') as f:
+            record['sha256'] = hashlib.sha256(f.read()).hexdigest()
+    elif local.is_local(name):
+        digest = hashlib.sha256()
+        for split, (pixels, labels) in sorted(_local(data_config).splits.items()):
+            digest.update(split.encode() + pixels.tobytes() + labels.tobytes())
+        record['sha256'] = digest.hexdigest()
+    elif not is_toy(name):
+        record['version'] = str(_open(data_config, data_config.train_split)[1].version)
+    return record
 
 
 def check_config(data_config: ml_collections.ConfigDict) -> None:

@@ -73,7 +73,7 @@ from typing import Any
 
 import ml_collections
 
-from genmodels import config as config_lib
+from genmodels import config as config_lib, data
 from genmodels.config import is_fit  # noqa: F401 - part of this module's interface
 
 PyTree = Any
@@ -109,13 +109,26 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(_MODULES[name])
 
 
-def validated(config: ml_collections.ConfigDict) -> ModuleType:
-    """The family module config.family names, after validating `config` against it."""
+def validated(config: ml_collections.ConfigDict, resolve_objective: bool = True) -> ModuleType:
+    """The family module config.family names, after validating `config` against it. Evaluation
+    passes resolve_objective=False: it never uses the objective, so a config read from a workdir
+    never imports code that its `objective` names."""
     if 'family' not in config or not isinstance(config.family, str):
         raise config_lib.ConfigError(f'config.family must name a family, one of {names()}.')
     family = get(config.family)
-    config_lib.validate(config, family)
+    config_lib.validate(config, family, resolve_objective)
     return family
+
+
+def provenance(family: ModuleType, config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What identifies a run's inputs beyond its config, recorded in its workdir and checked on
+    resume: the data's identity (genmodels.data.identity) and, for an objective given by import
+    path, the sha256 of its source file."""
+    record = {'data': data.identity(config.data)}
+    source = config_lib.objective_source(getattr(family, 'OBJECTIVES', {}), config.objective)
+    if source is not None:
+        record['objective_sha256'] = source
+    return record
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,8 +147,12 @@ def progress_metrics(family: ModuleType) -> tuple[str, ...]:
 
 
 def resumable_keys(family: ModuleType) -> tuple[str, ...]:
-    """Keys that may change on resume or a second evaluation: the shared ones and the family's."""
-    return config_lib.RESUMABLE_KEYS + tuple(getattr(family, 'RESUMABLE_KEYS', ()))
+    """Keys that may change on resume or a second evaluation: the shared ones, each optimizer's
+    learning rate (lowering it is the way on after a NaN), and the family's own."""
+    rates = tuple(f'{section}.learning_rate'
+                  for section, schema in config_lib.full_schema(family).items()
+                  if schema is config_lib.OPTIMIZER_SCHEMA)
+    return config_lib.RESUMABLE_KEYS + rates + tuple(getattr(family, 'RESUMABLE_KEYS', ()))
 
 
 def added_keys(name: str) -> dict[str, Any]:

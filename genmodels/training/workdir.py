@@ -1,9 +1,13 @@
 """The run directory before training starts: is it writable, and does it hold this run?
 
 A workdir that holds a run (its config.json) resumes only with the same config, apart from the
-keys that may change on resume (`config.RESUMABLE_KEYS` and the family's own). config.json is
-written atomically, and only once every check of the input has passed, so bad input never leaves
-a half-written workdir.
+keys that may change on resume (`config.RESUMABLE_KEYS` and the family's own), and on the same data
+and objective: provenance.json records what identifies them (`genmodels.families.provenance`: a
+digest of a text file or image set, a TFDS dataset's version and sizes, the sha256 of an objective
+given by path). config.json and provenance.json are written atomically, and only once every check
+of the input has passed, so bad input never leaves a half-written workdir. One run at a time: a
+running train.py holds `Lock` (an flock on train.lock, which the kernel releases when the process
+ends, however it ends), and a second one on the same workdir is refused in one line.
 
 What the run then writes there: one JSON object per logged step in metrics.jsonl, TensorBoard event
 files (scalars, and the progress figures as images), and eval.json (`write_json`). Event files are
@@ -15,8 +19,10 @@ display (a bar on a terminal, one plain line per interval otherwise).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -47,25 +53,51 @@ def flatten(d: dict, prefix: str = '') -> dict[str, Any]:
     return out
 
 
+PROVENANCE = 'provenance.json'
+
+
 def check(config: ml_collections.ConfigDict, workdir: str, resumable: tuple[str, ...],
-          family_keys=None) -> None:
+          family_keys=None, provenance: dict[str, Any] | None = None) -> None:
     """Raises WorkdirError if `workdir` cannot be written, or holds a run whose config differs
-    beyond the `resumable` keys. `family_keys`: family name -> the keys it added since
-    (genmodels.families.added_keys), filled into the saved config as config.read_saved does."""
+    beyond the `resumable` keys, or whose recorded provenance.json differs from `provenance`.
+    `family_keys`: family name -> the keys it added since (genmodels.families.added_keys), filled
+    into the saved config as config.read_saved does."""
     try:
         saved = config_lib.read_saved(workdir, family_keys)
     except ValueError as e:
         raise WorkdirError(str(e)) from None
     check_writable(workdir)
-    if saved is not None:
-        old = flatten(saved)
-        new = flatten(json.loads(config_lib.to_json(config)))
-        changed = sorted(k for k in set(old) | set(new)
-                         if old.get(k) != new.get(k) and k not in resumable)
-        if changed:
-            raise WorkdirError(
-                f'{workdir} holds a run with a different config ({", ".join(changed[:5])}); '
-                f'use a new --workdir, or the same config to resume.')
+    if saved is None:
+        return
+    old = flatten(saved)
+    new = flatten(json.loads(config_lib.to_json(config)))
+    changed = sorted(k for k in set(old) | set(new)
+                     if old.get(k) != new.get(k) and k not in resumable)
+    if changed:
+        raise WorkdirError(
+            f'{workdir} holds a run with a different config ({", ".join(changed[:5])}); '
+            f'use a new --workdir, or the same config to resume.')
+    _check_provenance(workdir, provenance or {})
+
+
+def _check_provenance(workdir: str, provenance: dict[str, Any]) -> None:
+    path = os.path.join(workdir, PROVENANCE)
+    if not os.path.exists(path):  # a run saved before provenance was recorded
+        return
+    try:
+        with open(path) as f:
+            saved = flatten(json.load(f))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise WorkdirError(f'{path} is not readable JSON ({e}); use a new --workdir, or restore '
+                           f'that file.') from None
+    now = flatten(json.loads(json.dumps(provenance, default=list)))
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        key = changed[0]
+        raise WorkdirError(
+            f'{workdir} was trained on other inputs than this run\'s ({key}: '
+            f'{saved.get(key)!r} then, {now.get(key)!r} now); use a new --workdir for them, or '
+            f'restore the data or objective file it was trained with.')
 
 
 def check_writable(workdir: str) -> None:
@@ -81,11 +113,56 @@ def check_writable(workdir: str) -> None:
                            f'can write to.')
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """workdir/config.json, written atomically (by the first process only)."""
+def write_config(config: ml_collections.ConfigDict, workdir: str,
+                 provenance: dict[str, Any] | None = None) -> None:
+    """workdir/config.json and provenance.json, each written atomically (by the first process
+    only)."""
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         _write_atomic(os.path.join(workdir, 'config.json'), config_lib.to_json(config))
+        write_json(os.path.join(workdir, PROVENANCE), provenance or {})
+
+
+class Lock:
+    """One train.py per workdir. `acquire` (after the input's checks, before the first write)
+    takes an exclusive flock on workdir/train.lock and records the holder in it; a second
+    process's `acquire` raises WorkdirError naming that holder. The kernel drops the lock when its
+    process ends, however it ends, so a killed run never blocks the next one. Only the first
+    process of a multi-process run locks."""
+
+    def __init__(self, workdir: str):
+        self.workdir, self._file = workdir, None
+
+    def acquire(self) -> None:
+        if self._file is not None or jax.process_index() != 0:
+            return
+        os.makedirs(self.workdir, exist_ok=True)
+        f = open(os.path.join(self.workdir, 'train.lock'), 'a+')
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or 'another process'
+            f.close()
+            raise WorkdirError(f'{self.workdir} is in use by {holder}; wait for it to end, or '
+                               f'train in another --workdir.') from None
+        f.seek(0)
+        f.truncate()
+        f.write(f'train.py (process {os.getpid()} on {socket.gethostname()}, started '
+                f'{time.strftime("%Y-%m-%d %H:%M:%S")})\n')
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the descriptor drops the flock
+            self._file = None
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def write_json(path: str, record: dict[str, Any]) -> None:
@@ -137,6 +214,7 @@ class MetricWriter:
 
     def close(self) -> None:
         if self.enabled:
+            self.enabled = False  # once: the trainer closes again after an error
             self._jsonl.close()
             self._tb.close()
 
@@ -181,8 +259,9 @@ def check_finite(history: list[dict[str, np.ndarray]], first_step: int,
             shown = value.item() if value.size == 1 else value.tolist()
             raise NonFiniteLossError(
                 f'{", ".join(bad)} became non-finite ({bad[0]} = {shown}) between steps '
-                f'{first_step} and {first_step + i + 1}; last good checkpoint: {where}. Lower '
-                f'the learning rate or set grad_clip_norm, then rerun to resume from it.')
+                f'{first_step} and {first_step + i + 1}; last good checkpoint: {where}. Rerun '
+                f'with a lower learning rate (--config.optimizer.learning_rate, which may change '
+                f'on resume) to resume from it, or set grad_clip_norm in a new --workdir.')
 
 
 def summarize(history: list[dict[str, np.ndarray]], num_seeds: int) -> dict[str, float]:
