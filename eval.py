@@ -57,7 +57,7 @@ def main(argv):
     if FLAGS.num_samples is not None:
         overrides['eval.num_samples'] = FLAGS.num_samples
     try:
-        metrics = evaluation.evaluate(FLAGS.workdir, FLAGS.max_examples, overrides,
+        metrics = evaluation.evaluate_workdir(FLAGS.workdir, FLAGS.max_examples, overrides,
                                       inception_weights=FLAGS.inception_weights,
                                       stats_cache=FLAGS.stats_cache)
     except (ValueError, OSError, RuntimeError) as e:

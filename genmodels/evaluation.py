@@ -208,9 +208,9 @@ def restore(workdir: str, overrides: dict | None = None
     return config, state, step
 
 
-def evaluate(workdir: str, max_examples: int | None = None, overrides: dict | None = None, *,
-             inception_weights: str | None = None, stats_cache: str | None = None
-             ) -> dict[str, Any]:
+def evaluate_workdir(workdir: str, max_examples: int | None = None,
+                     overrides: dict | None = None, *, inception_weights: str | None = None,
+                     stats_cache: str | None = None) -> dict[str, Any]:
     """Loads the newest readable checkpoint of `workdir` and evaluates it (eval.py's entry
     point)."""
     if max_examples is not None and max_examples <= 0:

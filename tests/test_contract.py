@@ -63,7 +63,7 @@ def test_stub_family_trains_resumes_bit_for_bit_and_evaluates_the_same(tmp_path,
     assert [m['loss_b'] for m in read_metrics(straight)] == [
         m['loss_b'] for m in read_metrics(resumed)]
     # eval.py's path: restore from the checkpoint, then the same evaluation.
-    again = evaluation.evaluate(straight)
+    again = evaluation.evaluate_workdir(straight)
     assert again == result == json.load(open(os.path.join(resumed, 'eval.json')))
     # eval_params is the family's: the variance is player b's.
     log_c = np.asarray(restore_params(straight, 12)['b']['log_c'])

@@ -284,7 +284,7 @@ def test_toy_run_resumes_bit_for_bit_and_eval_settings_change(tmp_path, data_dir
                                            'eval.ode_likelihood_solver=rk48'], straight)
     assert overrides == {'sampler.name': 'ddim', 'sampler.num_steps': 5, 'eval.nll_timesteps': 5,
                          'eval.ode_likelihood_solver': 'rk48'}
-    again = evaluation.evaluate(straight, overrides=overrides)
+    again = evaluation.evaluate_workdir(straight, overrides=overrides)
     assert again['nll_timesteps'] == 5 and again['nll_nats'] != result['nll_nats']
     assert 'ode_nll_nats' not in result and again['ode_nll_nfe'] == 32
     assert np.isfinite(again['ode_nll_nats']) and again['ode_nll_std_error_nats'] > 0

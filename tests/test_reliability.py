@@ -83,7 +83,7 @@ def test_evaluation_never_runs_code_a_workdir_names_and_resume_checks_the_object
     assert marker.read_text() == 'x'
     marker.unlink()
     config_lib._load_function.cache_clear()
-    evaluation.evaluate(workdir, max_examples=16)
+    evaluation.evaluate_workdir(workdir, max_examples=16)
     assert not marker.exists()  # evaluation did not import it
     code.write_text(OBJECTIVE + '\n# changed\n')
     config.train.num_steps = 12

@@ -144,7 +144,7 @@ def test_toy_smoke_run_reports_finite_dsm_losses_and_learns(tmp_path, data_dir):
     assert sorted(os.listdir(os.path.join(workdir, 'figures'))) == ['samples.png',
                                                                      'score_field.png']
     # eval.py --set: the probability-flow sampler and likelihood on the same workdir.
-    again = evaluation.evaluate(workdir, overrides={'sampler.ode_solver': 'heun10',
+    again = evaluation.evaluate_workdir(workdir, overrides={'sampler.ode_solver': 'heun10',
                                                     'eval.ode_likelihood_solver': 'rk410'})
     assert again['ode_nll_nfe'] == 40 and again['dsm_loss'] == saved['dsm_loss']
     assert abs(again['ode_nll_nats'] - saved['true_nll_nats']) < 3.0
