@@ -76,7 +76,7 @@ class JaxDCGAN:
         self.family = families.get(config.family)
         mesh = parallel.make_mesh()
         self.state = train_state.init_state(config, self.family, mesh, host_batches[0])
-        self.step_fn = train_state.make_train_step(config, self.family, mesh)
+        self.step_fn = train_state.make_train_step(config, self.family, mesh, self.state)
         self.batches = [parallel.shard_batch(mesh, b) for b in host_batches]
         self.i, self.metrics = 0, None
 

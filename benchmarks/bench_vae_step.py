@@ -36,7 +36,7 @@ def main() -> None:
     batches = data.train_iterator(config.data, args.batch_size, config.data.seed)
     host = [next(batches) for _ in range(args.steps + 1)]
     state = train_state.init_state(config, family, mesh, host[0])
-    step_fn = train_state.make_train_step(config, family, mesh)
+    step_fn = train_state.make_train_step(config, family, mesh, state)
     sharded = [parallel.shard_batch(mesh, b) for b in host]
     state, metrics = step_fn(state, sharded[0])  # Compile.
     jax.block_until_ready(metrics)

@@ -112,7 +112,7 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
         record['torch_check'] = None
 
     # 1. The step, as the trainer builds it; compiled here so that compilation is timed alone.
-    step_fn = train_state.make_train_step(config, family, mesh)
+    step_fn = train_state.make_train_step(config, family, mesh, state)
     sharded = [parallel.shard_batch(mesh, b) for b in host]
     start = time.perf_counter()
     compiled = step_fn.lower(state, sharded[0]).compile()

@@ -61,6 +61,10 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
         'num_seeds': 1,             # models trained side by side in one program, seeds seed..seed+N-1
         'grad_accum_steps': 1,      # micro-batches per step, gradients summed inside the step
         'compute_dtype': 'float32',  # or 'bfloat16': activations and matmuls; weights stay float32
+        'param_sharding': 'replicated',  # or 'fsdp': parameters and optimizer state split over
+                                    # the devices (genmodels/training/parallel.py)
+        'remat': 'none',            # or 'blocks': recompute each block's activations in the
+                                    # backward pass (families with REMAT_BLOCKS)
         'log_every': log_every,
         'checkpoint_every': checkpoint_every,
         'keep_checkpoints': 3,

@@ -71,6 +71,8 @@ SCHEMA: dict[str, Any] = {
         'num_seeds': int,
         'grad_accum_steps': int,
         'compute_dtype': str,
+        'param_sharding': str,
+        'remat': str,
         'log_every': int,
         'checkpoint_every': int,
         'keep_checkpoints': int,
@@ -92,9 +94,14 @@ SCHEMA: dict[str, Any] = {
 
 # Keys that may change when a run is resumed or evaluated again: extending a run or changing how
 # often it reports. A family adds its own (its RESUMABLE_KEYS), e.g. a sampler's settings.
+# How the state is laid out over the devices and whether blocks are recomputed change no value
+# beyond float rounding, so a run may resume on another layout (and another device count).
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.figures',
                   'train.figures_every', 'train.fid_every', 'train.fid_num_samples',
+                  'train.param_sharding', 'train.remat',
                   'eval.batch_size', 'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
+PARAM_SHARDINGS = ('replicated', 'fsdp')
+REMATS = ('none', 'blocks')
 
 # The `train` section of a fit family: `fit` runs once on the whole train split.
 FIT_TRAIN_SCHEMA: dict[str, Any] = {
@@ -215,6 +222,12 @@ def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
     if not 0.0 <= t.ema_rate < 1.0:
         raise ConfigError(f'config key train.ema_rate must be in [0, 1), got {t.ema_rate}.')
     check_choice(config, 'train.compute_dtype', ('float32', 'bfloat16'))
+    check_choice(config, 'train.param_sharding', PARAM_SHARDINGS)
+    check_choice(config, 'train.remat', REMATS)
+    if t.remat != 'none' and not getattr(family, 'REMAT_BLOCKS', ()):
+        raise ConfigError(f'train.remat={t.remat!r}: the {config.family} family has no blocks to '
+                          f'rematerialise (families with them list REMAT_BLOCKS); set '
+                          f'train.remat=none.')
     for section, schema in full_schema(family).items():
         if schema is OPTIMIZER_SCHEMA:
             _check_optimizer(config[section], section)
@@ -335,6 +348,8 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 ADDED_KEYS = {
     ('train', 'grad_accum_steps'): ('num_steps', 1),
     ('train', 'compute_dtype'): ('num_steps', 'float32'),
+    ('train', 'param_sharding'): ('num_steps', 'replicated'),
+    ('train', 'remat'): ('num_steps', 'none'),
     ('data', 'sequence_length'): ('name', 0),
     ('data', 'image_size'): ('name', 0),
     ('data', 'image_channels'): ('name', 0),

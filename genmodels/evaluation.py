@@ -49,7 +49,7 @@ def evaluate_state(config: ml_collections.ConfigDict, family, workdir: str, stat
     sampler = make_sampler(config, family) if hasattr(family, 'sample') else None
     per_seed = []
     for lane, lane_state in enumerate(train_state.lanes(config, state)):
-        params = jax.device_get(families.eval_params(family, config, lane_state))
+        params = parallel.to_host(families.eval_params(family, config, lane_state))
         rng = jax.random.fold_in(train_state.model_key(config, lane), train_state.EVAL)
         results = family.evaluate(config, params, test, rng)
         if data.is_toy(config.data.name):
@@ -138,7 +138,8 @@ def progress_figure(config: ml_collections.ConfigDict, family, workdir: str, sam
     points over the true log-density. `sampler` comes from `make_progress_sampler`."""
     lane = train_state.lanes(config, state)[0]
     key = jax.random.fold_in(train_state.model_key(config, 0), train_state.PROGRESS)
-    samples = np.asarray(sampler(jax.device_get(families.eval_params(family, config, lane)), key))
+    samples = np.asarray(sampler(parallel.to_host(families.eval_params(family, config, lane)),
+                                 key))
     path = os.path.join(workdir, 'figures', 'progress', f'samples_{step:07d}.png')
     title = f'{config.family} samples, step {step}'
     reference = (np.asarray(data.toy_distribution(config.data.name).sample(key, PROGRESS_POINTS))

@@ -74,7 +74,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, lock: workdir
                                   start_step=start, pairs=pairs)
     if iterator_hook is not None:
         batches = iterator_hook(batches)
-    step_fn = train_state.host_train_step(config, family)
+    step_fn = train_state.host_train_step(config, family, state)
     monitor = evaluation.Monitor(config, family, workdir)
     log = workdir_lib.TrainingLog(
         workdir, start, train_cfg.num_steps, desc=f'{config.family}/{config.objective}',

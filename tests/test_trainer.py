@@ -324,6 +324,7 @@ MULTI_DEVICE_RUNS = {
                                      'train.compute_dtype': 'bfloat16'}, ('loss',)),
     'gan': ('dcgan_mnist', DCGAN, ('d_loss', 'g_loss')),
     'ddpm': ('ddpm_grid25', DDPM_TOY, ('loss', 'loss_q0')),
+    'ddpm_fsdp': ('ddpm_grid25', {**DDPM_TOY, 'train.param_sharding': 'fsdp'}, ('loss',)),
     'flow_matching_ot': ('fm_toy2d', FM_OT_TOY, ('loss', 'loss_q0'))}
 
 
@@ -338,10 +339,21 @@ def _multi_device_script(data_dir: str) -> str:
         from tests.helpers import smoke_config
         parallel.maybe_initialize_distributed()
         import jax
-        for name, (config_name, overrides, _) in {MULTI_DEVICE_RUNS!r}.items():
+        runs = {MULTI_DEVICE_RUNS!r}
+        for name, (config_name, overrides, _) in runs.items():
             config = smoke_config(config_name, {data_dir!r}, overrides, {{'train.num_steps': 8}})
             trainer.train_and_evaluate(config, os.path.join(sys.argv[1], name))
-        print(json.dumps({{'devices': jax.device_count(), 'processes': jax.process_count()}}))
+        # Where the fsdp run's parameters live: a [32, 32] kernel's shards on this process.
+        from genmodels import data, families
+        from genmodels.training import train_state
+        mesh = parallel.make_mesh()
+        config = smoke_config('ddpm_grid25', {data_dir!r}, runs['ddpm_fsdp'][1])
+        state = train_state.init_state(config, families.get('ddpm'), mesh,
+                                       train_state.example_batch(data.dataset_info(config.data)))
+        kernel = state['params']['dense_1']['kernel']
+        shards = [(s.device.id, s.data.shape) for s in kernel.addressable_shards]
+        print(json.dumps({{'devices': jax.device_count(), 'processes': jax.process_count(),
+                          'kernel_shape': kernel.shape, 'kernel_shards': shards}}))
     """)
 
 
@@ -373,6 +385,12 @@ def _run_multi_device_script(data_dir: str, workdir: str, num_processes: int,
         info = json.loads(out.strip().splitlines()[-1])
         assert (info['processes'], info['devices']) == (num_processes,
                                                         num_processes * devices_per_process)
+        # fsdp: the kernel split along its last axis, one slice on each local device.
+        num_devices = num_processes * devices_per_process
+        assert info['kernel_shape'] == [32, 32]
+        assert sorted(shape for _, shape in info['kernel_shards']) == (
+            [[32, 32 // num_devices]] * devices_per_process)
+        assert len({device for device, _ in info['kernel_shards']}) == devices_per_process
 
 
 def test_eight_devices_and_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
@@ -399,6 +417,21 @@ def test_eight_devices_and_two_processes_give_the_same_loss_curves_as_one(tmp_pa
         atol = 1.6e-2 if 'bf16' in name else 5e-5
         for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True):
             np.testing.assert_allclose(y, x, rtol=1e-3, atol=atol, err_msg=name)
+
+    # The fsdp run's checkpoint of step 4, saved over 8 devices in two processes, resumed here on
+    # one device, ends where the one-device run ends.
+    resumed = str(tmp_path / 'resumed')
+    shutil.copytree(os.path.join(paths['p2'], 'ddpm_fsdp'), resumed)
+    shutil.rmtree(os.path.join(resumed, 'checkpoints', '8'))
+    os.remove(os.path.join(resumed, 'eval.json'))
+    config_name, overrides, _ = MULTI_DEVICE_RUNS['ddpm_fsdp']
+    trainer.train_and_evaluate(smoke_config(config_name, data_dir, overrides,
+                                            {'train.num_steps': 8}), resumed)
+    np.testing.assert_allclose([m['loss'] for m in read_metrics(resumed)],
+                               curves['one']['ddpm_fsdp/loss'], rtol=2e-5)
+    for x, y in zip(jax.tree.leaves(restore_params(os.path.join(paths['one'], 'ddpm_fsdp'), 8)),
+                    jax.tree.leaves(restore_params(resumed, 8)), strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-3, atol=5e-5)
 
 
 def test_batch_size_not_dividing_devices_is_a_clear_error(tmp_path, data_dir):

@@ -58,6 +58,8 @@ CONFIG_SCHEMA = {
 }
 
 # Sampler settings may change on an existing workdir: eval.py --set sampler.temperature=0.8
+# train.remat='blocks' recomputes these in the backward pass.
+REMAT_BLOCKS = ('transformer blocks',)
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + ('eval.timing_samples',)
 
 
@@ -132,6 +134,7 @@ class Transformer(nn.Module):
     num_heads: int
     embed_dim: int
     mlp_dim: int
+    remat: bool = False  # training: recompute each block's activations in the backward pass
 
     @nn.compact
     def __call__(self, ids: jax.Array, cache: Cache | None = None, pos: jax.Array | None = None):
@@ -143,8 +146,9 @@ class Transformer(nn.Module):
         else:
             x = x + jax.lax.dynamic_slice_in_dim(positions, pos, 1)
         new_cache = []
+        block = nn.remat(Block) if self.remat and cache is None else Block  # names kept
         for i in range(self.num_layers):
-            x, layer_cache = Block(self.num_heads, self.mlp_dim, name=f'block_{i}')(
+            x, layer_cache = block(self.num_heads, self.mlp_dim, name=f'block_{i}')(
                 x, None if cache is None else cache[i], pos)
             new_cache.append(layer_cache)
         logits = nn.Dense(self.num_levels, name='head')(nn.LayerNorm(name='ln_f')(x))
@@ -154,7 +158,7 @@ class Transformer(nn.Module):
 def network(config, num_levels: int, num_contexts: int, length: int) -> Transformer:
     m = config.model
     return Transformer(num_levels, num_contexts, length, m.num_layers, m.num_heads, m.embed_dim,
-                       m.mlp_dim)
+                       m.mlp_dim, remat=config.train.remat == 'blocks')
 
 
 def sizes(params: PyTree) -> tuple[int, int, int]:

@@ -75,6 +75,8 @@ CONFIG_SCHEMA = {
                                         # e.g. rk425 ('' = off): ode_nll_* in eval.json
     },
 }
+# train.remat='blocks' recomputes these in the backward pass (model.architecture='unet' only).
+REMAT_BLOCKS = ('U-Net residual blocks', 'U-Net attention blocks')
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.samplers', 'eval.nll_timesteps', 'eval.ode_likelihood_solver')
 # Keys added after runs were saved without them, with the values that reproduce those runs.
@@ -146,7 +148,7 @@ def network(config, num_classes: int):
         return unet.MLPDenoiser(tuple(m.hidden), m.embed_dim, num_classes)
     return unet.UNet(m.channels, tuple(m.channel_mults), m.num_res_blocks,
                      tuple(m.attention_resolutions), m.dropout, num_classes,
-                     num_heads=m.num_heads)
+                     num_heads=m.num_heads, remat=config.train.remat == 'blocks')
 
 
 def schedule(config) -> diffusion.Schedule:

@@ -91,6 +91,8 @@ CONFIG_SCHEMA = {
     },
 }
 # Sampler settings may change on an existing workdir: eval.py --set sampler.step_size=1e-5
+# train.remat='blocks' recomputes these in the backward pass (model.architecture='unet' only).
+REMAT_BLOCKS = ('U-Net residual blocks', 'U-Net attention blocks')
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.loss_levels', 'eval.ode_likelihood_solver')
 # Keys added after runs were saved without them, with the values that reproduce those runs.
@@ -151,7 +153,8 @@ def network(config):
     if m.architecture == 'mlp':
         return unet.MLPDenoiser(tuple(m.hidden), m.embed_dim)
     return unet.UNet(m.channels, tuple(m.channel_mults), m.num_res_blocks,
-                     tuple(m.attention_resolutions), m.dropout, num_heads=m.num_heads)
+                     tuple(m.attention_resolutions), m.dropout, num_heads=m.num_heads,
+                     remat=config.train.remat == 'blocks')
 
 
 def _per_example(sigma: jax.Array, x: jax.Array) -> jax.Array:

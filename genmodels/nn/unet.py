@@ -210,6 +210,7 @@ class UNet(nn.Module):
     num_classes: int = 0                           # 0: unconditional; label num_classes: no label.
     out_channels: int | None = None                # None: C (2C for a learned variance).
     num_heads: int = 1
+    remat: bool = False                            # recompute each block in the backward pass
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None,
@@ -227,11 +228,18 @@ class UNet(nn.Module):
         emb = Conditioning(4 * self.channels, self.channels, self.num_classes,
                            name='conditioning')(t, labels, x.dtype)          # [B, 4 * channels]
 
+        # With remat, each block's activations are recomputed in the backward pass instead of
+        # kept (jax.checkpoint through flax's lifted nn.remat; `deterministic`, argument 3
+        # counting the module, is static). The blocks keep their names, so parameters and
+        # checkpoints are the same either way.
+        res_block = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
+        attention_block = nn.remat(AttentionBlock) if self.remat else AttentionBlock
+
         def res(name: str, h: jax.Array, c: int) -> jax.Array:
-            return ResBlock(c, self.dropout, name=name)(h, emb, deterministic=not train)
+            return res_block(c, self.dropout, name=name)(h, emb, not train)
 
         def attend(name: str, h: jax.Array) -> jax.Array:
-            return AttentionBlock(self.num_heads, name=name)(h)
+            return attention_block(self.num_heads, name=name)(h)
 
         h = nn.Conv(self.channels, (3, 3), name='conv_in')(x)
         skips = [h]

@@ -48,6 +48,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from genmodels.training import parallel
+
 PyTree = Any
 
 
@@ -83,14 +85,14 @@ def all_finite(tree: PyTree) -> bool:
     bias shapes (measured: docs/benchmarks.md)."""
     leaves = [x for x in jax.tree.leaves(tree)
               if hasattr(x, 'dtype') and jnp.issubdtype(x.dtype, jnp.inexact)]
-    return all(np.isfinite(x).all() for x in jax.device_get(leaves))
+    return all(np.isfinite(x).all() for x in parallel.to_host(leaves))
 
 
 def digests(tree: PyTree) -> dict[str, str]:
     """sha256 of each leaf's dtype, shape and bytes, keyed by its path in the tree ('a/0/count':
     the same whether the tree holds optax's named tuples or, restored as saved, dicts and lists)."""
     out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(parallel.to_host(tree))[0]:
         x = np.ascontiguousarray(leaf)
         h = hashlib.sha256(f'{x.dtype.str}{x.shape}'.encode())
         h.update(x.tobytes())
@@ -106,7 +108,7 @@ def _key_name(key) -> str | int:
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: PyTree) -> None:
-    host = jax.device_get(state)  # one copy for both checks
+    host = parallel.to_host(state)  # one copy for both checks
     if not all_finite(host):
         raise CheckpointError(f'refusing to save a non-finite state at step {step}.')
     mngr.save(step, args=ocp.args.StandardSave(state), force=True,

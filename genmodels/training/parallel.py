@@ -1,4 +1,14 @@
-"""Data parallelism: one `Mesh` axis 'data'; batches sharded P('data'), state replicated P().
+"""Data parallelism over one `Mesh` axis 'data': batches sharded P('data'); the state replicated
+P(), or with train.param_sharding = 'fsdp' each parameter and its optimizer state split along one
+axis over the same devices (fully sharded data parallelism, ZeRO-3).
+
+FSDP here is JAX's own mechanism: the state's arrays carry NamedShardings (`state_shardings`), and
+XLA's SPMD partitioner inserts the all-gathers where a layer uses a parameter and the
+reduce-scatters of its gradient; no hand-written collective. An array is split along its largest
+axis that the device count divides; arrays under MIN_SHARDED_SIZE elements (biases, norms, the
+step) and those with no such axis stay replicated, where the gather would cost more than the
+copy. Orbax saves each array with its sharding and restores it onto whatever shardings the
+restoring run asks for, so a checkpoint moves between device counts and between the two layouts.
 
 This is the current JAX data-parallel path: `jax.jit` over a mesh with sharded inputs (jax.pmap is in
 maintenance mode and is itself a wrapper over jit + shard_map). The same code runs on 1 CPU device,
@@ -8,10 +18,13 @@ across processes after `jax.distributed.initialize`.
 
 from __future__ import annotations
 
+import math
 import os
+from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -59,3 +72,36 @@ def shard_batch(mesh: Mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax
     """Host-local numpy batch (this process's rows) -> global array sharded over 'data'."""
     sharding = data_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+MIN_SHARDED_SIZE = 2 ** 10  # elements: smaller arrays stay replicated under fsdp
+
+
+def fsdp_spec(shape: tuple[int, ...], num_devices: int) -> P:
+    """P('data') on the largest axis of `shape` that `num_devices` divides (the last such on a
+    tie); P() for a small array, one device, or no divisible axis."""
+    if num_devices == 1 or math.prod(shape) < MIN_SHARDED_SIZE:
+        return P()
+    axes = [i for i, n in enumerate(shape) if n % num_devices == 0]
+    if not axes:
+        return P()
+    axis = max(axes, key=lambda i: (shape[i], i))
+    return P(*[('data' if i == axis else None) for i in range(len(shape))])
+
+
+def state_shardings(mesh: Mesh, shapes: Any, param_sharding: str) -> Any:
+    """A NamedSharding for each leaf of `shapes` (arrays or ShapeDtypeStructs): all replicated,
+    or by `fsdp_spec`."""
+    if param_sharding == 'replicated':
+        return jax.tree.map(lambda _: replicated(mesh), shapes)
+    return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.size)), shapes)
+
+
+def to_host(tree: Any) -> Any:
+    """`jax.device_get`, gathering first the arrays that span other processes' devices (an fsdp
+    state in a multi-process run): every process gets the whole numpy array."""
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return multihost_utils.process_allgather(x, tiled=True)
+        return jax.device_get(x)
+    return jax.tree.map(get, tree)

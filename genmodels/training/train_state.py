@@ -256,23 +256,36 @@ def example_batch(info: data.DatasetInfo) -> dict[str, np.ndarray]:
 
 
 def init_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
-    """family.init for every lane (see the key rule above), replicated over the mesh."""
+    """family.init for every lane (see the key rule above), laid out over the mesh as
+    train.param_sharding says (`shardings`)."""
     def init_lane(key):
         return family.init(config, jax.random.fold_in(key, INIT), example)
 
-    init = jax.jit(over_seeds(config, init_lane, 0), out_shardings=parallel.replicated(mesh))
-    return init(model_keys(config))
+    init = over_seeds(config, init_lane, 0)
+    shapes = jax.eval_shape(init, model_keys(config))
+    return jax.jit(init, out_shardings=shardings(config, mesh, shapes))(model_keys(config))
+
+
+def shardings(config: ml_collections.ConfigDict, mesh, shapes: PyTree) -> PyTree:
+    """The state's NamedShardings: replicated, or fsdp (genmodels/training/parallel.py)."""
+    layout = config.train.get('param_sharding', 'replicated')  # a fit family has no such key
+    return parallel.state_shardings(mesh, shapes, layout)
 
 
 def abstract_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
-    """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
-    shapes = jax.eval_shape(lambda: init_state(config, family, mesh, example))
-    return checkpoint.abstract(shapes, parallel.replicated(mesh))
+    """Shapes, dtypes and shardings of the state, without computing it: what a checkpoint is
+    restored onto, whatever the device count and layout it was saved with."""
+    def init_lane(key):
+        return family.init(config, jax.random.fold_in(key, INIT), example)
+
+    shapes = jax.eval_shape(over_seeds(config, init_lane, 0), model_keys(config))
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        shapes, shardings(config, mesh, shapes))
 
 
 def restore_or_init(config: ml_collections.ConfigDict, family, example: dict, mngr
                     ) -> tuple[PyTree, int]:
-    """(state, step): the newest good checkpoint of `mngr`, else a new state at step 0; replicated
+    """(state, step): the newest good checkpoint of `mngr`, else a new state at step 0; laid out
     over the mesh of every device."""
     mesh = parallel.make_mesh()
     state, start = checkpoint.restore_newest_good(
@@ -282,27 +295,27 @@ def restore_or_init(config: ml_collections.ConfigDict, family, example: dict, mn
     return state, start
 
 
-def make_train_step(config: ml_collections.ConfigDict, family, mesh) -> Callable:
+def make_train_step(config: ml_collections.ConfigDict, family, mesh, state: PyTree) -> Callable:
     """jit(train_step) over all seed lanes, with the batch sharded P('data') and shared by the
-    lanes, the state replicated and donated. Step t of lane s gets the key
-    fold_in(fold_in(key(config.seed + s), 1), t), whatever the device count."""
+    lanes, the state (laid out as `state` is) donated. Step t of lane s gets the key
+    fold_in(fold_in(key(config.seed + s), 1), t), whatever the device count and layout."""
     def lane_step(state, batch, key):
         rng = jax.random.fold_in(jax.random.fold_in(key, TRAIN), state['step'])
         return family.train_step(config, state, batch, rng)
 
     keys = model_keys(config)
     step = over_seeds(config, lane_step, in_axes=(0, None, 0))
-    state_sharding = parallel.replicated(mesh)
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
     return jax.jit(lambda state, batch: step(state, batch, keys),
                    in_shardings=(state_sharding, parallel.data_sharding(mesh)),
                    out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
 
 
-def host_train_step(config: ml_collections.ConfigDict, family) -> Callable:
-    """`make_train_step` on the mesh of every device, taking this process's host batch (numpy),
-    which it places as its rows of the global batch."""
+def host_train_step(config: ml_collections.ConfigDict, family, state: PyTree) -> Callable:
+    """`make_train_step` on the mesh of every device for a state laid out as `state`, taking
+    this process's host batch (numpy), which it places as its rows of the global batch."""
     mesh = parallel.make_mesh()
-    step = make_train_step(config, family, mesh)
+    step = make_train_step(config, family, mesh, state)
     return lambda state, host_batch: step(state, parallel.shard_batch(mesh, host_batch))
 
 
