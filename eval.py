@@ -32,6 +32,7 @@ flags.DEFINE_multi_string('set', [], 'section.key=value: change a setting that d
                           'repeat for several.')
 flags.DEFINE_bool('compare', False, 'Compare the eval.json of the workdirs given as arguments.')
 flags.DEFINE_string('out', '.', 'Output directory of --compare.')
+cli.define_compile_cache_flag()
 
 
 def main(argv):
@@ -48,18 +49,17 @@ def main(argv):
     if FLAGS.workdir is None:
         sys.exit(f'error: --workdir is required; usage: {USAGE}')
     parallel.maybe_initialize_distributed()
+    cli.use_compile_cache(FLAGS.compile_cache)
     try:
         overrides = evaluation.parse_settings(FLAGS.set, FLAGS.workdir)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
-    if FLAGS.iwae_k is not None:
-        overrides['eval.iwae_k'] = FLAGS.iwae_k
-    if FLAGS.num_samples is not None:
-        overrides['eval.num_samples'] = FLAGS.num_samples
+    flagged = {'eval.iwae_k': FLAGS.iwae_k, 'eval.num_samples': FLAGS.num_samples}
+    overrides |= {key: value for key, value in flagged.items() if value is not None}
     try:
         metrics = evaluation.evaluate_workdir(FLAGS.workdir, FLAGS.max_examples, overrides,
-                                      inception_weights=FLAGS.inception_weights,
-                                      stats_cache=FLAGS.stats_cache)
+                                              inception_weights=FLAGS.inception_weights,
+                                              stats_cache=FLAGS.stats_cache)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'

@@ -17,6 +17,7 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file in config
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and figures; resumes if it '
                     'holds a run.')
 flags.mark_flags_as_required(['config', 'workdir'])
+cli.define_compile_cache_flag()
 
 
 def main(argv):
@@ -24,6 +25,7 @@ def main(argv):
     if not FLAGS['verbosity'].present:
         logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every file at INFO.
     parallel.maybe_initialize_distributed()
+    cli.use_compile_cache(FLAGS.compile_cache)
     try:
         config = FLAGS.config
         config.keys()  # The flag loads lazily; a missing file surfaces here.

@@ -334,11 +334,12 @@ def _multi_device_script(data_dir: str) -> str:
     return textwrap.dedent(f"""
         import json, os, sys
         sys.path.insert(0, {ROOT!r})
-        from genmodels import trainer
+        from genmodels import cli, trainer
         from genmodels.training import parallel
         from tests.helpers import smoke_config
         parallel.maybe_initialize_distributed()
         import jax
+        cli.use_compile_cache(os.path.join(sys.argv[1], 'xla_cache'))  # shared, as on a cluster
         runs = {MULTI_DEVICE_RUNS!r}
         for name, (config_name, overrides, _) in runs.items():
             config = smoke_config(config_name, {data_dir!r}, overrides, {{'train.num_steps': 8}})
@@ -348,12 +349,17 @@ def _multi_device_script(data_dir: str) -> str:
         from genmodels.training import train_state
         mesh = parallel.make_mesh()
         config = smoke_config('ddpm_grid25', {data_dir!r}, runs['ddpm_fsdp'][1])
+        hits = []  # the persistent compile cache, hit by a second compile of the init program
+        jax.monitoring.register_event_listener(
+            lambda event, **kw: hits.append(event) if event.endswith('cache_hits') else None)
+        jax.clear_caches()
         state = train_state.init_state(config, families.get('ddpm'), mesh,
                                        train_state.example_batch(data.dataset_info(config.data)))
         kernel = state['params']['dense_1']['kernel']
         shards = [(s.device.id, s.data.shape) for s in kernel.addressable_shards]
         print(json.dumps({{'devices': jax.device_count(), 'processes': jax.process_count(),
-                          'kernel_shape': kernel.shape, 'kernel_shards': shards}}))
+                          'kernel_shape': kernel.shape, 'kernel_shards': shards,
+                          'cache_hits': len(hits)}}))
     """)
 
 
@@ -391,6 +397,9 @@ def _run_multi_device_script(data_dir: str, workdir: str, num_processes: int,
         assert sorted(shape for _, shape in info['kernel_shards']) == (
             [[32, 32 // num_devices]] * devices_per_process)
         assert len({device for device, _ in info['kernel_shards']}) == devices_per_process
+        if num_processes == 1:  # the compile cache (genmodels/cli.py) served a program; with
+            # several processes JAX compiles through its distributed service and counted no hit
+            assert info['cache_hits'] >= 1, info
 
 
 def test_eight_devices_and_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
