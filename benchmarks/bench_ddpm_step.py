@@ -22,7 +22,7 @@ After warm-up (JAX compilation included), rounds alternate: --steps JAX steps, t
 steps, so load from other processes hits both sides; the throughput ratio JAX/torch is taken per
 round, and the cores other processes keep busy are printed (see benchmarks/bench_dcgan_step.py for
 how such load biases it). Then the same for one sampling step: the U-Net forward alone at the batch
-size with the EMA params, in JAX both jitted alone and inside lax.scan (as diffusion.run_chain runs
+size with the EMA params, in JAX both jitted alone and inside lax.scan (as samplers.run_chain runs
 it), in torch under inference_mode.
 
 --profile adds XLA's cost analysis of the compiled step and of the forward, the time of each HLO op

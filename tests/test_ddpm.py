@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from configs import ddpm_cifar10, ddpm_mnist
 from genmodels import data, evaluation, families, trainer
 from genmodels.families import ddpm
-from genmodels.nn import diffusion, ode
+from genmodels.nn import diffusion, ode, samplers
 from tests.helpers import DDPM_TOY, jitted_init, smoke_config
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
 
@@ -186,7 +186,7 @@ def test_samplers_with_the_gaussian_oracle_reproduce_its_moments(kind, num_steps
     chain = diffusion.steps(SCHED, diffusion.kept_timesteps(SCHED, kind, num_steps))
     assert len(chain.t) == num_steps
     x_T = jax.random.normal(jax.random.key(3), (20_000, 2, 1, 1))
-    x, _ = diffusion.run_chain(kind, oracle, x_T, chain, jax.random.key(4),
+    x, _ = samplers.run_chain(kind, oracle, x_T, chain, jax.random.key(4),
                                variance='fixed_small', eta=0.0)
     x = np.asarray(x).reshape(-1, 2)
     np.testing.assert_allclose(x.mean(0), M, atol=0.015)
@@ -201,12 +201,12 @@ def test_heun_is_second_order_where_euler_ddim_is_first():
     (DDIM over all 1,000 timesteps) than DDIM's Euler steps on the same levels: measured 0.021
     against 0.131, and 0.009 against 0.063 at 100 levels."""
     x_T = jax.random.normal(jax.random.key(3), (2000, 2, 1, 1))
-    ref, _ = diffusion.run_chain('ddim', oracle, x_T, diffusion.steps(SCHED, np.arange(1000)),
+    ref, _ = samplers.run_chain('ddim', oracle, x_T, diffusion.steps(SCHED, np.arange(1000)),
                                  jax.random.key(4))
     errors = {}
     for kind in ('ddim', 'heun'):
         chain = diffusion.steps(SCHED, diffusion.respaced_karras(SCHED.alphas_cumprod, 50))
-        x, _ = diffusion.run_chain(kind, oracle, x_T, chain, jax.random.key(4))
+        x, _ = samplers.run_chain(kind, oracle, x_T, chain, jax.random.key(4))
         errors[kind] = float(np.abs(np.asarray(x) - np.asarray(ref)).max())
     assert errors['heun'] < 0.2 * errors['ddim'], errors
 
@@ -215,11 +215,11 @@ def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_chain():
     """Same mean and variance at every step, so with the same noise the paths coincide."""
     chain = diffusion.steps(SCHED, np.arange(1000))
     x_T = jax.random.normal(jax.random.key(3), (64, 2, 1, 1))
-    a, _ = diffusion.run_chain('ancestral', oracle, x_T, chain, jax.random.key(4),
+    a, _ = samplers.run_chain('ancestral', oracle, x_T, chain, jax.random.key(4),
                                variance='fixed_small')
-    d, _ = diffusion.run_chain('ddim', oracle, x_T, chain, jax.random.key(4), eta=1.0)
+    d, _ = samplers.run_chain('ddim', oracle, x_T, chain, jax.random.key(4), eta=1.0)
     np.testing.assert_allclose(a, d, atol=1e-4)
-    e, _ = diffusion.run_chain('ddim', oracle, x_T, chain, jax.random.key(4), eta=0.0)
+    e, _ = samplers.run_chain('ddim', oracle, x_T, chain, jax.random.key(4), eta=0.0)
     assert np.abs(np.asarray(e - a)).max() > 0.1  # eta = 0 is another sampler
 
 

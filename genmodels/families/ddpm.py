@@ -37,7 +37,7 @@ from genmodels import config as config_lib, data as data_lib, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import (labels as labels_lib, modes as modes_lib, ode_likelihood,
                                sample_quality, units)
-from genmodels.nn import diffusion, noise, ode, unet
+from genmodels.nn import diffusion, noise, ode, samplers, unet
 from genmodels.training import train_state
 
 PyTree = Any
@@ -81,7 +81,7 @@ RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.samplers', 'eval.nll_timesteps', 'eval.ode_likelihood_solver')
 # Keys added after runs were saved without them, with the values that reproduce those runs.
 ADDED_KEYS = {'eval.ode_likelihood_solver': '', 'loss.min_snr_gamma': 0.0}
-parse_sampler = diffusion.parse_sampler  # an eval.samplers name -> (kind, num_steps, eta or None)
+parse_sampler = samplers.parse_sampler  # an eval.samplers name -> (kind, num_steps, eta or None)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -102,7 +102,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.loss.min_snr_gamma < 0:
         raise ConfigError(f'loss.min_snr_gamma must be >= 0 (0: off), got '
                           f'{config.loss.min_snr_gamma}.')
-    config_lib.check_choice(config, 'sampler.name', diffusion.SAMPLERS)
+    config_lib.check_choice(config, 'sampler.name', samplers.SAMPLERS)
     config_lib.check_choice(config, 'sampler.variance', diffusion.VARIANCES)
     if not 1 <= s.num_steps <= m.num_timesteps:
         raise ConfigError(f'sampler.num_steps must be in [1, model.num_timesteps = '
@@ -120,7 +120,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         except ValueError:
             steps = 0
         if not 1 <= steps <= m.num_timesteps:
-            raise ConfigError(f'eval.samplers entry {name!r} must be {diffusion.sampler_names()} '
+            raise ConfigError(f'eval.samplers entry {name!r} must be {samplers.sampler_names()} '
                               f'with 1 <= S <= {m.num_timesteps}, e.g. ddim50 or ddim50_eta1.')
     if config.eval.ode_likelihood_solver:
         try:
@@ -161,12 +161,12 @@ def _alphas_cumprod(config) -> jax.Array:
 
 
 def make_denoiser(config, params, labels: jax.Array | None, guidance_scale: float | None = None,
-                  *, spec: diffusion.SamplerSpec | None = None) -> Callable:
+                  *, spec: samplers.SamplerSpec | None = None) -> Callable:
     """denoise(x_t, t [B]) -> (eps_hat, x0_hat), with classifier-free guidance at the spec's
     guidance_scale (`guidance_scale` if given) and x0_hat clipped to the data range when the
     spec's clip_denoised (spec: default the config's sampler). `labels` [B]: a conditional model's
     labels (None: no label)."""
-    spec = spec or diffusion.sampler_spec(config.sampler)
+    spec = spec or samplers.sampler_spec(config.sampler)
     net = network(config, labels_lib.num_classes(config.data, config.model))
     ab = _alphas_cumprod(config)
     scale = spec.guidance_scale if guidance_scale is None else guidance_scale
@@ -326,13 +326,13 @@ def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Arra
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *,
-           spec: diffusion.SamplerSpec | None = None, keep: int = 0,
+           spec: samplers.SamplerSpec | None = None, keep: int = 0,
            x_T: jax.Array | None = None):
     """x_0 [num, H, W, C] by the reverse chain of `spec` (default: the config's sampler) from x_T
     (default: drawn from N(0, I)), in the data's value range; a conditional model draws
     class-balanced labels (i mod K) when `labels` is None. With keep > 0 returns (x_0, the chain
     at `keep` points [keep, num, ...], x_T first)."""
-    spec = spec or diffusion.sampler_spec(config.sampler)
+    spec = spec or samplers.sampler_spec(config.sampler)
     shape = data_lib.dataset_info(config.data).shape
     if config.model.conditional and labels is None:
         labels = labels_lib.balanced(num, labels_lib.num_classes(config.data, config.model))
@@ -341,7 +341,7 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *,
         x_T = jax.random.normal(k_x, (num,) + tuple(shape))
     chain = diffusion.steps(schedule(config),
                             diffusion.kept_timesteps(schedule(config), spec.kind, spec.num_steps))
-    x0, trace = diffusion.run_chain(spec.kind, make_denoiser(config, params, labels, spec=spec),
+    x0, trace = samplers.run_chain(spec.kind, make_denoiser(config, params, labels, spec=spec),
                                     x_T, chain, k_chain, variance=spec.variance, eta=spec.eta,
                                     keep=keep)
     if spec.clip_denoised:
@@ -353,7 +353,7 @@ def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:
     """For each eval.samplers entry: the sample metrics of eval.num_samples images, suffixed with
     the sampler's name (fid_mnist_classifier_ddim50, ...), and sample_seconds_per_image_<name>."""
     def make_batch(name):
-        spec = diffusion.sampler_spec(config.sampler, name)
+        spec = samplers.sampler_spec(config.sampler, name)
         return lambda key: sample(config, params, key, config.eval.batch_size, spec=spec)
 
     return sample_quality.per_sampler(config, config.eval.samplers, make_batch, rng)
