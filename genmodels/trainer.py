@@ -58,10 +58,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, lock: workdir
     record = families.provenance(family, config)
     workdir_lib.check(config, workdir, families.resumable_keys(family), families.added_keys,
                       record)
-    lock.acquire()
     pairs = families.training_pairs(family, config, workdir, evaluation.restore)
     if pairs is not None:
         data.check_batch_fits(config.data, train_cfg.batch_size, len(pairs['image']))
+    lock.acquire()
     workdir_lib.write_config(config, workdir, record)
 
     # 2. State: restored from the newest good checkpoint, else initialised.

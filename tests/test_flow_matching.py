@@ -15,6 +15,7 @@ from scipy import stats
 from genmodels import data as data_lib, evaluation, families, trainer
 from genmodels.config import ConfigError
 from genmodels.families import flow_matching as fm
+from genmodels.families.flow_matching import paths as fm_paths, reflow as fm_reflow
 from genmodels.nn import ode
 from tests import helpers
 from tests.test_trainer import Killed, kill_after
@@ -26,10 +27,10 @@ def test_each_paths_velocity_is_its_time_derivative(kind):
     k0, k1 = jax.random.split(jax.random.key(0))
     x0, x1 = jax.random.normal(k0, (5, 2, 1, 1)), jax.random.normal(k1, (5, 2, 1, 1))
     t = jnp.linspace(0.05, 0.95, 5)
-    (xt, u), (dxt, _) = jax.jvp(lambda s: fm.path(config, x0, x1, s), (t,), (jnp.ones(5),))
+    (xt, u), (dxt, _) = jax.jvp(lambda s: fm_paths.path(config, x0, x1, s), (t,), (jnp.ones(5),))
     np.testing.assert_allclose(u, dxt, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(fm.path(config, x0, x1, jnp.zeros(5))[0], x0, atol=1e-6)
-    np.testing.assert_allclose(fm.path(config, x0, x1, jnp.ones(5))[0], x1, atol=1e-6)
+    np.testing.assert_allclose(fm_paths.path(config, x0, x1, jnp.zeros(5))[0], x0, atol=1e-6)
+    np.testing.assert_allclose(fm_paths.path(config, x0, x1, jnp.ones(5))[0], x1, atol=1e-6)
 
 
 def test_the_marginal_velocity_of_gaussian_data_samples_and_scores_it_exactly():
@@ -80,14 +81,14 @@ def test_the_exact_ot_coupling_pairs_the_batch_at_the_least_total_cost():
     config = helpers.smoke_config('fm_toy2d', None, {'objective': 'ot_cfm'})
     k0, k1 = jax.random.split(jax.random.key(2))
     x0, x1 = jax.random.normal(k0, (6, 2, 1, 1)), 3 + jax.random.normal(k1, (6, 2, 1, 1))
-    paired = fm.couple(config, x0, x1, jax.random.key(0))
+    paired = fm_paths.couple(config, x0, x1, jax.random.key(0))
     total = lambda a: float(jnp.sum((a - x1) ** 2))  # noqa: E731
     best = min(total(x0[np.array(p)]) for p in itertools.permutations(range(6)))
     assert total(paired) == pytest.approx(best, rel=1e-6)
     assert sorted(map(tuple, np.asarray(paired).reshape(6, 2))) == sorted(
         map(tuple, np.asarray(x0).reshape(6, 2)))
     config.loss.ot_method = 'sinkhorn'
-    drawn = fm.couple(config, x0, x1, jax.random.key(0))
+    drawn = fm_paths.couple(config, x0, x1, jax.random.key(0))
     assert all(any(np.array_equal(d, x) for x in np.asarray(x0)) for d in np.asarray(drawn))
 
 
@@ -141,16 +142,16 @@ def test_reflow_trains_on_its_teachers_pairs_made_once(tmp_path):
     student = str(tmp_path / 'student')
     with pytest.raises(Killed):
         trainer.train_and_evaluate(config, student, iterator_hook=kill_after(5))
-    saved = np.load(os.path.join(student, fm.PAIRS_FILE))
+    saved = np.load(os.path.join(student, fm_reflow.PAIRS_FILE))
     assert saved['source'].shape == saved['image'].shape == (96, 2, 1, 1)
     # The pairs are the teacher's ODE (3 Euler steps) from its own source's draws.
     t_config, state, _ = evaluation.restore(teacher)
     want, _ = fm.integrate(t_config, fm.make_velocity(t_config, state['ema_params']),
                            jnp.asarray(saved['source']), 0.0, 1.0, 'euler3')
     np.testing.assert_allclose(saved['image'], want, rtol=1e-5, atol=1e-5)
-    mtime = os.path.getmtime(os.path.join(student, fm.PAIRS_FILE))
+    mtime = os.path.getmtime(os.path.join(student, fm_reflow.PAIRS_FILE))
     result = trainer.train_and_evaluate(config, student)  # resumes on the same pairs
-    assert os.path.getmtime(os.path.join(student, fm.PAIRS_FILE)) == mtime
+    assert os.path.getmtime(os.path.join(student, fm_reflow.PAIRS_FILE)) == mtime
     assert np.isfinite(result['nll_nats'])
     bad = helpers.smoke_config('fm_toy2d', None, OT_RUN, {
         'objective': 'reflow', 'loss.reflow_teacher': str(tmp_path / 'none')})

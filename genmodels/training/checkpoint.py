@@ -130,8 +130,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_state: PyTree, step: int | Non
     if not os.path.isdir(where):
         raise _unreadable(mngr, step, 'it no longer exists; a running job\'s rotation deletes '
                           'its oldest checkpoints')
-    missing = _unreadable(mngr, step, 'its sha256 digests (in _CHECKPOINT_METADATA) are '
-                          'missing, so it cannot be verified')
+    missing = _unreadable(mngr, step, f'its sha256 digests (in {METADATA_FILE}) are missing')
     if not os.path.exists(os.path.join(where, METADATA_FILE)):
         raise missing
     try:

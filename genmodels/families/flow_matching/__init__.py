@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from typing import Any, Callable
 
 import jax
@@ -53,17 +52,18 @@ import numpy as np
 from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
+from genmodels.families.flow_matching import reflow
+from genmodels.families.flow_matching.paths import (_num_classes, Batch, cfm_loss, integrate,
+                                                    make_velocity, network, solver,
+                                                    source_log_prob, source_sample)
 from genmodels.nn import noise, ode, transport, unet
 from genmodels.training import train_state
 
 PyTree = Any
-Batch = dict[str, jax.Array]
-Field = Callable[[jax.Array, jax.Array], jax.Array]
 
 PATHS = ('linear', 'cosine')
 TIME_DISTRIBUTIONS = ('uniform', 'logit_normal')
 OT_METHODS = ('exact', 'sinkhorn')
-TIME_SCALE = 1000.0  # the network's timestep embedding sees 1000 t, the range it was made for
 
 CONFIG_SCHEMA = {
     'model': {
@@ -96,6 +96,8 @@ CONFIG_SCHEMA = {
         'w2_samples': int,          # toys: samples of the exact 2-Wasserstein distance (0: off)
     },
 }
+# train.remat='blocks' recomputes these in the backward pass (model.architecture='unet' only).
+REMAT_BLOCKS = ('U-Net residual blocks', 'U-Net attention blocks')
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.likelihood_solver', 'eval.hutchinson', 'eval.samplers', 'eval.w2_samples')
 # Keys added after the first flow-matching runs were saved, with the values that reproduce them.
@@ -159,106 +161,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f'eval.w2_samples must be >= 0, got {config.eval.w2_samples}.')
 
 
-def solver(name: str) -> tuple[str, int]:
-    """('dopri5', 0) or a fixed-step (method, steps) from a sampler name."""
-    return ('dopri5', 0) if name == 'dopri5' else ode.parse(name)
-
-
-# ------------------------------------------------------------------------------------------------
-# Paths, times and the network
-
-def path(config, x0: jax.Array, x1: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(x_t, u_t) of the conditional path at times t [B] between noise x0 and data x1."""
-    t = t.reshape((-1,) + (1,) * (x1.ndim - 1))
-    if config.model.path == 'linear':
-        return (1.0 - t) * x0 + t * x1, x1 - x0
-    a = 0.5 * math.pi * t
-    return (jnp.cos(a) * x0 + jnp.sin(a) * x1,
-            0.5 * math.pi * (jnp.cos(a) * x1 - jnp.sin(a) * x0))
-
-
-def sample_times(config, rng: jax.Array, index: jax.Array) -> jax.Array:
-    """t [B] per example, keyed by its index."""
-    m = config.model
-    if m.time_distribution == 'uniform':
-        return noise.uniform(rng, index, ())
-    return jax.nn.sigmoid(m.logit_mean + m.logit_std * noise.normal(rng, index, ()))
-
-
-def _num_classes(config) -> int:
-    return labels_lib.num_classes(config.data, config.model)
-
-
-def network(config):
-    m = config.model
-    if m.architecture == 'mlp':
-        return unet.MLPDenoiser(tuple(m.hidden), m.embed_dim, _num_classes(config))
-    return unet.UNet(m.channels, tuple(m.channel_mults), m.num_res_blocks,
-                     tuple(m.attention_resolutions), m.dropout, _num_classes(config),
-                     num_heads=m.num_heads)
-
-
-def make_velocity(config, params, labels: jax.Array | None = None, *, train: bool = False,
-                  dropout_rng: jax.Array | None = None,
-                  guidance_scale: float | None = None) -> Field:
-    """v(x [B, ...], t [] or [B]) -> [B, ...]; a conditional model's `labels` [B] (None: no
-    label) with classifier-free guidance at `guidance_scale` (default the sampler's)."""
-    net = network(config)
-    rngs = {'dropout': dropout_rng} if train else {}
-    scale = config.sampler.guidance_scale if guidance_scale is None else guidance_scale
-
-    def apply(x, t, y):
-        return net.apply({'params': params}, x, TIME_SCALE * t, y, train=train, rngs=rngs)
-
-    def velocity(x, t):
-        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
-        if not config.model.conditional or labels is None or scale == 0.0:
-            return apply(x, t, None)
-        if scale == 1.0 or train:
-            return apply(x, t, labels)
-        none = jnp.full_like(labels, _num_classes(config))  # one pass over [cond; uncond]
-        cond, uncond = jnp.split(apply(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
-                                       jnp.concatenate([labels, none])), 2)
-        return uncond + scale * (cond - uncond)
-
-    return velocity
-
-
-# ------------------------------------------------------------------------------------------------
-# The source distribution (t = 0)
-
-def _source_toy(config):
-    return None if config.model.source == 'normal' else data_lib.toy_distribution(
-        config.model.source)
-
-
-def source_sample(config, rng: jax.Array, index: jax.Array, shape) -> jax.Array:
-    """x0 [B, *shape], row i keyed by (rng, index[i])."""
-    toy = _source_toy(config)
-    if toy is None:
-        return noise.normal(rng, index, shape)
-    points = jax.vmap(lambda k: toy.sample(k, 1)[0])(noise.keys(rng, index))
-    return points.reshape((-1,) + tuple(shape))
-
-
-def source_log_prob(config, z: jax.Array) -> jax.Array:
-    """log p0(z) [B]."""
-    toy = _source_toy(config)
-    if toy is None:
-        return jnp.sum(jax.scipy.stats.norm.logpdf(z), tuple(range(1, z.ndim)))
-    return toy.log_prob(z.reshape(z.shape[0], -1))
-
-
-def couple(config, x0: jax.Array, x1: jax.Array, rng: jax.Array) -> jax.Array:
-    """x0 re-paired with x1 by minibatch OT (objective ot_cfm): row j is x1[j]'s partner."""
-    cost = transport.squared_distances(x0, x1)          # [noise i, data j]
-    if config.loss.ot_method == 'exact':
-        partner = transport.assignment(cost.T)          # data j -> noise sigma(j)
-    else:
-        partner = transport.sample_plan(rng, transport.sinkhorn(cost, config.loss.sinkhorn_reg))
-    return x0[partner]
-
-
 # ------------------------------------------------------------------------------------------------
 # Objectives: (config, params, batch, rng, dropout_rng) -> (loss [B], quarter of the path [B])
 
@@ -275,93 +177,18 @@ def _objective(coupled: bool) -> Callable:
     return objective
 
 
-def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array, coupled: bool = False):
-    """(|| v(x_t, t) - u ||^2 [B], quarter of the path [B]) with x0 and t keyed by the index;
-    `coupled`: x0 re-paired with the batch by minibatch OT."""
-    x1, index = batch['image'], batch['index']
-    k_t, k_x0, k_plan = jax.random.split(rng, 3)
-    t = sample_times(config, k_t, index)
-    x0 = source_sample(config, k_x0, index, x1.shape[1:])
-    if coupled:
-        x0 = couple(config, x0, x1, k_plan)
-    xt, u = path(config, x0, x1, t)
-    loss = jnp.sum((velocity(xt, t) - u) ** 2, axis=tuple(range(1, x1.ndim)))
-    # q0 is the quarter nearest the data (t near 1), as the DDPM's q0 is the least noise.
-    return loss, 3 - jnp.minimum((4 * t).astype(jnp.int32), 3)
-
-
-def reflow_objective(config, params, batch: Batch, rng: jax.Array, dropout_rng: jax.Array):
-    """Rectified flow's reflow (Liu et al. 2023, Sec. 2.2): the path between the teacher's coupled
-    pairs, batch['source'] (its noise) and batch['image'] (its ODE's sample from that noise)."""
-    x0, x1 = batch['source'], batch['image']
-    t = sample_times(config, rng, batch['index'])
-    xt, u = path(config, x0, x1, t)
-    velocity = make_velocity(config, params, train=True, dropout_rng=dropout_rng)
-    loss = jnp.sum((velocity(xt, t) - u) ** 2, axis=tuple(range(1, x1.ndim)))
-    return loss, 3 - jnp.minimum((4 * t).astype(jnp.int32), 3)
-
-
 OBJECTIVES: dict[str, Callable] = {
     'cfm': _objective(coupled=False),       # independent coupling (Lipman et al. 2023, Eq. 9)
     'ot_cfm': _objective(coupled=True),     # minibatch OT coupling (Tong et al. 2024)
-    'reflow': reflow_objective,             # the teacher's ODE coupling (loss.reflow_teacher)
+    'reflow': reflow.reflow_objective,             # the teacher's ODE coupling (loss.reflow_teacher)
 }
 
-
-# ------------------------------------------------------------------------------------------------
-# Reflow's training pairs
-
-PAIRS_FILE = 'reflow_pairs.npz'
-REFLOW_STREAM = 0x7265666C  # the key stream of the pairs' noise
-
-
-def training_pairs(config, workdir: str, restore) -> dict[str, np.ndarray] | None:
-    """Objective reflow: {'source': noise [N, ...], 'image': the teacher's ODE sample from it},
-    N = loss.reflow_pairs, made once with loss.reflow_solver and kept in workdir/reflow_pairs.npz
-    (a resumed run reads them back). Other objectives: None."""
-    if config.objective != 'reflow':
-        return None
-    path_ = os.path.join(workdir, PAIRS_FILE)
-    if os.path.exists(path_):
-        with np.load(path_) as saved:
-            return {'source': saved['source'], 'image': saved['image']}
-    teacher, state, step = restore(config.loss.reflow_teacher)
-    if teacher.family != 'flow_matching' or teacher.model.conditional:
-        raise ConfigError(f'loss.reflow_teacher={config.loss.reflow_teacher} must be an '
-                          f'unconditional flow-matching run, got family {teacher.family!r}.')
-    shape = tuple(data_lib.dataset_info(config.data).shape)
-    if tuple(data_lib.dataset_info(teacher.data).shape) != shape:
-        raise ConfigError(f'loss.reflow_teacher={config.loss.reflow_teacher} models '
-                          f'{teacher.data.name}, not data of shape {shape}.')
-    if np.ndim(state['step']) != 0:
-        raise ConfigError('loss.reflow_teacher was trained with several seeds; give a '
-                          'single-seed run.')
-    params = state['ema_params'] if teacher.eval.use_ema else state['params']
-    key = jax.random.fold_in(jax.random.key(config.seed), REFLOW_STREAM)
-    b = config.eval.batch_size
-
-    @jax.jit
-    def pair(start):
-        x0 = source_sample(teacher, key, start + jnp.arange(b), shape)
-        x1, _ = integrate(teacher, make_velocity(teacher, params), x0, 0.0, 1.0,
-                          config.loss.reflow_solver)
-        return x0, x1
-
-    chunks = [jax.device_get(pair(start)) for start in range(0, config.loss.reflow_pairs, b)]
-    n = config.loss.reflow_pairs
-    pairs = {'source': np.concatenate([c[0] for c in chunks])[:n],
-             'image': np.concatenate([c[1] for c in chunks])[:n]}
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        tmp = path_ + '.tmp.npz'
-        np.savez(tmp, teacher=os.path.abspath(config.loss.reflow_teacher), teacher_step=step,
-                 **pairs)
-        os.replace(tmp, path_)
-    return pairs
 
 
 # ------------------------------------------------------------------------------------------------
 # The family contract
+
+training_pairs = reflow.training_pairs  # the optional hook that makes reflow's pairs
 
 def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
     x = jnp.asarray(example_batch['image'][:1])
@@ -373,14 +200,6 @@ def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
 def train_step(config, state, batch: Batch, rng: jax.Array):
     objective = config_lib.objective(OBJECTIVES, config.objective)
     return train_state.step_by_noise_level(config, state, batch, rng, objective, lambda q: q)
-
-
-def integrate(config, field: Field, x, t0: float, t1: float, name: str):
-    """(x at t1, NFE) with the named solver."""
-    method, steps = solver(name)
-    if method == 'dopri5':
-        return ode.dopri5(field, x, t0, t1, config.sampler.rtol, config.sampler.atol)
-    return ode.integrate(field, x, t0, t1, steps, method)
 
 
 def sample_with_nfe(config, params, rng: jax.Array, num: int, labels=None, name: str | None = None

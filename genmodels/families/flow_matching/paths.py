@@ -1,0 +1,150 @@
+"""The maths of flow matching, shared by its objectives, sampler and likelihood: the conditional
+paths and their velocities, the time distributions, the network and its (guided) velocity field, the
+source distribution, the minibatch OT coupling, the conditional flow-matching loss and the ODE
+solve (the family's docstring, genmodels/families/flow_matching/__init__.py, has the formulas).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from genmodels import data as data_lib
+from genmodels.metrics import labels as labels_lib
+from genmodels.nn import noise, ode, transport, unet
+
+PyTree = Any
+Batch = dict[str, jax.Array]
+Field = Callable[[jax.Array, jax.Array], jax.Array]
+
+TIME_SCALE = 1000.0  # the network's timestep embedding sees 1000 t, the range it was made for
+
+
+def solver(name: str) -> tuple[str, int]:
+    """('dopri5', 0) or a fixed-step (method, steps) from a sampler name."""
+    return ('dopri5', 0) if name == 'dopri5' else ode.parse(name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Paths, times and the network
+
+def path(config, x0: jax.Array, x1: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(x_t, u_t) of the conditional path at times t [B] between noise x0 and data x1."""
+    t = t.reshape((-1,) + (1,) * (x1.ndim - 1))
+    if config.model.path == 'linear':
+        return (1.0 - t) * x0 + t * x1, x1 - x0
+    a = 0.5 * math.pi * t
+    return (jnp.cos(a) * x0 + jnp.sin(a) * x1,
+            0.5 * math.pi * (jnp.cos(a) * x1 - jnp.sin(a) * x0))
+
+
+def sample_times(config, rng: jax.Array, index: jax.Array) -> jax.Array:
+    """t [B] per example, keyed by its index."""
+    m = config.model
+    if m.time_distribution == 'uniform':
+        return noise.uniform(rng, index, ())
+    return jax.nn.sigmoid(m.logit_mean + m.logit_std * noise.normal(rng, index, ()))
+
+
+def _num_classes(config) -> int:
+    return labels_lib.num_classes(config.data, config.model)
+
+
+def network(config):
+    m = config.model
+    if m.architecture == 'mlp':
+        return unet.MLPDenoiser(tuple(m.hidden), m.embed_dim, _num_classes(config))
+    return unet.UNet(m.channels, tuple(m.channel_mults), m.num_res_blocks,
+                     tuple(m.attention_resolutions), m.dropout, _num_classes(config),
+                     num_heads=m.num_heads, remat=config.train.remat == 'blocks')
+
+
+def make_velocity(config, params, labels: jax.Array | None = None, *, train: bool = False,
+                  dropout_rng: jax.Array | None = None,
+                  guidance_scale: float | None = None) -> Field:
+    """v(x [B, ...], t [] or [B]) -> [B, ...]; a conditional model's `labels` [B] (None: no
+    label) with classifier-free guidance at `guidance_scale` (default the sampler's)."""
+    net = network(config)
+    rngs = {'dropout': dropout_rng} if train else {}
+    scale = config.sampler.guidance_scale if guidance_scale is None else guidance_scale
+
+    def apply(x, t, y):
+        return net.apply({'params': params}, x, TIME_SCALE * t, y, train=train, rngs=rngs)
+
+    def velocity(x, t):
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+        if not config.model.conditional or labels is None or scale == 0.0:
+            return apply(x, t, None)
+        if scale == 1.0 or train:
+            return apply(x, t, labels)
+        none = jnp.full_like(labels, _num_classes(config))  # one pass over [cond; uncond]
+        cond, uncond = jnp.split(apply(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+                                       jnp.concatenate([labels, none])), 2)
+        return uncond + scale * (cond - uncond)
+
+    return velocity
+
+
+# ------------------------------------------------------------------------------------------------
+# The source distribution (t = 0)
+
+def _source_toy(config):
+    return None if config.model.source == 'normal' else data_lib.toy_distribution(
+        config.model.source)
+
+
+def source_sample(config, rng: jax.Array, index: jax.Array, shape) -> jax.Array:
+    """x0 [B, *shape], row i keyed by (rng, index[i])."""
+    toy = _source_toy(config)
+    if toy is None:
+        return noise.normal(rng, index, shape)
+    points = jax.vmap(lambda k: toy.sample(k, 1)[0])(noise.keys(rng, index))
+    return points.reshape((-1,) + tuple(shape))
+
+
+def source_log_prob(config, z: jax.Array) -> jax.Array:
+    """log p0(z) [B]."""
+    toy = _source_toy(config)
+    if toy is None:
+        return jnp.sum(jax.scipy.stats.norm.logpdf(z), tuple(range(1, z.ndim)))
+    return toy.log_prob(z.reshape(z.shape[0], -1))
+
+
+def couple(config, x0: jax.Array, x1: jax.Array, rng: jax.Array) -> jax.Array:
+    """x0 re-paired with x1 by minibatch OT (objective ot_cfm): row j is x1[j]'s partner."""
+    cost = transport.squared_distances(x0, x1)          # [noise i, data j]
+    if config.loss.ot_method == 'exact':
+        partner = transport.assignment(cost.T)          # data j -> noise sigma(j)
+    else:
+        partner = transport.sample_plan(rng, transport.sinkhorn(cost, config.loss.sinkhorn_reg))
+    return x0[partner]
+
+
+
+# ------------------------------------------------------------------------------------------------
+# The loss and the ODE
+
+def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array, coupled: bool = False):
+    """(|| v(x_t, t) - u ||^2 [B], quarter of the path [B]) with x0 and t keyed by the index;
+    `coupled`: x0 re-paired with the batch by minibatch OT."""
+    x1, index = batch['image'], batch['index']
+    k_t, k_x0, k_plan = jax.random.split(rng, 3)
+    t = sample_times(config, k_t, index)
+    x0 = source_sample(config, k_x0, index, x1.shape[1:])
+    if coupled:
+        x0 = couple(config, x0, x1, k_plan)
+    xt, u = path(config, x0, x1, t)
+    loss = jnp.sum((velocity(xt, t) - u) ** 2, axis=tuple(range(1, x1.ndim)))
+    # q0 is the quarter nearest the data (t near 1), as the DDPM's q0 is the least noise.
+    return loss, 3 - jnp.minimum((4 * t).astype(jnp.int32), 3)
+
+
+def integrate(config, field: Field, x, t0: float, t1: float, name: str):
+    """(x at t1, NFE) with the named solver."""
+    method, steps = solver(name)
+    if method == 'dopri5':
+        return ode.dopri5(field, x, t0, t1, config.sampler.rtol, config.sampler.atol)
+    return ode.integrate(field, x, t0, t1, steps, method)
