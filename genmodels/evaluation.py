@@ -249,8 +249,10 @@ def parse_settings(settings: list[str], workdir: str) -> dict[str, Any]:
 def _parse_setting(setting: str, config: ml_collections.ConfigDict, allowed: set[str]) -> Any:
     key, sep, text = setting.partition('=')
     if not sep or key not in allowed:
+        shown = sorted(k for k in allowed  # those that concern evaluation
+                       if not k.startswith('train.') and not k.endswith('.learning_rate'))
         raise ValueError(f'--set {setting!r}: use --set section.key=value with a key of '
-                         f'{sorted(k for k in allowed if not k.startswith("train."))}.')
+                         f'{shown}.')
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -156,7 +156,7 @@ def test_bad_configs_are_one_line_errors():
         with pytest.raises(ValueError, match=message):
             families.validated(config)
     own = set(families.resumable_keys(families.get('flow'))) - set(config_lib.RESUMABLE_KEYS)
-    assert own == {'sampler.temperature'}
+    assert own == {'sampler.temperature', 'optimizer.learning_rate'}  # the latter: every family
 
 
 def test_toy_smoke_run_learns_and_reports_the_exact_nll(tmp_path):
