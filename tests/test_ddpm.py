@@ -187,7 +187,7 @@ def test_samplers_with_the_gaussian_oracle_reproduce_its_moments(kind, num_steps
     assert len(chain.t) == num_steps
     x_T = jax.random.normal(jax.random.key(3), (20_000, 2, 1, 1))
     x, _ = samplers.run_chain(kind, oracle, x_T, chain, jax.random.key(4),
-                               variance='fixed_small', eta=0.0)
+                              variance='fixed_small', eta=0.0)
     x = np.asarray(x).reshape(-1, 2)
     np.testing.assert_allclose(x.mean(0), M, atol=0.015)
     # DDIM's 50 steps measured 0.022 low on the variances: its discretisation error. DPM-Solver++
@@ -202,7 +202,7 @@ def test_heun_is_second_order_where_euler_ddim_is_first():
     against 0.131, and 0.009 against 0.063 at 100 levels."""
     x_T = jax.random.normal(jax.random.key(3), (2000, 2, 1, 1))
     ref, _ = samplers.run_chain('ddim', oracle, x_T, diffusion.steps(SCHED, np.arange(1000)),
-                                 jax.random.key(4))
+                                jax.random.key(4))
     errors = {}
     for kind in ('ddim', 'heun'):
         chain = diffusion.steps(SCHED, diffusion.respaced_karras(SCHED.alphas_cumprod, 50))
@@ -216,7 +216,7 @@ def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_chain():
     chain = diffusion.steps(SCHED, np.arange(1000))
     x_T = jax.random.normal(jax.random.key(3), (64, 2, 1, 1))
     a, _ = samplers.run_chain('ancestral', oracle, x_T, chain, jax.random.key(4),
-                               variance='fixed_small')
+                              variance='fixed_small')
     d, _ = samplers.run_chain('ddim', oracle, x_T, chain, jax.random.key(4), eta=1.0)
     np.testing.assert_allclose(a, d, atol=1e-4)
     e, _ = samplers.run_chain('ddim', oracle, x_T, chain, jax.random.key(4), eta=0.0)

@@ -1,4 +1,4 @@
-"""Flow matching (genmodels/families/flow_matching.py): the paths' velocities are their time
+"""Flow matching (genmodels/families/flow_matching/): the paths' velocities are their time
 derivatives, the marginal velocity of Gaussian data carries noise to the data and scores it
 exactly through the ODE, config errors, and a smoke run."""
 

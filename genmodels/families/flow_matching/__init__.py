@@ -53,11 +53,24 @@ from genmodels import config as config_lib, data as data_lib, metrics, viz
 from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
 from genmodels.families.flow_matching import reflow
-from genmodels.families.flow_matching.paths import (_num_classes, Batch, cfm_loss, integrate,
-                                                    make_velocity, network, solver,
+from genmodels.families.flow_matching.paths import (TIME_SCALE, Batch, Field, _num_classes,
+                                                    cfm_loss, couple, integrate, make_velocity,
+                                                    network, path, sample_times, solver,
                                                     source_log_prob, source_sample)
+from genmodels.families.flow_matching.reflow import PAIRS_FILE, REFLOW_STREAM, reflow_objective
 from genmodels.nn import noise, ode, transport, unet
 from genmodels.training import train_state
+
+# The one-module family's names, all still reachable as flow_matching.<name>.
+__all__ = [
+    'ADDED_KEYS', 'Batch', 'CONFIG_SCHEMA', 'Field', 'LABEL_SAMPLES', 'OBJECTIVES',
+    'OT_METHODS', 'PAIRS_FILE', 'PATHS', 'REFLOW_STREAM', 'REMAT_BLOCKS', 'RESUMABLE_KEYS',
+    'TIME_DISTRIBUTIONS', 'TIME_SCALE', 'TRAJECTORIES', 'TRAJECTORY_SOLVER', 'cfm_loss',
+    'check_config', 'couple', 'evaluate', 'figures', 'init', 'integrate', 'log_likelihood',
+    'make_velocity', 'network', 'path', 'reflow_objective', 'sample', 'sample_times',
+    'sample_with_nfe', 'solver', 'source_log_prob', 'source_sample', 'train_step',
+    'training_pairs',
+]
 
 PyTree = Any
 
@@ -180,7 +193,7 @@ def _objective(coupled: bool) -> Callable:
 OBJECTIVES: dict[str, Callable] = {
     'cfm': _objective(coupled=False),       # independent coupling (Lipman et al. 2023, Eq. 9)
     'ot_cfm': _objective(coupled=True),     # minibatch OT coupling (Tong et al. 2024)
-    'reflow': reflow.reflow_objective,             # the teacher's ODE coupling (loss.reflow_teacher)
+    'reflow': reflow.reflow_objective,      # the teacher's ODE coupling (loss.reflow_teacher)
 }
 
 
