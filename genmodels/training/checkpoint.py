@@ -130,13 +130,12 @@ def restore(mngr: ocp.CheckpointManager, abstract_state: PyTree, step: int | Non
     if not os.path.isdir(where):
         raise _unreadable(mngr, step, 'it no longer exists; a running job\'s rotation deletes '
                           'its oldest checkpoints')
-    missing = _unreadable(mngr, step, f'its sha256 digests (in {METADATA_FILE}) are missing')
-    if not os.path.exists(os.path.join(where, METADATA_FILE)):
-        raise missing
     try:
-        expected = (mngr.metadata(step).custom_metadata or {}).get('sha256')
+        expected = None
+        if os.path.exists(os.path.join(where, METADATA_FILE)):
+            expected = (mngr.metadata(step).custom_metadata or {}).get('sha256')
         if expected is None:
-            raise missing
+            raise _unreadable(mngr, step, f'its sha256 digests (in {METADATA_FILE}) are missing')
         state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except CheckpointError:
         raise
@@ -206,8 +205,7 @@ def restore_newest_readable(mngr: ocp.CheckpointManager,
     return None, None
 
 
-def _none_restorable(mngr: ocp.CheckpointManager, first: CheckpointError, advice: str
-                     ) -> CheckpointError:
+def _none_restorable(mngr, first: CheckpointError, advice: str) -> CheckpointError:
     return CheckpointError(f'no checkpoint in {mngr.directory} can be restored ({first.reason}); '
                            f'{advice}.')
 
@@ -365,7 +363,7 @@ def restore_as_saved(mngr: ocp.CheckpointManager, sharding: jax.sharding.Shardin
     except Exception as e:  # Orbax raises many types for unreadable files.
         quiet_background_failures()
         raise _unreadable(mngr, step, e) from e
-    return restore(mngr, abstract(saved, sharding), step)
+    return restore(mngr, abstract(saved, jax.tree.map(lambda _: sharding, saved)), step)
 
 
 def _unreadable(mngr: ocp.CheckpointManager, step: int, e: Exception | str) -> CheckpointError:
@@ -377,8 +375,10 @@ def _unreadable(mngr: ocp.CheckpointManager, step: int, e: Exception | str) -> C
         reason=f'checkpoint at step {step} cannot be restored ({first_line})')
 
 
-def abstract(tree: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+def abstract(tree: PyTree, shardings: PyTree) -> PyTree:
+    """ShapeDtypeStructs of `tree`'s leaves, each on its sharding in `shardings`."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree,
+                        shardings)
 
 
 # ------------------------------------------------------------------------------------------------

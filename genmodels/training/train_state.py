@@ -255,15 +255,20 @@ def example_batch(info: data.DatasetInfo) -> dict[str, np.ndarray]:
             'index': np.zeros((1,), np.int32)}
 
 
-def init_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
-    """family.init for every lane (see the key rule above), laid out over the mesh as
-    train.param_sharding says (`shardings`)."""
+def _init_lanes(config: ml_collections.ConfigDict, family, example: dict) -> Callable:
+    """keys -> family.init for every lane (see the key rule above)."""
     def init_lane(key):
         return family.init(config, jax.random.fold_in(key, INIT), example)
 
-    init = over_seeds(config, init_lane, 0)
-    shapes = jax.eval_shape(init, model_keys(config))
-    return jax.jit(init, out_shardings=shardings(config, mesh, shapes))(model_keys(config))
+    return over_seeds(config, init_lane, 0)
+
+
+def init_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
+    """family.init for every lane, laid out over the mesh as `abstract_state` says."""
+    target = abstract_state(config, family, mesh, example)
+    init = jax.jit(_init_lanes(config, family, example),
+                   out_shardings=jax.tree.map(lambda x: x.sharding, target))
+    return init(model_keys(config))
 
 
 def shardings(config: ml_collections.ConfigDict, mesh, shapes: PyTree) -> PyTree:
@@ -273,14 +278,10 @@ def shardings(config: ml_collections.ConfigDict, mesh, shapes: PyTree) -> PyTree
 
 
 def abstract_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
-    """Shapes, dtypes and shardings of the state, without computing it: what a checkpoint is
-    restored onto, whatever the device count and layout it was saved with."""
-    def init_lane(key):
-        return family.init(config, jax.random.fold_in(key, INIT), example)
-
-    shapes = jax.eval_shape(over_seeds(config, init_lane, 0), model_keys(config))
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                        shapes, shardings(config, mesh, shapes))
+    """Shapes, dtypes and shardings (train.param_sharding) of the state, without computing it:
+    what a checkpoint is restored onto, whatever the device count and layout it was saved with."""
+    shapes = jax.eval_shape(_init_lanes(config, family, example), model_keys(config))
+    return checkpoint.abstract(shapes, shardings(config, mesh, shapes))
 
 
 def restore_or_init(config: ml_collections.ConfigDict, family, example: dict, mngr
