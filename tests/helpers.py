@@ -58,6 +58,12 @@ DDPM_TOY = {**SHORT_RUN, 'model.hidden': (32, 32), 'model.embed_dim': 16,
             'train.num_steps': 8, 'train.figures_every': 0, 'eval.max_examples': 64,
             'eval.batch_size': 32, 'eval.nll_timesteps': 10, 'eval.samplers': ()}
 
+# configs/edm_grid25.py: a 32 x 2 MLP denoiser, 8 steps of batch 32, the likelihood by RK4 over 8
+# steps on 64 test points.
+EDM_TOY = {**SHORT_RUN, 'model.hidden': (32, 32), 'model.embed_dim': 16, 'train.batch_size': 32,
+           'train.num_steps': 8, 'train.figures_every': 0, 'eval.max_examples': 64,
+           'eval.batch_size': 32, 'eval.num_samples': 256, 'eval.ode_likelihood_solver': 'rk48'}
+
 # configs/fm_toy2d.py with the exact minibatch OT coupling (computed over the global batch): a
 # 32 x 2 MLP velocity field, 8 steps of batch 32, W2 and the NLL of 64 points.
 FM_OT_TOY = {**SHORT_RUN, 'objective': 'ot_cfm', 'model.hidden': (32, 32), 'model.embed_dim': 16,

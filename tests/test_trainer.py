@@ -23,7 +23,7 @@ from configs import ae_mnist
 from genmodels import config as config_lib, families, trainer
 from genmodels.training import checkpoint, parallel, train_state
 from genmodels.training import workdir as workdir_lib
-from tests.helpers import DCGAN, DDPM_TOY, FM_OT_TOY, VAE, smoke_config
+from tests.helpers import DCGAN, DDPM_TOY, EDM_TOY, FM_OT_TOY, VAE, smoke_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XLA_FLAGS = os.environ.get('XLA_FLAGS', '')  # conftest's xla_cpu settings, kept in subprocesses
@@ -325,7 +325,8 @@ MULTI_DEVICE_RUNS = {
     'gan': ('dcgan_mnist', DCGAN, ('d_loss', 'g_loss')),
     'ddpm': ('ddpm_grid25', DDPM_TOY, ('loss', 'loss_q0')),
     'ddpm_fsdp': ('ddpm_grid25', {**DDPM_TOY, 'train.param_sharding': 'fsdp'}, ('loss',)),
-    'flow_matching_ot': ('fm_toy2d', FM_OT_TOY, ('loss', 'loss_q0'))}
+    'flow_matching_ot': ('fm_toy2d', FM_OT_TOY, ('loss', 'loss_q0')),
+    'edm': ('edm_grid25', {**EDM_TOY, 'eval.ode_likelihood_solver': ''}, ('loss', 'loss_q0'))}
 
 
 def _multi_device_script(data_dir: str) -> str:

@@ -83,6 +83,7 @@ _MODULES = {
     'autoregressive': 'genmodels.families.autoregressive',
     'classifier': 'genmodels.families.classifier',
     'ddpm': 'genmodels.families.ddpm',
+    'edm': 'genmodels.families.edm',
     'flow': 'genmodels.families.flow',
     'flow_matching': 'genmodels.families.flow_matching',
     'gan': 'genmodels.families.gan',
