@@ -19,6 +19,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'beta_start': 1e-4,
         'beta_end': 0.02,
         'prediction': 'eps',
+        'zero_terminal_snr': False,  # Lin et al. 2024's rescale (with prediction='v')
     })
     config.loss = ml_collections.ConfigDict({
         'label_dropout': 0.0,

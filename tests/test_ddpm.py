@@ -196,6 +196,48 @@ def test_samplers_with_the_gaussian_oracle_reproduce_its_moments(kind, num_steps
     np.testing.assert_allclose(np.cov(x.T), S, atol=tol)
 
 
+ZT_SCHED = diffusion.make_schedule('linear', 1000, 1e-4, 0.02, zero_terminal_snr=True)
+
+
+def zt_oracle(x, t):
+    """The Bayes-optimal model on the zero-terminal-SNR schedule, through the posterior mean
+    E[x_0 | x_t] = M + sqrt(ab) S cov^-1 (x_t - sqrt(ab) M), which stays finite at ab = 0 (there
+    it is M, and eps_hat = x_t)."""
+    a = jnp.asarray(ZT_SCHED.alphas_cumprod, jnp.float32)[t][:, None]
+    flat = x.reshape(len(x), 2)
+    cov = a[:, :, None] * S + (1 - a)[:, :, None] * jnp.eye(2)
+    x0 = M + jnp.sqrt(a) * (S @ jnp.linalg.solve(cov, (flat - jnp.sqrt(a) * M)[..., None]))[..., 0]
+    eps = (flat - jnp.sqrt(a) * x0) / jnp.sqrt(1 - a)
+    return eps.reshape(x.shape), x0.reshape(x.shape)
+
+
+def test_zero_terminal_snr_schedule_ends_at_pure_noise_and_samples_and_scores_the_oracle():
+    """Lin et al.'s rescale keeps sqrt(ab_0), ends at ab = 0 exactly, and is an affine map of the
+    original sqrt(ab_t); on it the oracle's ancestral and DDIM samples have the data's moments and
+    its bound is within a few hundredths of a nat of the true NLL (the prior term is 0)."""
+    ab, ab0 = ZT_SCHED.alphas_cumprod, SCHED.alphas_cumprod
+    assert ab[-1] == 0.0 and ZT_SCHED.betas[-1] == 1.0 and np.all(np.diff(ab) < 0)
+    np.testing.assert_allclose(ab[0], ab0[0], rtol=1e-12)
+    slope, intercept = np.polyfit(np.sqrt(ab0), np.sqrt(ab), 1)
+    np.testing.assert_allclose(slope * np.sqrt(ab0) + intercept, np.sqrt(ab), atol=1e-12)
+    x_T = jax.random.normal(jax.random.key(3), (20_000, 2, 1, 1))
+    for kind, num_steps in [('ancestral', 1000), ('ddim', 50)]:
+        chain = diffusion.steps(ZT_SCHED, diffusion.kept_timesteps(ZT_SCHED, kind, num_steps))
+        x, _ = samplers.run_chain(kind, zt_oracle, x_T, chain, jax.random.key(4),
+                                  variance='fixed_small', eta=0.0)
+        x = np.asarray(x).reshape(-1, 2)
+        assert np.all(np.isfinite(x)), kind
+        np.testing.assert_allclose(x.mean(0), M, atol=0.015)
+        np.testing.assert_allclose(np.cov(x.T), S, atol=0.03)
+    n = 2000
+    x0 = M + jax.random.normal(jax.random.key(1), (n, 2)) @ L.T
+    bound = diffusion.variational_bound(
+        ZT_SCHED, lambda x, t: zt_oracle(x, t)[1], x0.reshape(n, 2, 1, 1), jnp.arange(n),
+        jax.random.key(2), decoder=diffusion.gaussian_log_density, variance='fixed_large')
+    gap = np.asarray(bound + jax.scipy.stats.multivariate_normal.logpdf(x0, M, S))
+    assert abs(gap.mean()) < 0.05 + 3 * gap.std() / math.sqrt(n), (gap.mean(), gap.std())
+
+
 def test_heun_is_second_order_where_euler_ddim_is_first():
     """On EDM's 50 noise levels, Heun's deterministic samples stay closer to the ODE's solution
     (DDIM over all 1,000 timesteps) than DDIM's Euler steps on the same levels: measured 0.021
@@ -226,12 +268,13 @@ def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_chain():
 # ------------------------------------------------------------------------------------------------
 # The family
 
-@pytest.mark.parametrize('objective,prediction,gamma', [('simple', 'x0', 0.0), ('simple', 'v', 5.0),
-                                                        ('vlb', 'eps', 0.0)])
-def test_objectives_and_targets_train(objective, prediction, gamma, data_dir):
+@pytest.mark.parametrize('objective,prediction,gamma,zero_snr', [
+    ('simple', 'x0', 0.0, False), ('simple', 'v', 5.0, True), ('vlb', 'eps', 0.0, False)])
+def test_objectives_and_targets_train(objective, prediction, gamma, zero_snr, data_dir):
     """Each objective and target takes finite steps that lower its loss on a fixed batch (v with
-    the min-SNR-5 weighting)."""
-    config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY, {'loss.min_snr_gamma': gamma})
+    the min-SNR-5 weighting on the zero-terminal-SNR schedule)."""
+    config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY, {'loss.min_snr_gamma': gamma,
+                                                              'model.zero_terminal_snr': zero_snr})
     config.objective, config.model.prediction = objective, prediction
     points = data.load_split(config.data, 'train', 256)['image']
     batch = {'image': jnp.asarray(points), 'label': jnp.zeros(256, jnp.int32),
@@ -358,6 +401,9 @@ def test_bad_ddpm_configs_are_one_line_errors():
         (lambda c: setattr(c.eval, 'samplers', ('ancestral50_eta1',)), 'ddim<S>_eta<E>'),
         (lambda c: setattr(c.data, 'dequantize', True), 'dequantize=False'),
         (lambda c: setattr(c.model, 'prediction', 'score'), 'model.prediction'),
+        (lambda c: setattr(c.model, 'zero_terminal_snr', True), "prediction='v'"),
+        (lambda c: (setattr(c.model, 'zero_terminal_snr', True), setattr(c.model, 'prediction', 'v'),
+                    setattr(c.eval, 'samplers', ('dpmpp2m10',))), 'ancestral or ddim only'),
     ]:
         config = ddpm_mnist.get_config()
         mutate(config)

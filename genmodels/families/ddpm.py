@@ -7,6 +7,9 @@ Training (objective 'simple', Ho Eq. 14): t ~ U{0..T-1}, eps ~ N(0, I), x_t = q_
 loss = mean over pixels of (target - net(x_t, t))^2 with target eps, x_0 or v (model.prediction).
 Objective 'vlb' instead minimises T times the bound's term at t (plus the prior term), the full
 variational bound in nats per dimension, with the fixed variance of sampler.variance.
+loss.min_snr_gamma > 0 weights L_simple by min-SNR-gamma (Hang et al. 2023). model.zero_terminal_snr
+rescales the schedule so that ab_T = 0 (Lin et al. 2024: training then sees pure noise at T, as
+sampling starts from it); it needs v (or x_0) prediction and the ancestral or DDIM samplers.
 
 Conditional models (model.conditional) see the label through a class embedding; during training the
 label is replaced by "no label" with probability loss.label_dropout, so one network gives both the
@@ -52,6 +55,8 @@ CONFIG_SCHEMA = {
         'beta_start': float,            # linear schedule only
         'beta_end': float,
         'prediction': str,              # 'eps', 'x0' or 'v'
+        'zero_terminal_snr': bool,      # rescale the schedule to SNR 0 at T (Lin et al. 2024);
+                                        # needs v or x0 prediction
     },
     'loss': {
         'label_dropout': float,         # P(label -> "no label") in training, conditional models
@@ -80,7 +85,8 @@ REMAT_BLOCKS = ('U-Net residual blocks', 'U-Net attention blocks')
 RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.samplers', 'eval.nll_timesteps', 'eval.ode_likelihood_solver')
 # Keys added after runs were saved without them, with the values that reproduce those runs.
-ADDED_KEYS = {'eval.ode_likelihood_solver': '', 'loss.min_snr_gamma': 0.0}
+ADDED_KEYS = {'eval.ode_likelihood_solver': '', 'loss.min_snr_gamma': 0.0,
+              'model.zero_terminal_snr': False}
 parse_sampler = samplers.parse_sampler  # an eval.samplers name -> (kind, num_steps, eta or None)
 
 
@@ -127,6 +133,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             ode.parse(config.eval.ode_likelihood_solver)
         except ValueError as e:
             raise ConfigError(f'eval.ode_likelihood_solver: {e}') from None
+    if m.zero_terminal_snr:
+        _check_zero_terminal_snr(config)
     if not 0 <= config.eval.nll_timesteps <= m.num_timesteps:
         raise ConfigError(f'eval.nll_timesteps must be in [0, {m.num_timesteps}] (0: all), got '
                           f'{config.eval.nll_timesteps}.')
@@ -137,6 +145,20 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         if config.data.scale != '-11':
             raise ConfigError("DDPM's prior N(0, I) matches data in [-1, 1]: set "
                               "data.scale='-11'.")
+
+
+def _check_zero_terminal_snr(config) -> None:
+    """SNR 0 at T: eps prediction cannot give x_0 there, and the samplers and likelihood that
+    work in log SNR or sigma = sqrt((1 - ab) / ab) (DPM-Solver++, Heun, the probability-flow ODE)
+    would start at infinity."""
+    if config.model.prediction == 'eps':
+        raise ConfigError("model.zero_terminal_snr needs model.prediction='v' (or 'x0'): at SNR 0 "
+                          "the noise prediction says nothing about x_0.")
+    names = [config.sampler.name] + [parse_sampler(n).kind for n in config.eval.samplers]
+    if {'dpmpp2m', 'heun'} & set(names) or config.eval.ode_likelihood_solver:
+        raise ConfigError('model.zero_terminal_snr samples with ancestral or ddim only, without '
+                          'eval.ode_likelihood_solver: DPM-Solver++, Heun and the probability-'
+                          'flow ODE start at infinite sigma there.')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,7 +175,8 @@ def network(config, num_classes: int):
 
 def schedule(config) -> diffusion.Schedule:
     m = config.model
-    return diffusion.make_schedule(m.schedule, m.num_timesteps, m.beta_start, m.beta_end)
+    return diffusion.make_schedule(m.schedule, m.num_timesteps, m.beta_start, m.beta_end,
+                                   m.zero_terminal_snr)
 
 
 def _alphas_cumprod(config) -> jax.Array:

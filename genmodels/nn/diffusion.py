@@ -84,14 +84,33 @@ class Schedule(NamedTuple):
         return len(self.betas)
 
 
-def make_schedule(name: str, num_timesteps: int, beta_start: float, beta_end: float) -> Schedule:
+def rescale_to_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Lin et al. 2024, Alg. 1: shift and scale sqrt(ab_t) so that it keeps its first value and
+    ends at exactly 0 (SNR_T = 0, so x_T carries no trace of the data, as at sampling), then read
+    the betas back off; the last beta is 1. Train it with v or x0 prediction: eps cannot give x_0
+    at SNR 0."""
+    root = np.sqrt(np.cumprod(1.0 - np.asarray(betas, np.float64)))
+    first, last = root[0], root[-1]
+    alphas_cumprod = ((root - last) * first / (first - last)) ** 2
+    alphas = np.concatenate([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])
+    return 1.0 - alphas
+
+
+def make_schedule(name: str, num_timesteps: int, beta_start: float, beta_end: float,
+                  zero_terminal_snr: bool = False) -> Schedule:
     if name not in SCHEDULES:
         raise ValueError(f'unknown schedule {name!r}; known: {", ".join(SCHEDULES)}.')
     betas = np.asarray(SCHEDULES[name](num_timesteps, beta_start, beta_end), np.float64)
-    if not (np.all(betas > 0) and np.all(betas < 1)):
+    if zero_terminal_snr:
+        betas = rescale_to_zero_terminal_snr(betas)
+    inner = betas[:-1] if zero_terminal_snr else betas
+    if not (np.all(betas > 0) and np.all(inner < 1)):
         raise ValueError(f'the {name} schedule has betas outside (0, 1): '
                          f'[{betas.min()}, {betas.max()}].')
-    return Schedule(betas, np.cumprod(1.0 - betas))
+    alphas_cumprod = np.cumprod(1.0 - betas)
+    if zero_terminal_snr:
+        alphas_cumprod[-1] = 0.0
+    return Schedule(betas, alphas_cumprod)
 
 
 class Steps(NamedTuple):
