@@ -19,9 +19,10 @@ fetched before timing starts); the loop figure runs `train_and_evaluate` itself.
     step_memory_bytes    the compiled step's own buffers, one device (`memory_analysis()`:
                          arguments + outputs - donated + temporaries), comparable across backends
     sample_images_per_second  `evaluation.make_sampler` (eval.batch_size images a call), compiled
-                         first, per entry of eval.samplers where the family has them (DDPM);
-                         timed once per config, at its first batch size, and shared by its other
-                         records (sample_rates_batch_size: the record that timed them)
+                         first, per entry of eval.samplers where the family has them (DDPM,
+                         EDM, flow matching: `with_sampler`); timed once per config, at its
+                         first batch size, and shared by its other records
+                         (sample_rates_batch_size: the record that timed them)
     profile              with --profile: one more step under jax.profiler, its HLO ops' total ms,
                          ms by kind (convolutions, dots, ...) and the slowest ops (hlo_profile.py)
     loop_steps_per_second  `trainer.train_and_evaluate` in a scratch workdir: the median of its
@@ -201,15 +202,8 @@ def sample_rates(config: ml_collections.ConfigDict, family, params, repeats: int
     if not hasattr(family, 'sample'):
         return None
     variants = {'sample': config}
-    if 'samplers' in config.eval:  # the family's named samplers, e.g. DDPM's ddim50
-        variants = {}
-        for spec in config.eval.samplers:
-            variant = copy.deepcopy(config)
-            kind, steps, eta = family.parse_sampler(spec)  # eta None: the config's
-            variant.sampler.name, variant.sampler.num_steps = kind, steps
-            if eta is not None:
-                variant.sampler.eta = eta
-            variants[spec] = variant
+    if config.eval.get('samplers') and hasattr(family, 'with_sampler'):  # e.g. DDPM's ddim50
+        variants = {name: family.with_sampler(config, name) for name in config.eval.samplers}
     key = jax.random.key(0)
     rates = {}
     for name, variant in variants.items():

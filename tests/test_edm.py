@@ -169,3 +169,21 @@ def test_bad_edm_configs_are_one_line_errors(data_dir, key, value, message):
     with pytest.raises(config_lib.ConfigError, match=message) as e:
         families.validated(config)
     assert '\n' not in str(e.value)
+
+
+def test_the_benchmark_times_each_named_sampler(data_dir):
+    """benchmarks.run's sampler rates take each eval.samplers entry through the family's
+    with_sampler (here EDM's Heun over 3 levels and Euler over 2)."""
+    from benchmarks import deep
+    from genmodels import data
+    from genmodels.training import train_state
+
+    config = smoke_config('edm_grid25', data_dir, EDM_TOY, {'eval.samplers': ('heun3', 'euler2')})
+    family = families.get('edm')
+    variant = family.with_sampler(config, 'euler2')
+    assert (variant.sampler.name, variant.sampler.num_steps) == ('euler', 2)
+    assert (config.sampler.name, config.sampler.num_steps) == ('heun', 4)  # a copy
+    example = train_state.example_batch(data.dataset_info(config.data))
+    params = family.init(config, jax.random.key(0), example)['params']
+    rates = deep.sample_rates(config, family, params, repeats=1)
+    assert set(rates) == {'heun3', 'euler2'} and all(r > 0 for r in rates.values())

@@ -34,6 +34,9 @@ Optional, each with the default that `eval_params`, `progress_metrics`, ... belo
     sample(config, params, rng, num, labels=None) -> [num, H, W, C] in the data's value range
         A family that samples gets FID/KID/IS/precision/recall; a conditional family draws
         class-balanced labels itself when `labels` is None.
+    with_sampler(config, name) -> config
+        A copy of `config` whose sampler section draws with the named sampler, an eval.samplers
+        entry ('ddim50', 'heun18', 'euler10'): what benchmarks time each named sampler by.
     log_likelihood(config, params, batch, rng) -> [B]
         log p(x) or a lower bound on it, nats per example.
     PROGRESS_METRICS = ('loss',)

@@ -29,6 +29,7 @@ the bound minus the true NLL: an upper bound on KL(p || q) up to Monte Carlo err
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import jax
@@ -370,6 +371,16 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *,
     if spec.clip_denoised:
         x0 = jnp.clip(x0, *data_lib.value_range(config.data))
     return (x0, trace) if keep else x0
+
+
+def with_sampler(config, name: str) -> ml_collections.ConfigDict:
+    """`config` sampling with the eval.samplers entry `name` (its eta, if it names one)."""
+    kind, steps, eta = parse_sampler(name)
+    variant = copy.deepcopy(config)
+    variant.sampler.name, variant.sampler.num_steps = kind, steps
+    if eta is not None:
+        variant.sampler.eta = eta
+    return variant
 
 
 def _sampler_metrics(config, params, rng: jax.Array) -> dict[str, float]:

@@ -19,6 +19,7 @@ divergence Hutchinson's: genmodels/metrics/ode_likelihood.py).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -204,6 +205,15 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *, name: str |
     if bounds is None:
         return out
     return (jnp.clip(out[0], *bounds), out[1]) if keep else jnp.clip(out, *bounds)
+
+
+def with_sampler(config, name: str) -> ml_collections.ConfigDict:
+    """`config` sampling with the eval.samplers entry `name` ('heun18')."""
+    second_order, steps = edm.parse_sampler(name)
+    variant = copy.deepcopy(config)
+    variant.sampler.name = 'heun' if second_order else 'euler'
+    variant.sampler.num_steps = steps
+    return variant
 
 
 def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:

@@ -40,6 +40,7 @@ through their timestep embedding as 1000 t.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from typing import Any, Callable
@@ -69,7 +70,7 @@ __all__ = [
     'check_config', 'couple', 'evaluate', 'figures', 'init', 'integrate', 'log_likelihood',
     'make_velocity', 'network', 'path', 'reflow_objective', 'sample', 'sample_times',
     'sample_with_nfe', 'solver', 'source_log_prob', 'source_sample', 'train_step',
-    'training_pairs',
+    'training_pairs', 'with_sampler',
 ]
 
 PyTree = Any
@@ -228,6 +229,13 @@ def sample_with_nfe(config, params, rng: jax.Array, num: int, labels=None, name:
                        name or config.sampler.name)
     bounds = data_lib.value_range(config.data)
     return (jnp.clip(x, *bounds) if bounds is not None else x), nfe
+
+
+def with_sampler(config, name: str) -> ml_collections.ConfigDict:
+    """`config` sampling with the solver `name` ('euler10', 'dopri5')."""
+    variant = copy.deepcopy(config)
+    variant.sampler.name = name
+    return variant
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
