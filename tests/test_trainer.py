@@ -406,7 +406,8 @@ def _run_multi_device_script(data_dir: str, workdir: str, num_processes: int,
 def test_eight_devices_and_two_processes_give_the_same_loss_curves_as_one(tmp_path, data_dir):
     """Every MULTI_DEVICE_RUNS family trained on one device is the reference. On 8 devices in two
     local processes of four CPU devices each, joined by jax.distributed (gloo collectives), each
-    reading its half of every global batch, the loss curves and the final parameters agree. (A
+    reading its half of every global batch, the loss curves and the final parameters agree; the
+    fsdp run's checkpoint saved there resumes on 1 and on 2 devices to the same end. (A
     launch of 8 devices in one process, checked here before, added 50 s and no code path: the
     mesh spans several local devices in each process either way.)"""
     paths = {n: str(tmp_path / n) for n in ('one', 'p2')}
@@ -428,40 +429,58 @@ def test_eight_devices_and_two_processes_give_the_same_loss_curves_as_one(tmp_pa
         for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(two), strict=True):
             np.testing.assert_allclose(y, x, rtol=1e-3, atol=atol, err_msg=name)
 
-    # The fsdp run's checkpoint of step 4, saved over 8 devices in two processes, resumed here on
-    # one device, ends where the one-device run ends.
-    resumed = str(tmp_path / 'resumed')
-    shutil.copytree(os.path.join(paths['p2'], 'ddpm_fsdp'), resumed)
-    shutil.rmtree(os.path.join(resumed, 'checkpoints', '8'))
-    os.remove(os.path.join(resumed, 'eval.json'))
+    # The fsdp run's checkpoint of step 4, saved over 8 devices in two processes, resumed on one
+    # device (here) and on two (a launch that also checks a batch size the devices do not
+    # divide), ends where the one-device run ends.
     config_name, overrides, _ = MULTI_DEVICE_RUNS['ddpm_fsdp']
+    resumed = {n: str(tmp_path / f'resumed_{n}') for n in (1, 2)}
+    for path in resumed.values():
+        shutil.copytree(os.path.join(paths['p2'], 'ddpm_fsdp'), path)
+        shutil.rmtree(os.path.join(path, 'checkpoints', '8'))
+        os.remove(os.path.join(path, 'eval.json'))
     trainer.train_and_evaluate(smoke_config(config_name, data_dir, overrides,
-                                            {'train.num_steps': 8}), resumed)
-    np.testing.assert_allclose([m['loss'] for m in read_metrics(resumed)],
-                               curves['one']['ddpm_fsdp/loss'], rtol=2e-5)
-    for x, y in zip(jax.tree.leaves(restore_params(os.path.join(paths['one'], 'ddpm_fsdp'), 8)),
-                    jax.tree.leaves(restore_params(resumed, 8)), strict=True):
-        np.testing.assert_allclose(y, x, rtol=1e-3, atol=5e-5)
+                                            {'train.num_steps': 8}), resumed[1])
+    refused = str(tmp_path / 'refused')
+    error = _two_device_resume_and_batch_check(data_dir, resumed[2], refused)
+    assert error == ('train.batch_size=13 does not divide evenly over 2 devices; use a multiple '
+                     'of 2.'), error
+    assert not os.path.exists(refused)
+    for n, path in resumed.items():
+        np.testing.assert_allclose([m['loss'] for m in read_metrics(path)],
+                                   curves['one']['ddpm_fsdp/loss'], rtol=2e-5, err_msg=str(n))
+        for x, y in zip(jax.tree.leaves(restore_params(os.path.join(paths['one'], 'ddpm_fsdp'),
+                                                       8)),
+                        jax.tree.leaves(restore_params(path, 8)), strict=True):
+            np.testing.assert_allclose(y, x, rtol=1e-3, atol=5e-5, err_msg=str(n))
 
 
-def test_batch_size_not_dividing_devices_is_a_clear_error(tmp_path, data_dir):
+def _two_device_resume_and_batch_check(data_dir: str, resumed: str, refused: str) -> str:
+    """In one process of 2 CPU devices: a VAE run of batch 13 must stop with a one-line error
+    and leave no workdir at `refused` (returned: the error's text), then the ddpm_fsdp run in
+    `resumed` trains on from its checkpoint to step 8."""
     script = textwrap.dedent(f"""
-        import sys
+        import json, sys
         sys.path.insert(0, {ROOT!r})
         from genmodels import trainer
         from tests.helpers import VAE, smoke_config
         config = smoke_config('vae_mnist', {data_dir!r}, VAE)
-        config.train.batch_size = 12
-        trainer.train_and_evaluate(config, sys.argv[1])
+        config.train.batch_size = 13
+        try:
+            trainer.train_and_evaluate(config, sys.argv[2])
+            error = ''
+        except Exception as e:
+            error = str(e)
+        config_name, overrides, _ = {MULTI_DEVICE_RUNS['ddpm_fsdp']!r}
+        trainer.train_and_evaluate(smoke_config(config_name, {data_dir!r}, overrides,
+                                                {{'train.num_steps': 8}}), sys.argv[1])
+        print(json.dumps({{'error': error}}))
     """)
-    env = dict(os.environ, XLA_FLAGS=f'{XLA_FLAGS} --xla_force_host_platform_device_count=8',
+    env = dict(os.environ, XLA_FLAGS=f'{XLA_FLAGS} --xla_force_host_platform_device_count=2',
                JAX_PLATFORMS='cpu')
-    workdir = str(tmp_path / 'w')
-    out = subprocess.run([sys.executable, '-c', script, workdir], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode != 0
-    assert 'train.batch_size=12 does not divide evenly over 8 devices; use a multiple of 8' in out.stderr
-    assert not os.path.exists(workdir)
+    out = subprocess.run([sys.executable, '-c', script, resumed, refused], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])['error']
 
 
 def replace(config, section, **values):
