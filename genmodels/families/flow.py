@@ -75,6 +75,8 @@ CONFIG_SCHEMA = {
 
 # Sampler settings may change on an existing workdir: eval.py --set sampler.temperature=0.7
 RESUMABLE_KEYS = ('sampler.temperature',)
+# train.remat='blocks' recomputes these in the backward pass.
+REMAT_BLOCKS = ('coupling networks',)
 PROGRESS_METRICS = ('loss', 'nll_bits_per_dim')
 ARCHITECTURES = ('realnvp', 'mlp')
 
@@ -141,6 +143,7 @@ class Flow(nn.Module):
     net: str
     hidden: int
     num_blocks: int
+    remat: bool = False
 
     def setup(self):
         layers = []
@@ -154,7 +157,8 @@ class Flow(nn.Module):
                 block.append(ActNorm(c))
             if self.invertible_1x1:
                 block.append(InvertibleConv1x1(c))
-            block.append(AffineCoupling(c, mask, parity, self.net, self.hidden, self.num_blocks))
+            block.append(AffineCoupling(c, mask, parity, self.net, self.hidden, self.num_blocks,
+                                        self.remat))
             layers.append(tuple(block))
         self.layers = tuple(layers)
 
@@ -223,7 +227,8 @@ def flow_shape(config) -> tuple[int, int, int]:
 def network(config) -> Flow:
     m = config.model
     return Flow(tuple(plan(m, flow_shape(config))), m.actnorm, m.invertible_1x1,
-                'mlp' if m.architecture == 'mlp' else 'conv', m.hidden, m.num_blocks)
+                'mlp' if m.architecture == 'mlp' else 'conv', m.hidden, m.num_blocks,
+                config.train.remat == 'blocks')
 
 
 # ------------------------------------------------------------------------------------------------

@@ -90,11 +90,14 @@ class AffineCoupling(nn.Module):
     net: str           # 'conv' or 'mlp'
     hidden: int
     num_blocks: int
+    remat: bool = False  # recompute the coupling net's activations in the backward pass
 
     def setup(self):
         c = self.channels
         out = c if self.mask == 'checkerboard' else c - self._split()
-        self.coupling_net = CouplingNet(self.net, self.hidden, self.num_blocks, 2 * out)
+        # jax.checkpoint through flax's lifted nn.remat: the same parameter names either way
+        net = nn.remat(CouplingNet) if self.remat else CouplingNet
+        self.coupling_net = net(self.net, self.hidden, self.num_blocks, 2 * out)
         self.scale = self.param('scale', nn.initializers.ones, (out,))
 
     def _split(self) -> int:
