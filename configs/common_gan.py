@@ -23,6 +23,8 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'init_std': 0.02,           # DCGAN's N(0, 0.02) weights; 0: LeCun normal
         'fourier_features': 0,      # MLP D: sin/cos of this many random projections of x (0: off)
         'fourier_scale': 1.0,       # their frequencies' std, cycles per unit of x
+        'fc_hidden': 0,             # DCGAN: a dense layer first in G, last in D (InfoGAN: 1024)
+        'disc_batch_norm': False,   # DCGAN: batch norm in D and Q's head (InfoGAN's networks)
     })
     config.loss = ml_collections.ConfigDict({
         'n_disc': 1,

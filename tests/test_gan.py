@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from configs import cdcgan_mnist, dcgan_mnist, gan_grid25, infogan_mnist
-from genmodels import data, trainer
+from genmodels import data, families, trainer
+from genmodels.config import ConfigError
 from genmodels.families import gan
+from genmodels.families.gan.networks import BatchStatNorm
 from genmodels.metrics import labels, modes
 from tests.helpers import jitted_init
 from tests.test_trainer import Killed, kill_after, read_metrics, restore_params
@@ -360,6 +362,41 @@ def test_conditional_and_infogan_shapes(make, data_dir):
     result = gan.evaluate(config, gan.eval_params(config, state), {}, jax.random.key(2))
     key = 'label_accuracy' if config.model.conditional else 'code_class_agreement'
     assert set(result) == {key, 'sampler_jacobian_truncation'} and 0.0 <= result[key] <= 1.0
+
+
+def test_batch_stat_norm_is_flax_batch_norm_in_training_mode():
+    x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (64, 5, 5, 7))
+    ours = BatchStatNorm()
+    params = ours.init(jax.random.key(1), x)
+    params = jax.tree.map(lambda p: p + jnp.arange(7.0) / 10, params)  # scale and bias off 1, 0
+    theirs = nn.BatchNorm(use_running_average=False, epsilon=1e-5)
+    variables = theirs.init(jax.random.key(1), x)
+    want, _ = theirs.apply({**variables, 'params': params['params']}, x, mutable=['batch_stats'])
+    np.testing.assert_allclose(ours.apply(params, x), want, atol=1e-4)
+
+
+def test_chen_et_al_networks_train_and_reject_a_per_example_penalty(data_dir):
+    """model.fc_hidden and model.disc_batch_norm: G and D gain the dense layer, D and Q's head
+    batch norm; a step is finite; R1 beside a batch-normalised D is refused."""
+    config = small(infogan_mnist.get_config(), data_dir)
+    config.model.update({'channels': (8, 16), 'latent_dim': 6, 'fc_hidden': 32,
+                         'disc_batch_norm': True})
+    example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    state = jitted_init(gan, config, jax.random.key(0), example)
+    assert {'fc', 'bn_fc', 'stem'} <= set(state['g']['params'])
+    assert {'conv_0', 'conv_1', 'bn_1', 'fc', 'bn_fc', 'q_hidden', 'q_bn', 'q_out'} == set(
+        state['d']['params']) - {'logit'}
+    batch = {'image': jax.random.uniform(jax.random.key(1), (16, 28, 28, 1), minval=-1.0),
+             'label': jnp.zeros(16, jnp.int32), 'index': jnp.arange(16)}
+    _, metrics = jax.jit(lambda s: gan.train_step(config, s, batch, jax.random.key(2)))(state)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    config.loss.r1_weight = 10.0
+    with pytest.raises(ConfigError, match='not per example'):
+        families.validated(config)
+    config.loss.r1_weight, config.model.architecture = 0.0, 'mlp'
+    with pytest.raises(ConfigError, match='belong to the DCGAN'):
+        families.validated(config)
 
 
 def test_a_short_toy_run_moves_samples_toward_the_data(tmp_path, data_dir):

@@ -45,6 +45,8 @@ def unmirrored(config) -> list[str]:
     opts = (config.optimizer, config.disc_optimizer)
     unmirrored = {
         'model.architecture': config.model.architecture != 'dcgan',
+        'model.fc_hidden': config.model.get('fc_hidden', 0) != 0,
+        'model.disc_batch_norm': config.model.get('disc_batch_norm', False),
         **gan_step_unmirrored(config),
         'optimizer': any(o.name != 'adam' or o.schedule != 'constant' or o.warmup_steps
                          or o.grad_clip_norm > 0 for o in opts),

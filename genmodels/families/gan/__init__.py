@@ -64,6 +64,8 @@ CONFIG_SCHEMA = {
         'init_std': float,        # weights ~ N(0, init_std^2) (DCGAN: 0.02); 0: LeCun normal
         'fourier_features': int,  # MLP D on toys: sin/cos of this many random projections (0: off)
         'fourier_scale': float,   # their frequencies ~ N(0, fourier_scale^2), cycles per unit
+        'fc_hidden': int,         # DCGAN: a dense layer of this width first in G, last in D (0: none)
+        'disc_batch_norm': bool,  # DCGAN: batch norm in D (by batch statistics) and Q's head
     },
     'loss': {
         'n_disc': int,            # D steps per G step
@@ -98,6 +100,8 @@ ADDED_KEYS = {
     'loss.info_decay_fraction': 0.0,
     'model.fourier_features': 0,
     'model.fourier_scale': 1.0,
+    'model.fc_hidden': 0,
+    'model.disc_batch_norm': False,
     'sampler.jacobian_truncation': 0.0,
 }
 
@@ -118,6 +122,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if m.fourier_features and m.architecture != 'mlp':
         raise ConfigError("model.fourier_features feeds the MLP discriminator only: set it to 0 "
                           "or model.architecture='mlp'.")
+    if m.fc_hidden < 0:
+        raise ConfigError(f'model.fc_hidden must be >= 0 (0: none), got {m.fc_hidden}.')
+    if (m.fc_hidden or m.disc_batch_norm) and m.architecture != 'dcgan':
+        raise ConfigError("model.fc_hidden and model.disc_batch_norm belong to the DCGAN: set "
+                          "them to 0 and False, or model.architecture='dcgan'.")
+    if m.disc_batch_norm and (loss.r1_weight > 0 or config.objective == 'wgan_gp'):
+        raise ConfigError('model.disc_batch_norm: a gradient penalty of a batch-normalised D is '
+                          'not per example; set loss.r1_weight=0 and use another objective than '
+                          'wgan_gp, or disc_batch_norm=False.')
     if not 0 < loss.r1_fraction <= 1:
         raise ConfigError(f'loss.r1_fraction must be in (0, 1] (1: the whole batch), got '
                           f'{loss.r1_fraction}.')

@@ -16,7 +16,12 @@ label to D's input it leaves D's trunk unconditional.
 
 InfoGAN (Chen et al. 2016): codes c (a categorical of model.info_categorical classes and
 model.info_continuous codes ~ U[-1, 1]) join z; a head Q on D's trunk predicts them (its loss
-term: objectives.info_lower_bound).
+term: objectives.info_lower_bound). Chen et al.'s MNIST networks (their Table 1) add what
+model.fc_hidden and model.disc_batch_norm give the DCGAN: a fully connected layer of 1,024 units
+(G: first, after z; D: last, before the logit and Q's head) and batch normalisation in D after
+every layer but the first, and in Q's head. D normalises by each batch's own statistics
+(`BatchStatNorm`, no running averages: D is never run in inference mode); under the trainer's
+jit the statistics are those of the global batch, so they do not depend on the device count.
 """
 
 from __future__ import annotations
@@ -49,6 +54,21 @@ def _bn_scale_init(std: float):
     return init if std > 0 else nn.initializers.ones
 
 
+class BatchStatNorm(nn.Module):
+    """Batch normalisation by the batch's own mean and variance per feature (over every other
+    axis), with a learned scale and bias; it keeps no running statistics."""
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axes)
+        var = jnp.mean(jnp.square(x - mean), axes)
+        scale = self.param('scale', nn.initializers.ones, (x.shape[-1],))
+        bias = self.param('bias', nn.initializers.zeros, (x.shape[-1],))
+        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
 class Generator(nn.Module):
     architecture: str
     hidden: Sequence[int]
@@ -57,6 +77,7 @@ class Generator(nn.Module):
     num_classes: int  # 0: unconditional
     image: bool       # tanh output in [-1, 1]; toy points are unbounded (linear output)
     init_std: float   # weights ~ N(0, init_std^2); 0: LeCun normal
+    fc_hidden: int = 0  # DCGAN: a dense layer of this width (batch norm, ReLU) first (0: none)
 
     @nn.compact
     def __call__(self, z, labels, train: bool):  # [B, Z] (codes joined), [B] -> [B, H, W, C]
@@ -73,6 +94,10 @@ class Generator(nn.Module):
         else:
             chans = tuple(self.channels)[::-1]
             scale = 2 ** len(chans)
+            if self.fc_hidden:
+                z = nn.Dense(self.fc_hidden, kernel_init=init, name='fc')(z)
+                z = nn.relu(nn.BatchNorm(not train, momentum=0.9, name='bn_fc',
+                                         scale_init=_bn_scale_init(self.init_std))(z))
             x = nn.Dense((h // scale) * (w // scale) * chans[0], kernel_init=init, name='stem')(z)
             x = x.reshape(-1, h // scale, w // scale, chans[0])
             for i in range(len(chans)):
@@ -96,6 +121,11 @@ class Discriminator(nn.Module):
     compute_dtype: Any = jnp.float32  # train.compute_dtype
     fourier_features: int = 0  # MLP: [x, sin 2 pi xB, cos 2 pi xB] in, B fixed (0: x alone)
     fourier_scale: float = 1.0
+    fc_hidden: int = 0         # DCGAN: a dense layer of this width last (0: none)
+    batch_norm: bool = False   # DCGAN: BatchStatNorm after every layer but the first, and in Q
+
+    def _norm(self, h, name):
+        return BatchStatNorm(name=name)(h) if self.batch_norm else h
 
     def _layer(self, module, x, update_stats):
         if self.spectral_norm:
@@ -122,15 +152,21 @@ class Discriminator(nn.Module):
             h = x
             for i, c in enumerate(self.channels):
                 conv = nn.Conv(c, (4, 4), strides=(2, 2), kernel_init=init, name=f'conv_{i}')
-                h = nn.leaky_relu(self._layer(conv, h, update_stats), 0.2)
+                h = self._layer(conv, h, update_stats)
+                h = nn.leaky_relu(self._norm(h, f'bn_{i}') if i else h, 0.2)
             h = h.reshape(h.shape[0], -1)
+            if self.fc_hidden:
+                h = self._layer(nn.Dense(self.fc_hidden, kernel_init=init, name='fc'), h,
+                                update_stats)
+                h = nn.leaky_relu(self._norm(h, 'bn_fc'), 0.2)
         logits = self._layer(nn.Dense(1, kernel_init=init, name='logit'), h, update_stats)[:, 0]
         if self.num_classes:  # projection discriminator: + embed(y) . h
             logits = logits + jnp.sum(nn.Embed(self.num_classes, h.shape[-1], embedding_init=init,
                                                name='embed')(labels) * h, -1)
         q = None
         if self.info_outputs:
-            q = nn.leaky_relu(nn.Dense(128, kernel_init=init, name='q_hidden')(h), 0.2)
+            q = nn.Dense(128, kernel_init=init, name='q_hidden')(h)
+            q = nn.leaky_relu(self._norm(q, 'q_bn'), 0.2)
             q = nn.Dense(self.info_outputs, kernel_init=init, name='q_out')(q)
         return logits, q
 
@@ -149,11 +185,12 @@ def networks(config, image_shape) -> tuple[Generator, Discriminator]:
     m = config.model
     classes = labels_lib.num_classes(config.data, m)
     g = Generator(m.architecture, tuple(m.hidden), tuple(m.channels), tuple(image_shape),
-                  classes, image=not data_lib.is_toy(config.data.name), init_std=m.init_std)
+                  classes, image=not data_lib.is_toy(config.data.name), init_std=m.init_std,
+                  fc_hidden=m.fc_hidden)
     d = Discriminator(m.architecture, tuple(m.hidden), tuple(m.channels), classes,
                       m.spectral_norm, m.info_categorical + m.info_continuous, m.init_std,
                       train_state.COMPUTE_DTYPES[config.train.compute_dtype],
-                      m.fourier_features, m.fourier_scale)
+                      m.fourier_features, m.fourier_scale, m.fc_hidden, m.disc_batch_norm)
     return g, d
 
 
