@@ -2,6 +2,7 @@
 
   .venv/bin/python -m benchmarks.bench_em                  # N=200,000, D=16, K=16, full covariances
   .venv/bin/python -m benchmarks.bench_em --scaling        # full fits: N up to 1e6, and K, D sweeps
+  .venv/bin/python -m benchmarks.bench_em --blocks         # time per iteration by rows per block
 
 Both start from the same weights, means and precisions and run a fixed number of iterations (tol=0).
 Per-iteration time is the slope (t(hi) - t(lo)) / (hi - lo), which cancels set-up and the final
@@ -19,6 +20,15 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from genmodels.classical import em, gmm
+
+
+def iteration_flops(n, d, k):
+    """Floating-point operations of one EM iteration with full covariances (em.py's module
+    docstring), counted as a dense implementation does them, multiply-adds as 2:
+    whitening y = U^T (x - mu) for every point and component, 2NKD^2 (the [K*D, D] x [D, N]
+    product) + NKD (the shift); |y|^2, 2NKD; log-sum-exp and the responsibilities, about 6NK;
+    r y, NKD; s = sum r y, NKD; the scatter sum r y y^T, 2NKD^2 (K batched [D, N] x [N, D])."""
+    return 4 * n * k * d * d + 5 * n * k * d + 6 * n * k
 
 
 def make_data(n, d, k, seed=0, spread=4.0):
@@ -48,12 +58,13 @@ def time_sklearn(x, init, iters):
     return time.perf_counter() - begin
 
 
-def time_jax(x, init, iters):
+def time_jax(x, init, iters, chunk_size=None):
     weights, means, prec = init
     pc = gmm.precisions_cholesky_from_precisions(jnp.asarray(prec, x.dtype), 'full')
     begin = time.perf_counter()
     params, _ = em.fit(x, jax.random.key(0), len(weights), tol=0.0, max_iter=iters,
-                       init={'weights': weights, 'means': means, 'precisions_cholesky': pc})
+                       init={'weights': weights, 'means': means, 'precisions_cholesky': pc},
+                       chunk_size=chunk_size)
     jax.block_until_ready(params)
     return time.perf_counter() - begin
 
@@ -80,6 +91,33 @@ def measure_per_iteration(n, d, k, lo, hi, repeats):
     return slopes
 
 
+def blocks(args):
+    """Time per iteration by rows per block (em.fit's chunk_size), alternating, median ratios."""
+    x = jnp.asarray(make_data(args.n, args.d, args.k).astype(np.float32))
+    init = start(np.asarray(x), args.k)
+    default = gmm.default_chunk_size(args.k, args.d)
+    sizes = sorted({default, *(int(s) for s in args.block_sizes.split(','))})
+    for size in sizes:  # compile both loop lengths before timing
+        for iters in (args.lo, args.hi):
+            time_jax(x, init, iters, size)
+    slopes = {size: [] for size in sizes}
+    for _ in range(args.repeats):
+        for size in sizes:
+            slopes[size].append((time_jax(x, init, args.hi, size)
+                                 - time_jax(x, init, args.lo, size)) / (args.hi - args.lo))
+    flops = iteration_flops(args.n, args.d, args.k)
+    print(f'EM per iteration by rows per block, N={args.n}, D={args.d}, K={args.k}, float32, '
+          f'slope over {args.lo}..{args.hi} iterations, median of {args.repeats} alternating runs; '
+          f'{flops / 1e9:.2f} GFLOP an iteration; default {default} rows')
+    print(f'{"rows":>7}{"ms / iter":>11}{"GFLOP/s":>9}{"vs default":>12}   all runs (ms)')
+    for size in sizes:
+        ratio = np.median(np.array(slopes[size]) / np.array(slopes[default]))
+        median = float(np.median(slopes[size]))
+        runs_ms = ' '.join(f'{1e3 * v:.0f}' for v in slopes[size])
+        print(f'{size:>7}{1e3 * median:>11.1f}{flops / median / 1e9:>9.1f}{ratio:>11.2f}x   '
+              f'{runs_ms}')
+
+
 def per_iteration(args):
     lo, hi = args.lo, args.hi
     slopes = measure_per_iteration(args.n, args.d, args.k, lo, hi, args.repeats)
@@ -92,7 +130,8 @@ def per_iteration(args):
         runs_ms = ' '.join(f'{1e3 * v:.0f}' for v in slopes[name])
         print(f'{name:<20}{1e3 * value:>10.1f}{value / median["jax f32"]:>7.1f}x   {runs_ms}')
     speed_up = best_sklearn / median['jax f32']
-    print(f'jax speed-up over the fastest scikit-learn setting: {speed_up:.1f}x')
+    print(f'jax speed-up over the fastest scikit-learn setting: {speed_up:.1f}x; jax at '
+          f'{iteration_flops(args.n, args.d, args.k) / median["jax f32"] / 1e9:.1f} GFLOP/s')
     print('(1-thr: OpenBLAS held to one thread; 2 threads stall when other jobs share the cores)')
 
 
@@ -141,8 +180,10 @@ def main():
     parser.add_argument('--hi', type=int, default=7)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--scaling', action='store_true')
+    parser.add_argument('--blocks', action='store_true', help='sweep rows per block')
+    parser.add_argument('--block_sizes', default='256,512,1024,2048,4096,8192,16384')
     args = parser.parse_args()
-    (scaling if args.scaling else per_iteration)(args)
+    (scaling if args.scaling else blocks if args.blocks else per_iteration)(args)
 
 
 if __name__ == '__main__':

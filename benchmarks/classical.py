@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from benchmarks import bench_em, bench_kde
+from benchmarks import bench_em, bench_kde, hardware
 
 ROWS = ('em', 'kde')
+PEAK_MATMUL_SIZE = 2048  # the [n, n] float32 matmul whose best rate is the CPU's peak
 FAMILY = {'em': 'gmm', 'kde': 'kde'}
 # The README's sizes, and sizes that run in about a second for --smoke.
 SIZES = {
@@ -50,7 +51,13 @@ def em_record(n: int, d: int, k: int, lo: int, hi: int, repeats: int) -> dict:
     x = bench_em.make_data(n, d, k)
     first, second, n_iter = bench_em.full_fit(jnp.asarray(x, jnp.float32), k)
     sk_seconds, sk_iter = sklearn_full_fit(x, k)
+    flops = bench_em.iteration_flops(n, d, k)
+    peak, peak_source = hardware.peak_tflops('float32', PEAK_MATMUL_SIZE)
+    achieved = flops / (jax_ms / 1e3) / 1e12 if jax_ms else None
     return {'n': n, 'd': d, 'k': k, 'em_iteration_ms': jax_ms,
+            'em_gflop_per_iteration': flops / 1e9, 'em_achieved_tflops': achieved,
+            'peak_tflops': peak, 'peak_source': peak_source,
+            'em_share_of_peak': achieved / peak if achieved and peak else None,
             'sklearn_em_iteration_ms': 1e3 * timed[best] if best else None,
             'sklearn_setting': best,
             'speedup_vs_sklearn': timed[best] / timed['jax f32'] if best and jax_ms else None,

@@ -129,9 +129,11 @@ def markdown(results: dict) -> str:
     em = [r for r in records if r['config'] == 'em']
     if em:
         out += ['\n## EM (Gaussian mixture, full covariances)\n\n', table(
-            ['N', 'D', 'K', 'jax ms/iter', 'scikit-learn ms/iter (its fastest setting)',
+            ['N', 'D', 'K', 'jax ms/iter', 'GFLOP/iter', 'share of the matmul peak',
+             'scikit-learn ms/iter (its fastest setting)',
              'speedup', 'fit s: jax (iterations)', 'fit s: scikit-learn (iterations)'],
             [[str(r['n']), str(r['d']), str(r['k']), fmt(r['em_iteration_ms']),
+              fmt(r.get('em_gflop_per_iteration'), '.2f'), fmt(r.get('em_share_of_peak'), '.1%'),
               f"{fmt(r['sklearn_em_iteration_ms'])} ({fmt(r['sklearn_setting'])})",
               fmt(r['speedup_vs_sklearn'], '.1f'),
               f"{fmt(r['fit_seconds'])} ({r['fit_iterations']})",
@@ -177,8 +179,9 @@ def markdown(results: dict) -> str:
 def targets(records: list[dict], torch_biased: bool = False) -> list[list[str]]:
     """[target, measured, met] of each of issue 11's CPU targets that a record measures: MLP
     configs >= 1.5x torch's throughput, convolutional ones >= 0.5x; the real loop >= 90% of the
-    bare step's rate; the MLP VAE at batch 1024 >= 50% of the matmul peak; EM >= 10x and KDE >= 30x
-    scikit-learn. torch_biased: load from other processes biased the torch ratios (see notes)."""
+    bare step's rate; the MLP VAE at batch 1024 >= 50% of the matmul peak; EM >= 20x scikit-learn
+    and 40% of the peak (issue 40); KDE >= 30x scikit-learn. torch_biased: load from other
+    processes biased the torch ratios (see notes)."""
     def row(what, value, goal, biased=False, aside=''):
         met = 'yes' if value >= goal else 'no'
         return [f'{what} >= {goal:g}', fmt(value, '.2f') + aside,
@@ -201,13 +204,15 @@ def targets(records: list[dict], torch_biased: bool = False) -> list[list[str]]:
             rows.append(row(f'{name}: loop rate / step rate', r['loop_fraction_of_step_rate'], 0.9))
         if (r['config'], r['batch_size']) == ('vae_mnist', 1024) and r['mfu'] is not None:
             rows.append(row(f'{name}: MFU (of the measured matmul peak)', r['mfu'], 0.5))
+        if r['config'] == 'em' and r.get('em_share_of_peak') is not None:
+            rows.append(row(f'{name}: share of the matmul peak', r['em_share_of_peak'], 0.4))
         if r['config'] in TARGET_VS_SKLEARN and r['speedup_vs_sklearn'] is not None:
             rows.append(row(f'{name}: speedup vs scikit-learn', r['speedup_vs_sklearn'],
                             TARGET_VS_SKLEARN[r['config']]))
     return rows
 
 
-TARGET_VS_SKLEARN = {'em': 10.0, 'kde': 30.0}
+TARGET_VS_SKLEARN = {'em': 20.0, 'kde': 30.0}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -29,10 +29,12 @@ def check_covariance_type(covariance_type):
 
 
 def default_chunk_size(k, d):
-    """Rows per block so that the [K, D, rows] whitened block is near 8 MiB (at most 16,384 rows).
-    Each block of the scan has a fixed cost beside its work, so larger blocks measured faster per
-    EM iteration up to this size (measured: docs/benchmarks.md, classical estimators)."""
-    return int(min(16384, max(256, 2 ** 21 // (k * d))))
+    """Rows per block of the scan over the data: the [K, D, rows] whitened block holds about 2^18
+    values on CPU (1 MiB in float32, one core's L2 cache here) and 2^21 elsewhere, within
+    [512, 16384] rows. On CPU, blocks that stay in cache halved the time of an EM iteration against
+    8 MiB blocks (`python -m benchmarks.bench_em --blocks`; docs/benchmarks.md)."""
+    values = 2 ** 18 if jax.default_backend() == 'cpu' else 2 ** 21
+    return int(min(16384, max(512, values // (k * d))))
 
 
 def precisions_cholesky(covariances, covariance_type):
