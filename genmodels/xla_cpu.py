@@ -16,8 +16,10 @@ unless the user set the flag. The DCGAN step measured slower with them, so the n
 global setting. XLA:CPU fails with those three fusions on programs holding a
 batch of D x D matrices ("Instruction with unsupported layout in YNN fusion": EM's [K, D, D]
 precisions at K = D = 16, KDE's cross-validation over 21 bandwidths at D >= 16), and only when the
-program runs, so EM and `kde.cv_factor` use plain jax.jit, and `jit` below waits for each top-level
-call and, should YNN fail on a new shape, runs that function without YNN fusions from then on.
+program runs, so `kde.cv_factor` uses plain jax.jit, EM asks for XLA's default (each dot alone to
+YNNPACK, `DOT_FUSIONS`: 2x faster than XLA's kernels there), and `jit` below waits for each
+top-level call and, should YNN fail on a new shape, runs that function without YNN fusions from
+then on.
 """
 
 import functools
@@ -27,6 +29,9 @@ import os
 FLAG = '--xla_cpu_experimental_ynn_fusion_type'
 LIBRARY_FUSIONS = ('LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,'
                    'LIBRARY_FUSION_TYPE_REDUCE')
+# XLA's own default: each dot alone to YNNPACK. EM's programs (whitening and scatter products)
+# measured 2x faster with it than with XLA's kernels, and fail with LIBRARY_FUSIONS.
+DOT_FUSIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'
 
 
 def configure(environ=os.environ) -> None:
@@ -43,25 +48,26 @@ def add_default(flag: str, value: str, environ=os.environ) -> None:
         environ['XLA_FLAGS'] = f'{flags} {flag}={value}'.strip()
 
 
-def library_fusion_options(environ=os.environ) -> dict[str, str] | None:
-    """Compiler options turning YNN's dot, elementwise and reduce fusions on for one program;
-    None when XLA_FLAGS holds a user's own value of the flag (kept for every program)."""
+def library_fusion_options(environ=os.environ,
+                           fusions: str = LIBRARY_FUSIONS) -> dict[str, str] | None:
+    """Compiler options turning YNN's `fusions` (default: dot, elementwise and reduce) on for one
+    program; None when XLA_FLAGS holds a user's own value of the flag (kept for every program)."""
     flags = environ.get('XLA_FLAGS', '').split()
     if any(f.startswith(FLAG) and f != f'{FLAG}=' for f in flags):
         return None
-    return {FLAG[2:]: LIBRARY_FUSIONS}
+    return {FLAG[2:]: fusions}
 
 
-def jit(fn=None, **kwargs):
-    """jax.jit with YNN's dot, elementwise and reduce fusions on XLA:CPU (library_fusion_options)
-    when called at the top level; inside another trace (a caller's jit, vmap or grad), where JAX
-    takes no compiler options, it is a plain nested jit and the caller's program decides. As a
-    decorator, with or without jit's arguments. Other backends ignore the XLA:CPU option."""
+def jit(fn=None, *, fusions: str = LIBRARY_FUSIONS, **kwargs):
+    """jax.jit with YNN's `fusions` on XLA:CPU (library_fusion_options; default: dot, elementwise
+    and reduce) when called at the top level; inside another trace (a caller's jit, vmap or grad),
+    where JAX takes no compiler options, it is a plain nested jit and the caller's program decides.
+    As a decorator, with or without jit's arguments. Other backends ignore the XLA:CPU option."""
     import jax  # here, so that importing this module never starts JAX before `configure`
     if fn is None:
-        return functools.partial(jit, **kwargs)
+        return functools.partial(jit, fusions=fusions, **kwargs)
     nested = jax.jit(fn, **kwargs)
-    top = jax.jit(fn, compiler_options=library_fusion_options(), **kwargs)
+    top = jax.jit(fn, compiler_options=library_fusion_options(fusions=fusions), **kwargs)
     fell_back = []  # non-empty once YNN failed on this function: plain jit from then on
 
     @functools.wraps(fn)

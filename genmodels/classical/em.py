@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from genmodels import xla_cpu
 from genmodels.classical import chunks
 from genmodels.classical import gmm
 from genmodels.classical import kmeans
@@ -196,7 +197,8 @@ def initial_responsibilities(x, w, rng, k, init_params):
     return jnp.full((n,), -1, jnp.int32).at[indices].set(jnp.arange(k, dtype=jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnames=('k', 'n_init', 'init_params'))
+@functools.partial(xla_cpu.jit, fusions=xla_cpu.DOT_FUSIONS,
+                   static_argnames=('k', 'n_init', 'init_params'))
 def _initial_resps(x, w, rng, *, k, n_init, init_params):
     """Each restart's initial assignment [n_init, ...], from rng split n_init ways. A program of its
     own: the EM program depends only on the assignment's form (labels or soft), not on how it was
@@ -205,7 +207,7 @@ def _initial_resps(x, w, rng, *, k, n_init, init_params):
     return lax.map(lambda key: initial_responsibilities(x, w, key, k, init_params), keys)
 
 
-@functools.partial(jax.jit, static_argnames=(
+@functools.partial(xla_cpu.jit, fusions=xla_cpu.DOT_FUSIONS, static_argnames=(
     'k', 'covariance_type', 'capacity', 'chunk', 'mesh', 'axes'))
 def _fit(x, w, resp, init, tol, reg_covar, previous, max_iter, *, k, covariance_type, capacity,
          chunk, mesh, axes):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
+from genmodels import xla_cpu
 from genmodels.classical import chunks
 
 COVARIANCE_TYPES = ('full', 'tied', 'diag', 'spherical')
@@ -104,7 +105,8 @@ def log_prob_whitened(y, params, covariance_type):
     return jnp.reshape(const, (-1, 1)) - 0.5 * jnp.sum(y * y, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=('covariance_type', 'chunk_size'))
+@functools.partial(xla_cpu.jit, fusions=xla_cpu.DOT_FUSIONS,
+                   static_argnames=('covariance_type', 'chunk_size'))
 def weighted_log_prob(params, x, covariance_type, chunk_size=None):
     """log a_k + log N(x_n; mu_k, Sigma_k), evaluated in row blocks.  # [N, K]"""
     k, d = params['means'].shape
@@ -117,13 +119,15 @@ def weighted_log_prob(params, x, covariance_type, chunk_size=None):
     return chunks.map_rows(block, x, chunk)
 
 
-@functools.partial(jax.jit, static_argnames=('covariance_type', 'chunk_size'))
+@functools.partial(xla_cpu.jit, fusions=xla_cpu.DOT_FUSIONS,
+                   static_argnames=('covariance_type', 'chunk_size'))
 def log_prob(params, x, covariance_type, chunk_size=None):
     """log p(x_n) = logsumexp_k [log a_k + log N(x_n; mu_k, Sigma_k)].  # [N]"""
     return jax.nn.logsumexp(weighted_log_prob(params, x, covariance_type, chunk_size), axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=('covariance_type', 'chunk_size'))
+@functools.partial(xla_cpu.jit, fusions=xla_cpu.DOT_FUSIONS,
+                   static_argnames=('covariance_type', 'chunk_size'))
 def responsibilities(params, x, covariance_type, chunk_size=None):
     """r_nk = a_k N(x_n; mu_k, S_k) / sum_i a_i N(x_n; mu_i, S_i), from log space.  # [N, K]"""
     return jax.nn.softmax(weighted_log_prob(params, x, covariance_type, chunk_size), axis=1)
