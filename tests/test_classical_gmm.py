@@ -191,3 +191,17 @@ def test_bad_initial_parameters_raise_sklearns_errors(kwargs):
     with pytest.raises(ValueError) as ours:
         GaussianMixture(K, **kwargs).fit(x)
     assert str(ours.value) == str(ref.value)
+
+
+def test_em_programs_hand_their_dots_to_ynnpack_and_agree_with_xlas_own_kernels():
+    """EM and the mixture densities ask XLA:CPU for YNNPACK's dots (xla_cpu.DOT_FUSIONS) though
+    the entry points turn YNN fusions off for every other program; inside a caller's jit they are
+    ordinary nested jits, and both routes give the same log-densities."""
+    x = jnp.asarray(datasets()['anisotropic'], jnp.float32)
+    params, _ = em.fit(x, jax.random.key(0), K, max_iter=5)
+    if jax.default_backend() == 'cpu':
+        compiled = gmm.log_prob.lower(params, x, covariance_type='full').compile().as_text()
+        assert '__ynn_fusion' in compiled
+    caller = jax.jit(lambda p, v: gmm.log_prob(p, v, 'full'))
+    np.testing.assert_allclose(gmm.log_prob(params, x, 'full'), caller(params, x),
+                               rtol=1e-5, atol=1e-5)
