@@ -1,7 +1,7 @@
 """EM time per iteration: genmodels.classical (jax) vs scikit-learn's GaussianMixture.
 
   .venv/bin/python -m benchmarks.bench_em                  # N=200,000, D=16, K=16, full covariances
-  .venv/bin/python -m benchmarks.bench_em --scaling        # full fits: N up to 1e6, and K, D sweeps
+  .venv/bin/python -m benchmarks.bench_em --scaling        # full fits: N up to 1e7, and K, D sweeps
   .venv/bin/python -m benchmarks.bench_em --blocks         # time per iteration by rows per block
 
 Both start from the same weights, means and precisions and run a fixed number of iterations (tol=0).
@@ -10,6 +10,7 @@ E-step; runs alternate between the implementations and the table reports medians
 """
 
 import argparse
+import resource
 import time
 import warnings
 
@@ -37,7 +38,11 @@ def make_data(n, d, k, seed=0, spread=4.0):
     means = rng.normal(scale=spread, size=(k, d))
     factors = rng.normal(size=(k, d, d)) / np.sqrt(d)
     z = rng.integers(0, k, n)
-    return means[z] + np.einsum('nde,ne->nd', factors[z], rng.normal(size=(n, d)))
+    x = rng.normal(size=(n, d))
+    for j in range(k):  # component by component: O(N D) memory at any N
+        rows = z == j
+        x[rows] = means[j] + x[rows] @ factors[j].T
+    return x
 
 
 def start(x, k, seed=1):
@@ -151,12 +156,14 @@ def full_fit(x, k):
     return times[0], times[1], int(info['n_iter'])
 
 
-def scaling(_):
+def scaling(args):
     print('Full GMM fit, float32, default settings: k-means++ and Lloyd initialisation, then EM to')
     print('tol=1e-3 or max_iter=100; overlapping components (means ~ N(0, I)), so EM runs a while')
     print(f'{"N":>9}{"D":>4}{"K":>4}{"first call s":>14}{"second call s":>15}{"n_iter":>8}'
-          f'{"ms / EM iter*":>15}')
-    configs = ([(n, 16, 16) for n in (125_000, 250_000, 500_000, 1_000_000)]
+          f'{"ms / EM iter*":>15}{"data MiB":>10}{"max RSS MiB**":>15}')
+    sizes = [n for n in (125_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000)
+             if n <= args.max_n]
+    configs = ([(n, 16, 16) for n in sizes]
                + [(200_000, 16, k) for k in (4, 8, 32, 64)]
                + [(200_000, d, 16) for d in (4, 8, 32, 64)])
     for n, d, k in configs:
@@ -166,9 +173,13 @@ def scaling(_):
         for iters in (2, 7):  # compile both loop lengths
             time_jax(x, init, iters)
         slope = np.median([(time_jax(x, init, 7) - time_jax(x, init, 2)) / 5 for _ in range(2)])
-        print(f'{n:>9}{d:>4}{k:>4}{first:>14.2f}{second:>15.2f}{n_iter:>8}{1e3 * slope:>15.1f}',
-              flush=True)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f'{n:>9}{d:>4}{k:>4}{first:>14.2f}{second:>15.2f}{n_iter:>8}{1e3 * slope:>15.1f}'
+              f'{x.nbytes / 2 ** 20:>10.0f}{rss:>15.0f}', flush=True)
+        del x
     print('* EM iteration alone, slope over 2..7 iterations from a fixed start, median of 2')
+    print('** the process\'s high-water mark so far (N rises first): beyond the data (and the host')
+    print('   copies make_data builds), EM\'s working memory is a few blocks of rows, not O(N)')
 
 
 def main():
@@ -180,6 +191,7 @@ def main():
     parser.add_argument('--hi', type=int, default=7)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--scaling', action='store_true')
+    parser.add_argument('--max_n', type=int, default=10_000_000, help='--scaling: largest N')
     parser.add_argument('--blocks', action='store_true', help='sweep rows per block')
     parser.add_argument('--block_sizes', default='256,512,1024,2048,4096,8192,16384')
     args = parser.parse_args()
