@@ -59,9 +59,6 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
         'batch_size': batch_size,   # global batch, split over all devices
         'num_steps': num_steps,
         'num_seeds': 1,             # models trained side by side in one program, seeds seed..seed+N-1
-        'seed_lanes': 'vectorized',  # or 'sequential': the seeds one after another in the step
-                                    # (lax.map, not vmap: per-seed convolution weights become a
-                                    # grouped convolution under vmap, slow on XLA:CPU)
         'grad_accum_steps': 1,      # micro-batches per step, gradients summed inside the step
         'compute_dtype': 'float32',  # or 'bfloat16': activations and matmuls; weights stay float32
         'param_sharding': 'replicated',  # or 'fsdp': parameters and optimizer state split over

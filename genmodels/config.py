@@ -69,7 +69,6 @@ SCHEMA: dict[str, Any] = {
         'batch_size': int,
         'num_steps': int,
         'num_seeds': int,
-        'seed_lanes': str,
         'grad_accum_steps': int,
         'compute_dtype': str,
         'param_sharding': str,
@@ -99,11 +98,10 @@ SCHEMA: dict[str, Any] = {
 # beyond float rounding, so a run may resume on another layout (and another device count).
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.checkpoint_every', 'train.figures',
                   'train.figures_every', 'train.fid_every', 'train.fid_num_samples',
-                  'train.param_sharding', 'train.remat', 'train.seed_lanes',
+                  'train.param_sharding', 'train.remat',
                   'eval.batch_size', 'eval.max_examples', 'eval.num_samples', 'eval.iwae_k')
 PARAM_SHARDINGS = ('replicated', 'fsdp')
 REMATS = ('none', 'blocks')
-SEED_LANES = ('vectorized', 'sequential')
 
 # The `train` section of a fit family: `fit` runs once on the whole train split.
 FIT_TRAIN_SCHEMA: dict[str, Any] = {
@@ -226,7 +224,6 @@ def _check_training(config: ml_collections.ConfigDict, family: Any) -> None:
     check_choice(config, 'train.compute_dtype', ('float32', 'bfloat16'))
     check_choice(config, 'train.param_sharding', PARAM_SHARDINGS)
     check_choice(config, 'train.remat', REMATS)
-    check_choice(config, 'train.seed_lanes', SEED_LANES)
     if t.remat != 'none' and not getattr(family, 'REMAT_BLOCKS', ()):
         raise ConfigError(f'train.remat={t.remat!r}: the {config.family} family has no blocks to '
                           f'rematerialise (families with them list REMAT_BLOCKS); set '
@@ -353,7 +350,6 @@ ADDED_KEYS = {
     ('train', 'compute_dtype'): ('num_steps', 'float32'),
     ('train', 'param_sharding'): ('num_steps', 'replicated'),
     ('train', 'remat'): ('num_steps', 'none'),
-    ('train', 'seed_lanes'): ('num_steps', 'vectorized'),
     ('data', 'sequence_length'): ('name', 0),
     ('data', 'image_size'): ('name', 0),
     ('data', 'image_channels'): ('name', 0),

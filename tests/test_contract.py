@@ -134,11 +134,8 @@ def assert_lanes_match(stacked, s, single):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('seed_lanes', ['vectorized', 'sequential'])
-def test_each_seed_lane_is_the_single_seed_run_with_that_seed(tmp_path, data_dir, seed_lanes):
-    """Lanes vmapped, or run one after another by lax.map (train.seed_lanes)."""
+def test_each_seed_lane_is_the_single_seed_run_with_that_seed(tmp_path, data_dir):
     config = stub_config(data_dir, num_steps=4)
-    config.train.seed_lanes = seed_lanes
     many, singles = run_lanes(config, tmp_path, 'stub')
     stacked = restore_params(many, 4)
     assert np.shape(stacked['step']) == (3,)

@@ -234,28 +234,9 @@ def model_keys(config: ml_collections.ConfigDict) -> jax.Array:
 
 
 def over_seeds(config: ml_collections.ConfigDict, fn: Callable, in_axes) -> Callable:
-    """`fn` for one lane -> a function of all lanes over the leading seed axis of the arguments
-    marked 0 in `in_axes` when num_seeds > 1, else `fn` itself: vmapped, or with
-    train.seed_lanes='sequential' one lane after another (lax.map; same outputs)."""
-    if num_seeds(config) == 1:
-        return fn
-    if config.train.get('seed_lanes', 'vectorized') == 'sequential':
-        return _one_lane_at_a_time(fn, in_axes)
-    return jax.vmap(fn, in_axes=in_axes)
-
-
-def _one_lane_at_a_time(fn: Callable, in_axes) -> Callable:
-    """vmap(fn, in_axes) with in_axes of 0 (mapped) or None (shared) per argument, as lax.map."""
-    def call(*args):
-        axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
-        mapped = tuple(a for a, axis in zip(args, axes) if axis == 0)
-
-        def lane(xs):
-            it = iter(xs)
-            return fn(*(next(it) if axis == 0 else a for a, axis in zip(args, axes)))
-
-        return jax.lax.map(lane, mapped)
-    return call
+    """`fn` for one lane -> a function of all lanes: vmapped over the leading seed axis of the
+    arguments marked 0 in `in_axes` when num_seeds > 1, else `fn` itself."""
+    return fn if num_seeds(config) == 1 else jax.vmap(fn, in_axes=in_axes)
 
 
 def lanes(config: ml_collections.ConfigDict, tree: PyTree) -> list[PyTree]:
