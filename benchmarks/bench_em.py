@@ -89,6 +89,12 @@ def measure_per_iteration(n, d, k, lo, hi, repeats):
             'sklearn f64 1-thr': one_thread(lambda i: time_sklearn(x64, init, i)),
             'sklearn f32 1-thr': one_thread(lambda i: time_sklearn(x32, init, i)),
             'jax f32': lambda i: time_jax(xj, init, i)}
+    return alternating_slopes(runs, lo, hi, repeats)
+
+
+def alternating_slopes(runs, lo, hi, repeats):
+    """name -> [(t(hi) - t(lo)) / (hi - lo)] * repeats seconds per iteration, where runs[name](i)
+    times i iterations; each repeat runs every name once, so a slow stretch hits all alike."""
     slopes = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
@@ -105,11 +111,8 @@ def blocks(args):
     for size in sizes:  # compile both loop lengths before timing
         for iters in (args.lo, args.hi):
             time_jax(x, init, iters, size)
-    slopes = {size: [] for size in sizes}
-    for _ in range(args.repeats):
-        for size in sizes:
-            slopes[size].append((time_jax(x, init, args.hi, size)
-                                 - time_jax(x, init, args.lo, size)) / (args.hi - args.lo))
+    runs = {size: (lambda i, size=size: time_jax(x, init, i, size)) for size in sizes}
+    slopes = alternating_slopes(runs, args.lo, args.hi, args.repeats)
     flops = iteration_flops(args.n, args.d, args.k)
     print(f'EM per iteration by rows per block, N={args.n}, D={args.d}, K={args.k}, float32, '
           f'slope over {args.lo}..{args.hi} iterations, median of {args.repeats} alternating runs; '
@@ -172,7 +175,8 @@ def scaling(args):
         init = start(np.asarray(x), k)
         for iters in (2, 7):  # compile both loop lengths
             time_jax(x, init, iters)
-        slope = np.median([(time_jax(x, init, 7) - time_jax(x, init, 2)) / 5 for _ in range(2)])
+        slope = np.median(alternating_slopes({'jax': lambda i, x=x: time_jax(x, init, i)}, 2, 7,
+                                             2)['jax'])
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f'{n:>9}{d:>4}{k:>4}{first:>14.2f}{second:>15.2f}{n_iter:>8}{1e3 * slope:>15.1f}'
               f'{x.nbytes / 2 ** 20:>10.0f}{rss:>15.0f}', flush=True)

@@ -197,7 +197,8 @@ def run(args, on_record: Callable[[dict], None] = lambda results: None) -> dict:
             if (name, None) in done:
                 continue
             record = {'config': name, 'family': classical.FAMILY[name], 'batch_size': None,
-                      **identity, **classical.measure(name, args.smoke), **stamp}
+                      **identity, **classical.measure(name, args.smoke, settings.matmul_size),
+                      **stamp}
             records.append(record)
             print(f'{name}: done', file=sys.stderr, flush=True)
             on_record(results)
