@@ -9,8 +9,9 @@ For each config, with its default model and the given global batch:
               bytes, replicated and fsdp, and their ratio;
   temp_mib    the compiled step's temporary memory (XLA's memory_analysis of the step program),
               without and with remat (where the family has blocks to recompute), and their ratio;
-  step_s      the median time of --steps steps after the compile, replicated and fsdp, measured
-              alternately in one process (only the ratio counts: timings swing with load).
+  step_s      the median time of --steps steps after the compile, replicated, fsdp and (where
+              the family has blocks) replicated with remat, measured alternately in one process
+              (only the ratios count: timings swing with load).
 With --memory_limit_mib M, instead: the largest global batch (a power of two, at least one example
 per device) whose step needs at most M MiB on device 0 (its state plus the step's temporary
 memory), for each layout and remat setting the family has.
@@ -114,7 +115,8 @@ def main(argv=None) -> None:
             row[f'state_mib_{layout}'] = held / MIB
             row[f'temp_mib_{layout}'] = compiled.memory_analysis().temp_size_in_bytes / MIB
         if getattr(family, 'REMAT_BLOCKS', ()):
-            _, compiled, _, _, _ = build(name, args.batch_size, 'replicated', 'blocks')
+            _, compiled, state, batch, _ = build(name, args.batch_size, 'replicated', 'blocks')
+            runs['remat'] = [compiled, state, batch]
             row['temp_mib_remat'] = compiled.memory_analysis().temp_size_in_bytes / MIB
         times = {layout: [] for layout in runs}
         for _ in range(2):  # alternate, so load from other processes hits both alike
@@ -126,7 +128,8 @@ def main(argv=None) -> None:
                   f", step time fsdp/replicated {row['step_s_fsdp'] / row['step_s_replicated']:.2f}")
         if 'temp_mib_remat' in row:
             ratios += (f", temp remat/none "
-                       f"{row['temp_mib_remat'] / row['temp_mib_replicated']:.3f}")
+                       f"{row['temp_mib_remat'] / row['temp_mib_replicated']:.3f}, step time "
+                       f"remat/none {row['step_s_remat'] / row['step_s_replicated']:.2f}")
         print(name, ' '.join(f'{k}={v:.4g}' for k, v in row.items()), '|', ratios, flush=True)
 
 

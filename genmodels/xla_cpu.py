@@ -20,6 +20,13 @@ program runs, so `kde.cv_factor` uses plain jax.jit, EM asks for XLA's default (
 YNNPACK, `DOT_FUSIONS`: 2x faster than XLA's kernels there), and `jit` below waits for each
 top-level call and, should YNN fail on a new shape, runs that function without YNN fusions from
 then on.
+
+Rematerialisation (train.remat, `jax.checkpoint`) needs one more per-program option on XLA:CPU:
+its `cse_barrier_expander` pass removes the optimization barriers that jax.checkpoint places
+around the recomputation, early in the pipeline, and the CSE that follows merges the recomputed
+values back into the forward pass's, so remat saved nothing (a step's temp memory identical with
+and without it). `REMAT_PASSES` is skipped for the train step of a run with remat
+(`remat_options`; measured: docs/benchmarks.md).
 """
 
 import functools
@@ -32,6 +39,10 @@ LIBRARY_FUSIONS = ('LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,'
 # XLA's own default: each dot alone to YNNPACK. EM's programs (whitening and scatter products)
 # measured 2x faster with it than with XLA's kernels, and fail with LIBRARY_FUSIONS.
 DOT_FUSIONS = 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'
+
+DISABLED_PASSES = '--xla_disable_hlo_passes'
+# XLA:CPU passes that undo jax.checkpoint's recomputation (see above).
+REMAT_PASSES = 'cse_barrier_expander'
 
 
 def configure(environ=os.environ) -> None:
@@ -56,6 +67,18 @@ def library_fusion_options(environ=os.environ,
     if any(f.startswith(FLAG) and f != f'{FLAG}=' for f in flags):
         return None
     return {FLAG[2:]: fusions}
+
+
+def remat_options(environ=os.environ) -> dict[str, str] | None:
+    """Compiler options that keep jax.checkpoint's recomputation in one XLA:CPU program: the
+    passes disabled in XLA_FLAGS (the user's) plus REMAT_PASSES. None on other backends, whose
+    pipelines keep the barriers until after their last CSE."""
+    import jax
+    if jax.default_backend() != 'cpu':
+        return None
+    user = [f.split('=', 1)[1] for f in environ.get('XLA_FLAGS', '').split()
+            if f.startswith(f'{DISABLED_PASSES}=')]
+    return {DISABLED_PASSES[2:]: ','.join(user + [REMAT_PASSES])}
 
 
 def jit(fn=None, *, fusions: str = LIBRARY_FUSIONS, **kwargs):

@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from genmodels import data
+from genmodels import data, xla_cpu
 from genmodels.training import checkpoint, parallel
 
 PyTree = Any
@@ -307,9 +307,11 @@ def make_train_step(config: ml_collections.ConfigDict, family, mesh, state: PyTr
     keys = model_keys(config)
     step = over_seeds(config, lane_step, in_axes=(0, None, 0))
     state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    remat = config.train.remat != 'none'
     return jax.jit(lambda state, batch: step(state, batch, keys),
                    in_shardings=(state_sharding, parallel.data_sharding(mesh)),
-                   out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
+                   out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0,
+                   compiler_options=xla_cpu.remat_options() if remat else None)
 
 
 def host_train_step(config: ml_collections.ConfigDict, family, state: PyTree) -> Callable:
