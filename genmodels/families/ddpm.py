@@ -335,7 +335,8 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array,
 
 def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:
     """log p(y) [B] in nats through the probability-flow ODE (`diffusion.probability_flow`) from
-    s = 0 to T - 1, where the base is N(0, I) (genmodels/metrics/ode_likelihood.py: images are
+    s = 0 to T - 1, integrated evenly in log sigma (`diffusion.in_log_sigma`), where the base is
+    N(0, I) (genmodels/metrics/ode_likelihood.py: images are
     dequantised, their divergence is Hutchinson's). A conditional model is scored without
     labels."""
     net = network(config, labels_lib.num_classes(config.data, config.model))
@@ -344,9 +345,9 @@ def ode_log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Arra
     def eps_fn(x, s, ab):
         return diffusion.predict(pred, net.apply({'params': params}, x, s, None), x, ab)[0]
 
-    field = diffusion.probability_flow(eps_fn, schedule(config).alphas_cumprod)
-    return ode_likelihood.log_likelihood(config, field, batch, rng, 0.0,
-                                         float(config.model.num_timesteps - 1))
+    ab = schedule(config).alphas_cumprod
+    field, tau_data, tau_base = diffusion.in_log_sigma(diffusion.probability_flow(eps_fn, ab), ab)
+    return ode_likelihood.log_likelihood(config, field, batch, rng, tau_data, tau_base)
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, *,

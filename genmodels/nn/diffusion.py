@@ -296,6 +296,30 @@ def probability_flow(eps_fn: Callable, alphas_cumprod) -> Callable:
     return field
 
 
+def in_log_sigma(field: Callable, alphas_cumprod) -> tuple[Callable, float, float]:
+    """`field(x, s)` over timesteps as (field(x, tau), tau at s = 0, tau at s = T - 1) in
+    tau = log sigma, sigma = sqrt((1 - ab) / ab), the time EDM and DPM-Solver step in: s(tau)
+    interpolates the integers linearly in log sigma and field(x, tau) = field(x, s(tau)) ds/dtau.
+    The flow and its divergence integral are the same; a fixed-step solver's error is not: near
+    s = 0, sigma grows sevenfold over the first 40 timesteps of the linear schedule, and RK4 with
+    25 steps evenly in s gave -1.26 bits/dim on `ddpm_mnist` where 100 steps gave +1.55
+    (docs/results/ddpm.md)."""
+    ab = np.asarray(alphas_cumprod, np.float64)
+    log_sigma = 0.5 * (np.log1p(-ab) - np.log(ab))
+    if np.any(np.diff(log_sigma) <= 0) or not np.all(np.isfinite(log_sigma)):
+        raise ValueError('the probability flow in log sigma needs 0 < ab < 1, decreasing.')
+    knots = jnp.asarray(log_sigma, jnp.float32)
+    last = len(log_sigma) - 1
+
+    def warped(x, tau):
+        k = jnp.clip(jnp.searchsorted(knots, tau, side='right') - 1, 0, last - 1)
+        width = knots[k + 1] - knots[k]
+        s = k + (tau - knots[k]) / width
+        return field(x, s) / width
+
+    return warped, float(log_sigma[0]), float(log_sigma[-1])
+
+
 # ------------------------------------------------------------------------------------------------
 # The variational bound
 
