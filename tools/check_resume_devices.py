@@ -3,7 +3,8 @@ ends: saved on 8 devices, resumed on 4; saved on 1 and on 2, resumed on 8.
 
     .venv/bin/python -m tools.check_resume_devices [--param_sharding fsdp] [--config C]
 
-Each run is train.py in its own process of N fake CPU devices (--xla_force_host_platform_device_count),
+Each run is train.py in its own process of N fake CPU devices
+(--xla_force_host_platform_device_count),
 8 steps of batch 64 with a checkpoint at step 4; a resumed run is a copy of the saving run's
 workdir without its step-8 checkpoint (8 -> 4), or a 4-step run that train.py then continues to
 step 8 (1 -> 8, 2 -> 8). Prints each run's losses for steps 5-8 and the largest difference of its
@@ -14,7 +15,6 @@ adds the directions the suite has no launch for, at about 4 minutes on 2 cores.
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +24,7 @@ import tempfile
 import jax
 import numpy as np
 
-from genmodels.training import checkpoint, parallel
+from tests import test_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-5
@@ -45,14 +45,12 @@ def train(args, devices: int, num_steps: int, workdir: str) -> None:
 
 
 def losses(workdir: str) -> dict[int, float]:
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-        rows = [json.loads(line) for line in f]
-    return {r['step']: r['loss'] for r in rows if 'loss' in r}
+    return {r['step']: r['loss'] for r in test_trainer.read_metrics(workdir) if 'loss' in r}
 
 
-def state(workdir: str, step: int):
-    mngr = checkpoint.manager(workdir, read_only=True)
-    return checkpoint.restore_as_saved(mngr, parallel.replicated(parallel.make_mesh()), step)[0]
+def largest_difference(a: list, b: list) -> float:
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+               for x, y in zip(a, b, strict=True))
 
 
 def main() -> int:
@@ -75,9 +73,11 @@ def main() -> int:
         os.remove(os.path.join(path, 'eval.json'))
         train(args, 8, 8, path)
 
-    ref_losses, ref_state = losses(ref), jax.tree.leaves(state(ref, 8))
-    moved = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
-                for x, y in zip(ref_state, jax.tree.leaves(state(ref, 4))) if x.dtype.kind == 'f')
+    ref_losses = losses(ref)
+    ref_state = jax.tree.leaves(test_trainer.restore_params(ref, 8))
+    at_4 = jax.tree.leaves(test_trainer.restore_params(ref, 4))
+    floats = [(x, y) for x, y in zip(ref_state, at_4) if x.dtype.kind == 'f']
+    moved = largest_difference(*zip(*floats))
     print(f'{args.config}, param_sharding={args.param_sharding}; uninterrupted on 8 devices: '
           f'losses 5-8 {[round(ref_losses[s], 7) for s in range(5, 9)]}, largest change of a '
           f'state array from step 4 to 8: {moved:.3g}')
@@ -85,8 +85,8 @@ def main() -> int:
     for name, path in runs.items():
         got = losses(path)
         loss_err = max(abs(got[s] - ref_losses[s]) / abs(ref_losses[s]) for s in range(5, 9))
-        state_err = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
-                        for x, y in zip(ref_state, jax.tree.leaves(state(path, 8)), strict=True))
+        state_err = largest_difference(ref_state,
+                                       jax.tree.leaves(test_trainer.restore_params(path, 8)))
         ok = loss_err <= TOLERANCE and state_err <= TOLERANCE
         failed |= not ok
         print(f'  {name}: losses 5-8 {[round(got[s], 7) for s in range(5, 9)]}; largest relative '
