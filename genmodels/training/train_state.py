@@ -155,7 +155,29 @@ def value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params:
     stay float32. The gradient flows back through the cast to the float32 parameters, so master
     weights and optimizer state stay float32 (Micikevicius et al. 2018; bfloat16 has float32's
     exponent range, so no loss scaling is needed). Aux outputs come back in float32.
+
+    With train.param_sharding = 'fsdp', loss_fn sees the parameters gathered whole and the
+    gradients come back split like the optimizer state (`parallel.gathered`, `fsdp_split`).
     """
+    if for_fsdp(config):
+        # Parameters gathered where the layers use them, gradients reduce-scattered back.
+        (loss, aux), grads = _value_and_grad(config, loss_fn, parallel.gathered(params), batch)
+        return (loss, aux), parallel.fsdp_split(grads)
+    return _value_and_grad(config, loss_fn, params, batch)
+
+
+def for_fsdp(config: ml_collections.ConfigDict) -> bool:
+    return config.train.get('param_sharding', 'replicated') == 'fsdp'
+
+
+def for_compute(config: ml_collections.ConfigDict, variables: PyTree) -> PyTree:
+    """Another network's variables as a loss uses them without differentiating them (a GAN's
+    other player): gathered whole under fsdp (`parallel.gathered`), else as they are."""
+    return parallel.gathered(variables) if for_fsdp(config) else variables
+
+
+def _value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params: PyTree,
+                    batch: dict[str, jax.Array]) -> tuple[tuple[jax.Array, tuple], PyTree]:
     dtype = COMPUTE_DTYPES[config.train.compute_dtype]
     if dtype != jnp.float32:
         low_precision_fn = loss_fn
@@ -302,7 +324,10 @@ def make_train_step(config: ml_collections.ConfigDict, family, mesh, state: PyTr
     fold_in(fold_in(key(config.seed + s), 1), t), whatever the device count and layout."""
     def lane_step(state, batch, key):
         rng = jax.random.fold_in(jax.random.fold_in(key, TRAIN), state['step'])
-        return family.train_step(config, state, batch, rng)
+        if not for_fsdp(config):
+            return family.train_step(config, state, batch, rng)
+        with parallel.batch_split_layers(mesh, LOW_PRECISION_LAYERS):
+            return family.train_step(config, state, batch, rng)
 
     keys = model_keys(config)
     step = over_seeds(config, lane_step, in_axes=(0, None, 0))

@@ -115,7 +115,8 @@ def d_update(config, p: Players, g_vars, carry, real, index, labels, rng, i: int
     d_vars, d_opt = carry
     key = jax.random.fold_in(rng, i)
     g_in, codes = latents(config, key, index)
-    fake, _ = generate(config, p.g, g_vars, g_in, labels, train=True)
+    fake, _ = generate(config, p.g, train_state.for_compute(config, g_vars), g_in, labels,
+                       train=True)
     fake = jax.lax.stop_gradient(fake)
     stats = {k: v for k, v in d_vars.items() if k != 'params'}
     micro = {'real': real, 'fake': fake, 'index': index, 'labels': labels, 'codes': codes}
@@ -154,7 +155,8 @@ def g_update(config, p: Players, state, d_vars, real, index, labels, rng):
     g_key = jax.random.fold_in(rng, config.loss.n_disc)
     g_in, codes = latents(config, g_key, index)
     micro = {'g_in': g_in, 'real': real, 'index': index, 'labels': labels, 'codes': codes}
-    loss_fn = functools.partial(g_loss, config, p, state['g'], d_vars, g_key, state['step'])
+    loss_fn = functools.partial(g_loss, config, p, state['g'],
+                                train_state.for_compute(config, d_vars), g_key, state['step'])
     (_, (terms, _, new_g)), grads = train_state.value_and_grad(
         config, loss_fn, state['g']['params'], micro)
     g_params, g_opt = train_state.apply_updates(p.tx_g, state['g']['params'], state['g_opt'],
