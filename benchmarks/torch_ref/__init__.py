@@ -2,7 +2,7 @@
 
 Each module mirrors one architecture and its train step, layer for layer, and checks itself against
 flax on the same weights: `vae` (the MLP VAE), `dcgan` (gan.py's DCGAN), `mlp_gan` (gan.py's MLP
-GAN), `ddpm` (the DDPM U-Net).
+GAN), `ddpm` (the DDPM U-Net), `flow_matching` (the same U-Net on the flow-matching loss).
 Each exports `unmirrored(config) -> [config keys it does not implement]` and
 `make(config, state, host_batches) -> (step(i), mirror check summary)`.
 
@@ -20,7 +20,8 @@ INSTALL = 'pip install -r benchmarks/requirements-torch.txt'
 
 # family -> the module mirroring its default architecture
 MODULES = {'vae': 'benchmarks.torch_ref.vae', 'gan': 'benchmarks.torch_ref.dcgan',
-           'ddpm': 'benchmarks.torch_ref.ddpm'}
+           'ddpm': 'benchmarks.torch_ref.ddpm',
+           'flow_matching': 'benchmarks.torch_ref.flow_matching'}
 # (family, model.architecture) -> the module mirroring that other architecture
 ARCHITECTURES = {('gan', 'mlp'): 'benchmarks.torch_ref.mlp_gan'}
 

@@ -232,32 +232,43 @@ class TorchDDPM:
         self.metrics = {'loss': loss.detach(), 'grad_norm': grad_norm}
 
 
+def perturbed(params, rng):
+    """Every weight moved off flax's init (zeros included): flax's initial U-Net outputs 0, so its
+    initial weights would check nothing."""
+    flat = traverse_util.flatten_dict(jax.device_get(params))
+    return traverse_util.unflatten_dict({
+        k: (v + 0.05 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in flat.items()})
+
+
 def mirror_check(config, net, params, images, num=16) -> str:
     """Outputs and gradients of the L_simple loss, flax vs torch, on the same random weights, x_0,
     t and eps; raises MirrorError if any tensor differs by more than TOLERANCE of its largest
     value."""
     rng = np.random.default_rng(0)
-    flat = traverse_util.flatten_dict(jax.device_get(params))
-    params = traverse_util.unflatten_dict({  # every weight moved off flax's init (zeros included)
-        k: (v + 0.05 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in flat.items()})
     x0 = np.asarray(images[:num])
     num = len(x0)  # a batch smaller than `num`: all of it
     t = rng.integers(0, config.model.num_timesteps, num).astype(np.int32)
     eps = rng.standard_normal(x0.shape).astype(np.float32)
     ab = np.asarray(ddpm.schedule(config).alphas_cumprod, np.float32)[t][:, None, None, None]
     x_t = np.sqrt(ab) * x0 + np.sqrt(1 - ab) * eps
-    flax_net = ddpm.network(config, 0)
+    return check_unet(ddpm.network(config, 0), net, perturbed(params, rng), x_t, t, eps)
 
+
+def check_unet(flax_net, net, params, x, t, target) -> str:
+    """The mean squared error of the U-Net's output at (x, t) against `target`: its value, the
+    output and every gradient, flax (`flax_net`, `params`) vs torch (`net`, loaded with the same
+    `params`); raises MirrorError if any tensor differs by more than TOLERANCE of its largest
+    value."""
     def loss_fn(p):
-        out = flax_net.apply({'params': p}, x_t, t)
-        return jnp.mean((out - eps) ** 2), out
+        out = flax_net.apply({'params': p}, x, t)
+        return jnp.mean((out - target) ** 2), out
 
     (loss, out), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
     net = copy.deepcopy(net)
     load_flax_params(net, params)
     net.eval()
-    out_t = net(nchw(x_t), torch.from_numpy(t))
-    loss_t = F.mse_loss(out_t, nchw(eps))
+    out_t = net(nchw(x), torch.from_numpy(np.asarray(t)))
+    loss_t = F.mse_loss(out_t, nchw(target))
     loss_t.backward()
 
     def rel(a, b):
@@ -268,9 +279,9 @@ def mirror_check(config, net, params, images, num=16) -> str:
     grad_errs = {name: rel(a, torch_grads[name].grad.numpy()) for name, a in (
         to_torch(p, g) for p, g in traverse_util.flatten_dict(jax.device_get(grads)).items())}
     worst = max(grad_errs, key=grad_errs.get)
-    n_flax = sum(v.size for v in flat.values())
+    n_flax = sum(v.size for v in jax.tree.leaves(params))
     summary = (f'params {n_flax:,} (flax) / {sum(p.numel() for p in net.parameters()):,} (torch)'
-               f'; on random weights, {num} examples: loss {float(loss):.6f} / '
+               f'; on random weights, {len(x)} examples: loss {float(loss):.6f} / '
                f'{loss_t.item():.6f}, max |out diff| / max |out| {out_err:.1e}, worst of '
                f'{len(grad_errs)} gradients {grad_errs[worst]:.1e} ({worst})')
     if max(out_err, grad_errs[worst]) > TOLERANCE:
