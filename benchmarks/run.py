@@ -130,6 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--max_step_seconds', type=float,
                         help='skip a larger batch size whose step, extrapolated linearly from '
                         'the largest measured one, would take longer than this')
+    parser.add_argument('--samplers', help='comma-separated sampler names timed instead of '
+                        'each config\'s eval.samplers (families that have samplers by name: '
+                        'DDPM ddim10,dpmpp2m10,heun10; flow matching euler10,dopri5)')
     parser.add_argument('--resume', action='store_true', help='keep the records already in '
                         '--out DIR/results.json and measure only the missing ones')
     for name, (full, smoke) in DEFAULTS.items():
@@ -206,6 +209,15 @@ def run(args, on_record: Callable[[dict], None] = lambda results: None) -> dict:
         config = load_config(name, args.smoke)
         if args.data_dir:
             config.data.data_dir = args.data_dir
+        if args.samplers:
+            if not hasattr(families.get(config.family), 'with_sampler'):
+                raise SystemExit(f'error: --samplers: the {config.family} family of {name} has '
+                                 'no samplers by name; leave it out of --configs.')
+            config.eval.samplers = tuple(args.samplers.split(','))
+            try:  # the family's own check of eval.samplers
+                families.validated(config)
+            except ValueError as e:  # ConfigError is one
+                raise SystemExit(f'error: --samplers for {name}: {e}') from None
         mine = [r for r in records if r['config'] == name]
         measured_steps = {r['batch_size']: r['step_ms_median'] / 1e3 for r in mine}
         sampled = next(((r['sample_rates_batch_size'], r['sample_images_per_second'])

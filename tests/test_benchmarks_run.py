@@ -130,6 +130,9 @@ def check_compare(out: str, results: dict, tmp_path) -> None:
     (['--configs', 'gmm_digits'], 'classical rows are em, kde'),
     (['--resume'], 'give --out DIR'),
     (['--max_step_seconds', '0'], 'must be positive'),
+    (['--configs', 'vae_mnist', '--samplers', 'ddim10'], 'no samplers by name'),
+    (['--configs', 'ddpm_mnist', '--samplers', 'ddim10,ddlm10'], "--samplers.*'ddlm10'"),
+    (['--configs', 'fm_mnist', '--samplers', 'euler10,ddim10'], "--samplers.*'ddim10'"),
 ])
 def test_bad_flags_fail_in_one_line(argv, message):
     with pytest.raises(SystemExit, match=message) as e:
@@ -144,6 +147,19 @@ def test_max_step_seconds_skips_batch_sizes_predicted_too_slow():
     why = run.too_slow(measured, 2048, 2.5)  # 0.5 * 16 = 8 s, from the largest batch below
     assert 'about 8 s' in why and 'batch 128' in why and '--max_step_seconds 2.5' in why
     assert run.too_slow(measured, 16, 0.01) is None  # nothing measured below it
+
+
+def test_samplers_flag_replaces_each_configs_eval_samplers(monkeypatch):
+    seen = []
+
+    def fake_measure(config, batch_size, settings, sampled=None):
+        seen.append((config.model.architecture, tuple(config.eval.samplers)))
+        raise run.deep.Skipped('fake')
+
+    monkeypatch.setattr(run.deep, 'measure', fake_measure)
+    run.main(['--configs', 'ddpm_mnist,fm_mnist', '--no_torch', '--batch_sizes', '8',
+              '--samplers', 'heun10'])
+    assert seen == [('unet', ('heun10',)), ('unet', ('heun10',))]
 
 
 def test_sweep_reuses_sampler_rates_skips_slow_batches_and_resumes(tmp_path, monkeypatch):
