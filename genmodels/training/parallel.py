@@ -7,10 +7,11 @@ XLA's SPMD partitioner inserts the all-gathers where a layer uses a parameter an
 reduce-scatters of its gradient; no hand-written collective. Two sharding constraints keep the
 partitioner on that plan: the layers' inputs and outputs stay split by batch
 (`batch_split_layers`) and the loss sees its parameters gathered (`gathered`, `fsdp_split`);
-without them it may split a layer's output like its weight and gather the batch instead. An array is split along its largest
-axis that the device count divides; arrays under MIN_SHARDED_SIZE elements (biases, norms, the
-step) and those with no such axis stay replicated, where the gather would cost more than the
-copy. Orbax saves each array with its sharding and restores it onto whatever shardings the
+without them it may split a layer's output like its weight and gather the batch instead.
+
+An array is split along its largest axis that the device count divides; arrays under
+MIN_SHARDED_SIZE elements (biases, norms, the step) and those with no such axis stay replicated,
+where the gather would cost more than the copy. Orbax saves each array with its sharding and restores it onto whatever shardings the
 restoring run asks for, so a checkpoint moves between device counts and between the two layouts.
 
 This is the current JAX data-parallel path: `jax.jit` over a mesh with sharded inputs (jax.pmap is in

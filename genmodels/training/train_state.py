@@ -167,6 +167,7 @@ def value_and_grad(config: ml_collections.ConfigDict, loss_fn: Callable, params:
 
 
 def for_fsdp(config: ml_collections.ConfigDict) -> bool:
+    """train.param_sharding is 'fsdp' (a fit family's config has no such key: replicated)."""
     return config.train.get('param_sharding', 'replicated') == 'fsdp'
 
 
@@ -295,8 +296,7 @@ def init_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -
 
 def shardings(config: ml_collections.ConfigDict, mesh, shapes: PyTree) -> PyTree:
     """The state's NamedShardings: replicated, or fsdp (genmodels/training/parallel.py)."""
-    layout = config.train.get('param_sharding', 'replicated')  # a fit family has no such key
-    return parallel.state_shardings(mesh, shapes, layout)
+    return parallel.state_shardings(mesh, shapes, 'fsdp' if for_fsdp(config) else 'replicated')
 
 
 def abstract_state(config: ml_collections.ConfigDict, family, mesh, example: dict) -> PyTree:
