@@ -12,7 +12,8 @@ without them it may split a layer's output like its weight and gather the batch 
 An array is split along its largest axis that the device count divides; arrays under
 MIN_SHARDED_SIZE elements (biases, norms, the step) and those with no such axis stay replicated,
 where the gather would cost more than the copy. Orbax saves each array with its sharding and
-restores it onto whatever shardings the restoring run asks for, so a checkpoint moves between device counts and between the two layouts.
+restores it onto whatever shardings the restoring run asks for, so a checkpoint moves between
+device counts and between the two layouts.
 
 This is the current JAX data-parallel path: `jax.jit` over a mesh with sharded inputs (jax.pmap is in
 maintenance mode and is itself a wrapper over jit + shard_map). The same code runs on 1 CPU device,
