@@ -278,7 +278,8 @@ def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_chain():
     ('simple', 'x0', 0.0, False), ('simple', 'v', 5.0, True), ('vlb', 'eps', 0.0, False)])
 def test_objectives_and_targets_train(objective, prediction, gamma, zero_snr, data_dir):
     """Each objective and target takes finite steps that lower its loss on a fixed batch (v with
-    the min-SNR-5 weighting on the zero-terminal-SNR schedule)."""
+    the min-SNR-5 weighting on the zero-terminal-SNR schedule), and the family samples finite
+    points from it (with v at SNR 0 the denoiser must read x0 off v: through eps it is 0 / 0)."""
     config = smoke_config('ddpm_grid25', data_dir, DDPM_TOY, {'loss.min_snr_gamma': gamma,
                                                               'model.zero_terminal_snr': zero_snr})
     config.objective, config.model.prediction = objective, prediction
@@ -292,6 +293,10 @@ def test_objectives_and_targets_train(objective, prediction, gamma, zero_snr, da
         state, metrics = step(state)
         losses.append(float(metrics['loss']))
     assert np.all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5])
+    for name in ('ddim4', 'ddim4_eta1'):
+        spec = samplers.sampler_spec(config.sampler, name)
+        x = ddpm.sample(config, state['params'], jax.random.key(2), 64, spec=spec)
+        assert np.all(np.isfinite(np.asarray(x))), name
 
 
 def test_guidance_scale_zero_is_the_unconditional_prediction(data_dir):

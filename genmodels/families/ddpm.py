@@ -196,21 +196,24 @@ def make_denoiser(config, params, labels: jax.Array | None, guidance_scale: floa
     scale = spec.guidance_scale if guidance_scale is None else guidance_scale
     pred = config.model.prediction
 
-    def eps_of(x, t, y):
-        return diffusion.predict(pred, net.apply({'params': params}, x, t, y), x, ab[t])[0]
+    def output(x, t, y):
+        return net.apply({'params': params}, x, t, y)
 
     def denoise(x, t):
+        # Guidance mixes the network's own outputs: eps and x0 are both affine in them with the
+        # same weights, so this is guidance in eps (Ho & Salimans) for every prediction target,
+        # and x0 comes from the model's own target (with v at SNR 0, eps cannot give it).
         if not config.model.conditional or labels is None or scale == 0.0:
-            eps = eps_of(x, t, None)
+            out = output(x, t, None)
         elif scale == 1.0:
-            eps = eps_of(x, t, labels)
+            out = output(x, t, labels)
         else:  # one pass over [conditional; unconditional]
             none = jnp.full_like(labels, labels_lib.num_classes(config.data, config.model))
-            both = eps_of(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+            both = output(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
                           jnp.concatenate([labels, none]))
             cond, uncond = jnp.split(both, 2)
-            eps = uncond + scale * (cond - uncond)
-        _, x0 = diffusion.predict('eps', eps, x, ab[t])
+            out = uncond + scale * (cond - uncond)
+        eps, x0 = diffusion.predict(pred, out, x, ab[t])
         if spec.clip_denoised:
             x0 = jnp.clip(x0, *data_lib.value_range(config.data))
             eps = diffusion.eps_from_x0(x, x0, ab[t])
