@@ -64,17 +64,18 @@ CONFIG_SCHEMA = {
         'min_snr_gamma': float,         # min-SNR-gamma loss weight (Hang et al. 2023); 0: off
     },
     'sampler': {
-        'name': str,                    # 'ancestral' or 'ddim': what `sample` (FID, figures) uses
+        'name': str,                    # a samplers.SAMPLERS name: what `sample` (FID, figures) uses
         'num_steps': int,               # S kept timesteps (T: the full chain)
-        'eta': float,                   # DDIM's noise (0: deterministic; 1: ancestral's)
+        'eta': float,                   # DDIM's and DPM-Solver++'s noise (0: the ODE; 1: the SDE)
         'variance': str,                # 'fixed_small' or 'fixed_large' (ancestral and the bound)
         'guidance_scale': float,        # classifier-free guidance s (conditional models)
         'clip_denoised': bool,          # clip x0_hat to the data range at every step (images)
     },
     'eval': {                           # added to the shared eval section
         'samplers': tuple,              # e.g. ('ancestral1000', 'ddim50', 'ddim50_eta1'): FID of
-                                        # each, with timing; DDIM's eta is sampler.eta unless the
-                                        # entry ends in _eta<E>
+                                        # each, with timing; DDIM's and DPM-Solver++'s eta is
+                                        # sampler.eta unless the entry ends in _eta<E>
+                                        # (dpmpp2m10_eta1: SDE-DPM-Solver++(2M))
         'nll_timesteps': int,           # bound terms evaluated: 0 = all T (exact sum); K < T: an
                                         # unbiased stratified estimate from K of them
         'ode_likelihood_solver': str,   # the probability-flow likelihood's fixed-step solver,

@@ -6,7 +6,8 @@ as one lax.scan, and sampler specs.
                b ('fixed_large'; Ho Sec. 3.2)
     DDIM       x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s - sigma^2) eps_hat + sigma z,
                sigma^2 = eta^2 var_small                                   (Song et al. Eq. 12, 16)
-    DPM-Solver++(2M)  multistep in the data prediction, in log-SNR time (Lu et al. 2022)
+    DPM-Solver++(2M)  multistep in the data prediction, in log-SNR time (Lu et al. 2022); with
+               eta > 0 its stochastic form, SDE-DPM-Solver++(2M) at eta = 1
     Heun       EDM's second-order deterministic sampler (Karras et al. 2022, Alg. 1)
 
 A sampler's name is its kind and number of steps, e.g. 'ddim50' or 'ddim50_eta1' (`parse_sampler`);
@@ -45,15 +46,19 @@ def ddim_step(x_t: jax.Array, eps: jax.Array, x0: jax.Array, step: Steps, *, var
 
 
 def dpmpp2m_step(x_t: jax.Array, x0: jax.Array, x0_prev: jax.Array, h_prev: jax.Array,
-                 step: Steps) -> tuple[jax.Array, jax.Array]:
+                 step: Steps, z: jax.Array, eta: float = 0.0) -> tuple[jax.Array, jax.Array]:
     """(x_s, h) of DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), the multistep second-order solver of
-    the probability-flow ODE in the data prediction, with lambda = log(alpha / sigma):
+    the probability-flow ODE in the data prediction, with lambda = log(alpha / sigma), and with
+    eta > 0 its stochastic form (eta = 1: SDE-DPM-Solver++(2M), Lu et al. 2022, Sec. 5 and App. B):
 
         h = lambda_s - lambda_t,  D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_prev,  r = h_prev / h
-        x_s = sigma_s / sigma_t x_t - alpha_s (exp(-h) - 1) D
+        x_s = sigma_s / sigma_t exp(-eta h) x_t + alpha_s (1 - exp(-(1 + eta) h)) D
+              + sigma_s sqrt(1 - exp(-2 eta h)) z
 
-    First order (D = x0_hat) at the first step (h_prev = 0) and at the last, into the data (s =
-    -1), where it returns x0_hat (the "lower order final" of the reference code)."""
+    At eta = 0 this is the ODE solver; for any eta, a point mass x0_hat = x_0 gives x_s the
+    forward marginal N(alpha_s x_0, sigma_s^2). First order (D = x0_hat) at the first step
+    (h_prev = 0) and at the last, into the data (s = -1), where it returns x0_hat (the "lower
+    order final" of the reference code)."""
     last = step.ab_s >= 1.0
     ab_t, ab_s = step.ab_t, jnp.where(last, 0.5, step.ab_s)  # 0.5: any finite stand-in
 
@@ -64,7 +69,10 @@ def dpmpp2m_step(x_t: jax.Array, x0: jax.Array, x0_prev: jax.Array, h_prev: jax.
     half_inv_r = 0.5 * h / jnp.where(h_prev > 0, h_prev, 1.0)
     second = (h_prev > 0) & ~last
     d = jnp.where(second, (1.0 + half_inv_r) * x0 - half_inv_r * x0_prev, x0)
-    x_s = jnp.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * x_t - jnp.sqrt(ab_s) * jnp.expm1(-h) * d
+    x_s = (jnp.sqrt((1.0 - ab_s) / (1.0 - ab_t)) * jnp.exp(-eta * h) * x_t
+           - jnp.sqrt(ab_s) * jnp.expm1(-(1.0 + eta) * h) * d)
+    if eta:
+        x_s = x_s + jnp.sqrt((1.0 - ab_s) * -jnp.expm1(-2.0 * eta * h)) * z
     return jnp.where(last, x0, x_s), jnp.where(last, 0.0, h)
 
 
@@ -97,7 +105,7 @@ class Sampler(NamedTuple):
 SAMPLERS = {  # name -> Sampler; a name here is a sampler.name and, with its steps, a sampler's name
     'ancestral': Sampler(ancestral_step, takes_eta=False),
     'ddim': Sampler(ddim_step, takes_eta=True),
-    'dpmpp2m': Sampler(None, takes_eta=False),  # DPM-Solver++(2M): dpmpp2m_step
+    'dpmpp2m': Sampler(None, takes_eta=True),   # DPM-Solver++(2M): dpmpp2m_step
     'heun': Sampler(None, takes_eta=False),     # EDM's Heun (Karras et al. 2022, Alg. 1): heun_step
 }
 
@@ -132,13 +140,13 @@ def run_chain(kind: str, denoise: Callable, x_T: jax.Array, chain: Steps, rng: j
         i, step, s, save = inputs
         t = jnp.full(x.shape[:1], step.t, jnp.int32)
         eps, x0 = denoise(x, t)
+        z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
         if kind == 'dpmpp2m':
-            new, h = dpmpp2m_step(x, x0, x0_prev, h_prev, step)
+            new, h = dpmpp2m_step(x, x0, x0_prev, h_prev, step, z, eta)
         elif kind == 'heun':
             new, h = heun_step(x, eps, step, lambda x_s: denoise(
                 x_s, jnp.full(x.shape[:1], s, jnp.int32))[0]), h_prev
         else:
-            z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
             new, h = reverse_step(kind, x, eps, x0, step, z, variance=variance, eta=eta), h_prev
         return (new, x0, h), (jnp.where(save, x, 0.0) if keep else None)
 
@@ -158,7 +166,8 @@ class SamplerSpec:
     """Everything that decides how samples are drawn (the config's sampler section)."""
     kind: str                       # a SAMPLERS name
     num_steps: int                  # S kept timesteps
-    eta: float = 0.0                # DDIM's noise (0: deterministic; 1: ancestral's)
+    eta: float = 0.0                # DDIM's and DPM-Solver++'s noise (0: deterministic, the
+                                    # ODE; 1: ancestral's, the reverse SDE's)
     variance: str = 'fixed_small'   # ancestral's: 'fixed_small' or 'fixed_large'
     guidance_scale: float = 1.0     # classifier-free guidance s (conditional models)
     clip_denoised: bool = False     # clip x0_hat to the data range at every step (images)
