@@ -68,6 +68,8 @@ def train(batch_size: int, num_steps: int, *, log_every: int = 100, checkpoint_e
         'log_every': log_every,
         'checkpoint_every': checkpoint_every,
         'keep_checkpoints': 3,
+        'init_from': '',            # a run's workdir: start from its newest checkpoint's weights
+                                    # (fine-tuning; the optimizer and step start afresh)
         'ema_rate': ema_rate,       # 0: EMA params equal the params
         'figures': True,
         'figures_every': 0,         # samples from fixed noise every N steps into figures/progress/

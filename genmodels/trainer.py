@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
 
 from genmodels import data, evaluation, families
+from genmodels.config import ConfigError
 from genmodels.training import checkpoint, train_state, workdir as workdir_lib
 
 PyTree = Any
@@ -61,13 +62,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, lock: workdir
     pairs = families.training_pairs(family, config, workdir, evaluation.restore)
     if pairs is not None:
         data.check_batch_fits(config.data, train_cfg.batch_size, len(pairs['image']))
+    start_weights = _init_from(config, family, workdir)
     lock.acquire()
     workdir_lib.write_config(config, workdir, record)
 
     # 2. State: restored from the newest good checkpoint, else initialised.
     mngr = checkpoint.manager(workdir, train_cfg.keep_checkpoints)
     state, start = train_state.restore_or_init(config, family, train_state.example_batch(info),
-                                               mngr)
+                                               mngr, start_weights)
 
     # 3. The loop.
     batches = data.train_iterator(config.data, train_cfg.batch_size, config.data.seed,
@@ -97,6 +99,32 @@ def train(config: ml_collections.ConfigDict, workdir: str, family, lock: workdir
                 mngr.wait_until_finished()
                 raise checkpoint.preempted_at(stops.signal_name, step, str(mngr.directory))
     return state
+
+
+def _init_from(config: ml_collections.ConfigDict, family, workdir: str
+               ) -> Callable[[], dict] | None:
+    """train.init_from: a function giving that run's weights as this run's first (None when the
+    key is empty). A new run reads and checks them here, before its workdir is touched; a run that
+    resumes its own checkpoint does not need them, so reads them only if it has to start over."""
+    source = config.train.init_from
+    if not source:
+        return None
+    if os.path.abspath(source) == os.path.abspath(workdir):
+        raise ConfigError(f'train.init_from={source} is this run\'s own workdir; give another '
+                          f'run\'s.')
+
+    def load() -> dict:
+        if not os.path.isfile(os.path.join(source, 'config.json')):
+            raise ConfigError(f'train.init_from={source} holds no run (no config.json); give the '
+                              f'workdir of a trained run.')
+        source_config, state, _ = evaluation.restore(source)
+        example = train_state.example_batch(data.dataset_info(config.data))
+        return train_state.weights_for(config, family, example, source_config, state)
+
+    if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+        return load
+    loaded = load()
+    return lambda: loaded
 
 
 # ------------------------------------------------------------------------------------------------

@@ -556,6 +556,32 @@ def test_workdir_saved_before_a_key_was_added_resumes(tmp_path, data_dir):
     assert trainer.train_and_evaluate(config, workdir)['step'] == 8
 
 
+def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_path, data_dir,
+                                                                            straight):
+    """train.init_from: the run starts from the source's weights with its own optimizer and step.
+    The smoke VAE's learning rate warms up from 0, so a fresh optimizer's first update is exactly
+    zero: after one step the weights are still the source's, bit for bit (carrying the source's
+    optimizer, at step 12, would have moved them). A source that is no run, or a run of another
+    model, is a one-line error that leaves no workdir."""
+    config = smoke_config('vae_mnist', data_dir, VAE, {'train.init_from': straight,
+                                                       'train.num_steps': 1})
+    workdir = str(tmp_path / 'w')
+    trainer.train_and_evaluate(config, workdir)
+    state, source = restore_params(workdir, 1), restore_params(straight, 12)
+    assert int(state['step']) == 1
+    for a, b in zip(jax.tree.leaves(state['params']), jax.tree.leaves(source['params'])):
+        np.testing.assert_array_equal(a, b)
+    for source_dir, mutate, message in [
+            (str(tmp_path / 'none'), {}, 'holds no run'),
+            (straight, {'model.latent_dim': 6}, 'give a run of the same model')]:
+        config = smoke_config('vae_mnist', data_dir, VAE, mutate,
+                              {'train.init_from': source_dir})
+        bad = str(tmp_path / 'bad')
+        with pytest.raises(config_lib.ConfigError, match=message) as e:
+            trainer.train_and_evaluate(config, bad)
+        assert '\n' not in str(e.value) and not os.path.exists(bad)
+
+
 def test_corrupt_config_json_is_a_one_line_error_and_is_kept(tmp_path, data_dir):
     workdir = tmp_path / 'w'
     workdir.mkdir()

@@ -24,7 +24,7 @@ vmaps `init` and `train_step` over it, so inside a family `step` is a scalar as 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from genmodels import data, xla_cpu
+from genmodels.config import ConfigError
 from genmodels.training import checkpoint, parallel
 
 PyTree = Any
@@ -306,16 +307,57 @@ def abstract_state(config: ml_collections.ConfigDict, family, mesh, example: dic
     return checkpoint.abstract(shapes, shardings(config, mesh, shapes))
 
 
-def restore_or_init(config: ml_collections.ConfigDict, family, example: dict, mngr
-                    ) -> tuple[PyTree, int]:
-    """(state, step): the newest good checkpoint of `mngr`, else a new state at step 0; laid out
-    over the mesh of every device."""
+def restore_or_init(config: ml_collections.ConfigDict, family, example: dict, mngr,
+                    start_weights: Callable[[], dict] | None = None) -> tuple[PyTree, int]:
+    """(state, step): the newest good checkpoint of `mngr`, else a new state at step 0, its
+    weights those `start_weights()` gives when given (train.init_from); laid out over the mesh of
+    every device."""
     mesh = parallel.make_mesh()
     state, start = checkpoint.restore_newest_good(
         mngr, abstract_state(config, family, mesh, example))
     if state is None:
         state, start = init_state(config, family, mesh, example), 0
+        if start_weights is not None:
+            state = {**state, **start_weights()}
     return state, start
+
+
+# ------------------------------------------------------------------------------------------------
+# Starting from another run's weights (train.init_from)
+
+def weights(state: PyTree) -> dict[str, PyTree]:
+    """A state's weights: its dict-valued entries (params and their EMA; a GAN's g, d and g_ema,
+    batch statistics included), not its step or its optimizer states (optax's tuples)."""
+    return {k: v for k, v in state.items() if isinstance(v, Mapping)}
+
+
+def weights_for(config: ml_collections.ConfigDict, family, example: dict,
+                source_config: ml_collections.ConfigDict, source_state: PyTree) -> dict:
+    """The weights of `source_state` (another run's, train.init_from) as this run's initial
+    weights, laid out as its state is; a single-seed source starts every seed lane. ConfigError
+    (one line) when they cannot: another family, or a leaf of another shape."""
+    where = f'train.init_from={config.train.init_from}'
+    if source_config.family != config.family:
+        raise ConfigError(f'{where} is a {source_config.family} run; give a {config.family} run '
+                          f'of the same model.')
+    lanes = num_seeds(config)
+    got = weights(source_state)
+    if np.ndim(source_state['step']) == 0 and lanes > 1:
+        got = jax.tree.map(lambda x: jnp.broadcast_to(x, (lanes,) + x.shape), got)
+    target = weights(abstract_state(config, family, parallel.make_mesh(), example))
+    have = dict(jax.tree_util.tree_flatten_with_path(got)[0])
+    for path, want in jax.tree_util.tree_flatten_with_path(target)[0]:
+        name = jax.tree_util.keystr(path)
+        if path not in have:
+            raise ConfigError(f'{where} has no weight {name}: give a run of the same model.')
+        if have[path].shape != want.shape or have[path].dtype != want.dtype:
+            raise ConfigError(f'{where}: its weight {name} is {have[path].dtype}'
+                              f'{list(have[path].shape)}, this model\'s {want.dtype}'
+                              f'{list(want.shape)}; give a run of the same model (and seeds).')
+    if len(have) != len(jax.tree.leaves(target)):
+        raise ConfigError(f'{where} holds weights this model lacks: give a run of the same '
+                          f'model.')
+    return jax.tree.map(lambda x, t: jax.device_put(x, t.sharding), got, target)
 
 
 def make_train_step(config: ml_collections.ConfigDict, family, mesh, state: PyTree) -> Callable:
