@@ -221,20 +221,21 @@ def test_remat_blocks_give_the_same_parameters_outputs_and_gradients():
     included."""
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
     t = jnp.array([3, 7])
-    grads, trees = [], []
-    for remat in (False, True):
-        net = unet.UNet(8, (1, 2), 1, (4,), dropout=0.1, remat=remat)
-        params = net.init({'params': jax.random.key(1), 'dropout': jax.random.key(2)}, x, t)
-        # Away from the initialisation, whose zero output convolutions stop most gradients.
-        params = jax.tree.map(lambda p: p + 0.1 * jnp.sin(jnp.arange(p.size).reshape(p.shape)),
-                              params)
-
-        def loss(p):
+    keys = {'params': jax.random.key(1), 'dropout': jax.random.key(2)}
+    nets = [unet.UNet(8, (1, 2), 1, (4,), dropout=0.1, remat=remat) for remat in (False, True)]
+    trees = [jax.tree.map(jnp.shape, jax.eval_shape(net.init, keys, x, t)) for net in nets]
+    # Away from the initialisation, whose zero output convolutions stop most gradients; compiled
+    # whole (op by op, the init and this took 40 s).
+    params = jax.jit(lambda k: jax.tree.map(
+        lambda p: p + 0.1 * jnp.sin(jnp.arange(p.size).reshape(p.shape)), nets[0].init(k, x, t)))(
+            keys)
+    grads = []
+    for net in nets:
+        def loss(p, net=net):
             out = net.apply(p, x, t, train=True, rngs={'dropout': jax.random.key(3)})
             return jnp.sum(out ** 2)
 
-        trees.append(jax.tree.map(jnp.shape, params))
-        grads.append(jax.grad(loss)(params))
+        grads.append(jax.jit(jax.grad(loss))(params))
     assert trees[0] == trees[1]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # recomputed: float rounding
