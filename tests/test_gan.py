@@ -364,6 +364,30 @@ def test_conditional_and_infogan_shapes(make, data_dir):
     assert set(result) == {key, 'sampler_jacobian_truncation'} and 0.0 <= result[key] <= 1.0
 
 
+def test_q_class_agreement_matches_the_codes_q_reads_from_real_digits(data_dir):
+    config = small(infogan_mnist.get_config(), data_dir)
+    config.model.update(channels=(8, 16), latent_dim=6)
+    config.eval.batch_size = 7  # several batches, the last one short
+    example = {'image': np.zeros((1, 28, 28, 1), np.float32), 'label': np.zeros(1, np.int32),
+               'index': np.zeros(1, np.int32)}
+    state = jitted_init(gan, config, jax.random.key(0), example)
+    params = gan.eval_params(config, state)
+    images = np.asarray(jax.random.uniform(jax.random.key(1), (30, 28, 28, 1), minval=-1.0))
+    _, d = gan.networks(config, images.shape[1:])
+    _, q = d.apply(state['d'], jnp.asarray(images), jnp.zeros(30, jnp.int32))  # one batch
+    read = np.asarray(jnp.argmax(q[:, :10], -1))
+    np.testing.assert_array_equal(gan.q_codes(config, params, images), read)
+    # Labels that name Q's codes in another order agree fully: the codes are matched to classes.
+    result = gan.evaluate(config, params, {'image': images, 'label': (read + 3) % 10},
+                          jax.random.key(2))
+    assert result['q_class_agreement'] == 1.0
+    common = np.bincount(read).argmax()  # a code Q reads at least 3 times (30 images, 10 codes)
+    split = read.copy()
+    split[np.flatnonzero(read == common)[::2]] = (common + 1) % 10  # its digits: two labels
+    result = gan.evaluate(config, params, {'image': images, 'label': split}, jax.random.key(2))
+    assert result['q_class_agreement'] < 1.0
+
+
 def test_batch_stat_norm_is_flax_batch_norm_in_training_mode():
     x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (64, 5, 5, 7))
     ours = BatchStatNorm()

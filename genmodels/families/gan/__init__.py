@@ -17,6 +17,7 @@ Results: docs/results/gan.md
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -41,11 +42,11 @@ from genmodels.nn import noise
 
 __all__ = [
     'ADDED_KEYS', 'AUGMENTS', 'CONFIG_SCHEMA', 'ConfigError', 'Discriminator', 'Generator',
-    'MAX_TRUNCATION', 'OBJECTIVES', 'PROGRESS_METRICS', 'RESUMABLE_KEYS', 'check_config',
-    'diff_augment', 'eval_params', 'evaluate', 'figures', 'fourier_features', 'gradient_penalty',
-    'info_lower_bound', 'info_weight_scale', 'init', 'jacobian_norms', 'jacobian_truncation',
-    'join_codes', 'latents', 'networks', 'r1_penalty', 'r1_subset', 'sample', 'top_k_fraction',
-    'top_k_mean', 'train_step', 'truncation_threshold',
+    'MAX_TRUNCATION', 'OBJECTIVES', 'PROGRESS_METRICS', 'Q_READER', 'RESUMABLE_KEYS',
+    'check_config', 'diff_augment', 'eval_params', 'evaluate', 'figures', 'fourier_features',
+    'gradient_penalty', 'info_lower_bound', 'info_weight_scale', 'init', 'jacobian_norms',
+    'jacobian_truncation', 'join_codes', 'latents', 'networks', 'q_codes', 'r1_penalty',
+    'r1_subset', 'sample', 'top_k_fraction', 'top_k_mean', 'train_step', 'truncation_threshold',
 ]
 
 PyTree = Any
@@ -196,10 +197,19 @@ def train_step(config, state, batch: Batch, rng: jax.Array):
     return new_state, {**d_terms, **g_terms}
 
 
+# InfoGAN's evaluation variables hold D's (and so Q's) under this name, a collection G's apply
+# leaves alone, so that `evaluate` can read the codes Q gives real digits.
+Q_READER = 'discriminator'
+
+
 def eval_params(config, state) -> PyTree:
-    """G's variables for sampling: EMA weights when eval.use_ema, with G's running statistics."""
+    """G's variables for sampling: EMA weights when eval.use_ema, with G's running statistics;
+    for InfoGAN also D's variables (`Q_READER`), whose Q head reads real digits' codes."""
     params = state['g_ema'] if config.eval.use_ema else state['g']['params']
-    return {**state['g'], 'params': params}
+    variables = {**state['g'], 'params': params}
+    if config.model.info_categorical:
+        variables[Q_READER] = state['d']
+    return variables
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None, codes=None) -> jax.Array:
@@ -261,11 +271,28 @@ def _digits_read(config, params, rng: jax.Array, classes: int, as_code: bool
     return sample_quality.read_labels(config, generate, rng, CLASS_SAMPLES, classes)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _q_logits(d: Discriminator, variables: PyTree, x: jax.Array, k: int) -> jax.Array:
+    return d.apply(variables, x, jnp.zeros(x.shape[0], jnp.int32))[1][:, :k]
+
+
+def q_codes(config, params, images: np.ndarray) -> np.ndarray:
+    """int [N]: the categorical code Q reads from each image (its most probable class), in
+    batches of eval.batch_size (a batch-normalised D normalises by each batch's statistics)."""
+    _, d = networks(config, images.shape[1:])
+    b, k = config.eval.batch_size, config.model.info_categorical
+    return np.concatenate([np.asarray(jnp.argmax(_q_logits(d, params[Q_READER],
+                                                           jnp.asarray(images[i:i + b]), k), -1))
+                           for i in range(0, len(images), b)])
+
+
 def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
     """Toys: mode coverage and a KDE-based KL estimate (`_toy_metrics`). MNIST digits: for a
     conditional G, `label_accuracy` (the classifier reads the label G was given); for InfoGAN,
     `code_class_agreement` (its categorical code against the classifier's digit under the best
-    one-to-one matching). The evaluation adds the sample metrics (FID, KID, IS,
+    one-to-one matching) and `q_class_agreement`, the other direction: the code Q reads from
+    each real test digit against its label, matched the same way (Chen et al. 2016 report this
+    one, as a 5% classification error). The evaluation adds the sample metrics (FID, KID, IS,
     precision/recall) from `sample`."""
     out = {'sampler_jacobian_truncation': config.sampler.jacobian_truncation}
     if data_lib.is_toy(config.data.name):
@@ -280,6 +307,9 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
         k = config.model.info_categorical
         asked, read = _digits_read(config, params, jax.random.fold_in(rng, 1), k, as_code=True)
         out['code_class_agreement'], _ = labels_lib.code_class_agreement(asked, read, k, 10)
+        if 'label' in data:
+            out['q_class_agreement'], _ = labels_lib.code_class_agreement(
+                q_codes(config, params, data['image']), data['label'], k, 10)
     return out
 
 
