@@ -32,6 +32,7 @@ def base(dataset: str, *, scale: str = '-11') -> ml_collections.ConfigDict:
         'variance': 'fixed_large',  # ancestral sampling and the likelihood bound
         'guidance_scale': 1.0,
         'clip_denoised': True,
+        'spacing': '',              # the sampler's own spread of timesteps (ddpm.CONFIG_SCHEMA)
     })
     # Ho et al. use Adam 2e-4 with 5,000 warm-up steps and gradient clipping at 1 for 800k steps; a
     # run of a few thousand steps needs a larger rate, decayed.

@@ -70,12 +70,17 @@ CONFIG_SCHEMA = {
         'variance': str,                # 'fixed_small' or 'fixed_large' (ancestral and the bound)
         'guidance_scale': float,        # classifier-free guidance s (conditional models)
         'clip_denoised': bool,          # clip x0_hat to the data range at every step (images)
+        'spacing': str,                 # the kept timesteps: 'uniform' (in t), 'logsnr', 'karras'
+                                        # (EDM's levels), '' (the sampler's own: DPM-Solver++
+                                        # logsnr, Heun karras, the others uniform)
     },
     'eval': {                           # added to the shared eval section
         'samplers': tuple,              # e.g. ('ancestral1000', 'ddim50', 'ddim50_eta1'): FID of
                                         # each, with timing; DDIM's and DPM-Solver++'s eta is
                                         # sampler.eta unless the entry ends in _eta<E>
-                                        # (dpmpp2m10_eta1: SDE-DPM-Solver++(2M))
+                                        # (dpmpp2m10_eta1: SDE-DPM-Solver++(2M)), and the
+                                        # spacing sampler.spacing unless it ends in _<spacing>
+                                        # (dpmpp2m10_eta1_karras)
         'nll_timesteps': int,           # bound terms evaluated: 0 = all T (exact sum); K < T: an
                                         # unbiased stratified estimate from K of them
         'ode_likelihood_solver': str,   # the probability-flow likelihood's fixed-step solver,
@@ -88,8 +93,8 @@ RESUMABLE_KEYS = tuple(f'sampler.{k}' for k in CONFIG_SCHEMA['sampler']) + (
     'eval.samplers', 'eval.nll_timesteps', 'eval.ode_likelihood_solver')
 # Keys added after runs were saved without them, with the values that reproduce those runs.
 ADDED_KEYS = {'eval.ode_likelihood_solver': '', 'loss.min_snr_gamma': 0.0,
-              'model.zero_terminal_snr': False}
-parse_sampler = samplers.parse_sampler  # an eval.samplers name -> (kind, num_steps, eta or None)
+              'model.zero_terminal_snr': False, 'sampler.spacing': ''}
+parse_sampler = samplers.parse_sampler  # an eval.samplers name -> (kind, steps, eta, spacing)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -112,6 +117,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           f'{config.loss.min_snr_gamma}.')
     config_lib.check_choice(config, 'sampler.name', samplers.SAMPLERS)
     config_lib.check_choice(config, 'sampler.variance', diffusion.VARIANCES)
+    config_lib.check_choice(config, 'sampler.spacing', ('',) + diffusion.SPACINGS)
     if not 1 <= s.num_steps <= m.num_timesteps:
         raise ConfigError(f'sampler.num_steps must be in [1, model.num_timesteps = '
                           f'{m.num_timesteps}], got {s.num_steps}.')
@@ -129,7 +135,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             steps = 0
         if not 1 <= steps <= m.num_timesteps:
             raise ConfigError(f'eval.samplers entry {name!r} must be {samplers.sampler_names()} '
-                              f'with 1 <= S <= {m.num_timesteps}, e.g. ddim50 or ddim50_eta1.')
+                              f'with 1 <= S <= {m.num_timesteps}, e.g. ddim50, ddim50_eta1 or '
+                              f'dpmpp2m10_eta1_karras.')
     if config.eval.ode_likelihood_solver:
         try:
             ode.parse(config.eval.ode_likelihood_solver)
@@ -156,11 +163,16 @@ def _check_zero_terminal_snr(config) -> None:
     if config.model.prediction == 'eps':
         raise ConfigError("model.zero_terminal_snr needs model.prediction='v' (or 'x0'): at SNR 0 "
                           "the noise prediction says nothing about x_0.")
-    names = [config.sampler.name] + [parse_sampler(n).kind for n in config.eval.samplers]
-    if {'dpmpp2m', 'heun'} & set(names) or config.eval.ode_likelihood_solver:
-        raise ConfigError('model.zero_terminal_snr samples with ancestral or ddim only, without '
-                          'eval.ode_likelihood_solver: DPM-Solver++, Heun and the probability-'
-                          'flow ODE start at infinite sigma there.')
+    specs = [samplers.sampler_spec(config.sampler)] + [
+        samplers.sampler_spec(config.sampler, n) for n in config.eval.samplers]
+    kinds = {s.kind for s in specs}
+    spread = {s.spacing or diffusion.DEFAULT_SPACING.get(s.kind, 'uniform') for s in specs}
+    if ({'dpmpp2m', 'heun'} & kinds or {'logsnr', 'karras'} & spread
+            or config.eval.ode_likelihood_solver):
+        raise ConfigError('model.zero_terminal_snr samples with ancestral or ddim only, on uniform '
+                          'spacing, without eval.ode_likelihood_solver: DPM-Solver++, Heun, the '
+                          'logsnr and karras spacings and the probability-flow ODE start at '
+                          'infinite sigma there.')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,7 +381,8 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *,
     if x_T is None:
         x_T = jax.random.normal(k_x, (num,) + tuple(shape))
     chain = diffusion.steps(schedule(config),
-                            diffusion.kept_timesteps(schedule(config), spec.kind, spec.num_steps))
+                            diffusion.kept_timesteps(schedule(config), spec.kind, spec.num_steps,
+                                                     spec.spacing))
     x0, trace = samplers.run_chain(spec.kind, make_denoiser(config, params, labels, spec=spec),
                                     x_T, chain, k_chain, variance=spec.variance, eta=spec.eta,
                                     keep=keep)
@@ -379,12 +392,15 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, *,
 
 
 def with_sampler(config, name: str) -> ml_collections.ConfigDict:
-    """`config` sampling with the eval.samplers entry `name` (its eta, if it names one)."""
-    kind, steps, eta = parse_sampler(name)
+    """`config` sampling with the eval.samplers entry `name` (its eta and spacing, if it names
+    them)."""
+    kind, steps, eta, spacing = parse_sampler(name)
     variant = copy.deepcopy(config)
     variant.sampler.name, variant.sampler.num_steps = kind, steps
     if eta is not None:
         variant.sampler.eta = eta
+    if spacing is not None:
+        variant.sampler.spacing = spacing
     return variant
 
 

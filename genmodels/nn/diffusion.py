@@ -185,13 +185,23 @@ def _check_steps(num_timesteps: int, num_steps: int) -> None:
         raise ValueError(f'a sampler needs 1 to {num_timesteps} steps, got {num_steps}.')
 
 
-def kept_timesteps(sched: Schedule, kind: str, num_steps: int) -> np.ndarray:
-    """The timesteps a sampler of `kind` visits: DPM-Solver++ evenly in log SNR, Heun at EDM's
-    noise levels, the others evenly in t (`respaced`)."""
-    if kind == 'dpmpp2m':
+# How a sampler's kept timesteps are spread over [0, T-1]: evenly in t, evenly in log SNR, or at
+# EDM's noise levels; each sampler kind has its own default (DEFAULT_SPACING, else 'uniform').
+SPACINGS = ('uniform', 'logsnr', 'karras')
+DEFAULT_SPACING = {'dpmpp2m': 'logsnr', 'heun': 'karras'}
+
+
+def kept_timesteps(sched: Schedule, kind: str, num_steps: int, spacing: str = '') -> np.ndarray:
+    """The timesteps a sampler of `kind` visits, spread by `spacing` (a SPACINGS name; '': the
+    kind's default, DPM-Solver++ evenly in log SNR, Heun at EDM's noise levels, the others evenly
+    in t)."""
+    spacing = spacing or DEFAULT_SPACING.get(kind, 'uniform')
+    if spacing == 'logsnr':
         return respaced_logsnr(sched.alphas_cumprod, num_steps)
-    if kind == 'heun':
+    if spacing == 'karras':
         return respaced_karras(sched.alphas_cumprod, num_steps)
+    if spacing != 'uniform':
+        raise ValueError(f'spacing {spacing!r}: expected one of {SPACINGS} or \'\'.')
     return respaced(sched.num_timesteps, num_steps)
 
 

@@ -10,7 +10,8 @@ as one lax.scan, and sampler specs.
                eta > 0 its stochastic form, SDE-DPM-Solver++(2M) at eta = 1
     Heun       EDM's second-order deterministic sampler (Karras et al. 2022, Alg. 1)
 
-A sampler's name is its kind and number of steps, e.g. 'ddim50' or 'ddim50_eta1' (`parse_sampler`);
+A sampler's name is its kind and number of steps, then optionally its eta and its timesteps'
+spacing, e.g. 'ddim50', 'ddim50_eta1' or 'dpmpp2m10_eta1_karras' (`parse_sampler`);
 `sampler_spec` reads a config's sampler section into one `SamplerSpec`.
 """
 
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genmodels.nn.diffusion import Steps
+from genmodels.nn.diffusion import SPACINGS, Steps
 
 
 # ------------------------------------------------------------------------------------------------
@@ -171,44 +172,54 @@ class SamplerSpec:
     variance: str = 'fixed_small'   # ancestral's: 'fixed_small' or 'fixed_large'
     guidance_scale: float = 1.0     # classifier-free guidance s (conditional models)
     clip_denoised: bool = False     # clip x0_hat to the data range at every step (images)
+    spacing: str = ''               # the kept timesteps' spread (diffusion.SPACINGS; '': the
+                                    # kind's own, diffusion.DEFAULT_SPACING)
 
 
 class SamplerName(NamedTuple):
     kind: str
     num_steps: int
     eta: float | None  # None: the name sets no eta
+    spacing: str | None = None  # None: the name sets no spacing
 
 
 def _name_pattern() -> re.Pattern:
     kinds = '|'.join(map(re.escape, sorted(SAMPLERS, key=len, reverse=True)))  # longest first
-    return re.compile(rf'^({kinds})(\d+)(?:_eta(\d+(?:\.\d+)?))?$')
+    spacings = '|'.join(SPACINGS)
+    return re.compile(rf'^({kinds})(\d+)(?:_eta(\d+(?:\.\d+)?))?(?:_({spacings}))?$')
 
 
 def sampler_names() -> str:
-    """The grammar of sampler names, for messages: 'ancestral<S>, ddim<S> or ddim<S>_eta<E>'."""
+    """The grammar of sampler names, for messages: 'ancestral<S>, ddim<S> or ddim<S>_eta<E>,
+    each optionally ending in _uniform, ...'."""
     forms = [f'{k}<S>' for k in SAMPLERS] + [f'{k}<S>_eta<E>' for k, v in SAMPLERS.items()
                                              if v.takes_eta]
-    return ', '.join(forms[:-1]) + ' or ' + forms[-1]
+    endings = ', '.join(f'_{s}' for s in SPACINGS[:-1]) + f' or _{SPACINGS[-1]}'
+    return f"{', '.join(forms[:-1])} or {forms[-1]}, each optionally ending in {endings}"
 
 
 def parse_sampler(name: str) -> SamplerName:
-    """'ddim50' -> ('ddim', 50, None); 'ddim50_eta1' -> ('ddim', 50, 1.0). ValueError if `name`
-    is not a SAMPLERS name, then the number of steps, then (if it takes one) _eta<E>."""
+    """'ddim50' -> ('ddim', 50, None, None); 'ddim50_eta1' -> ('ddim', 50, 1.0, None);
+    'dpmpp2m10_karras' -> ('dpmpp2m', 10, None, 'karras'). ValueError if `name` is not a
+    SAMPLERS name, then the number of steps, then (if it takes one) _eta<E>, then optionally a
+    spacing."""
     parsed = _name_pattern().match(str(name))
     if not parsed or (parsed.group(3) and not SAMPLERS[parsed.group(1)].takes_eta):
         raise ValueError(f'sampler name {name!r} must be {sampler_names()}, e.g. ddim50.')
-    kind, steps, eta = parsed.groups()
-    return SamplerName(kind, int(steps), None if eta is None else float(eta))
+    kind, steps, eta, spacing = parsed.groups()
+    return SamplerName(kind, int(steps), None if eta is None else float(eta), spacing)
 
 
 def sampler_spec(section, name: str | None = None) -> SamplerSpec:
     """The SamplerSpec of a config's sampler section (its keys name, num_steps, eta, variance,
-    guidance_scale, clip_denoised); with `name` (e.g. an eval.samplers entry 'ddim50_eta1'), the
-    name's kind, steps and eta (if it has one) replace the section's."""
+    guidance_scale, clip_denoised, spacing); with `name` (e.g. an eval.samplers entry
+    'ddim50_eta1'), the name's kind and steps, and its eta and spacing where it has them, replace
+    the section's."""
     spec = SamplerSpec(section.name, section.num_steps, section.eta, section.variance,
-                       section.guidance_scale, section.clip_denoised)
+                       section.guidance_scale, section.clip_denoised, section.spacing)
     if name is None:
         return spec
-    kind, steps, eta = parse_sampler(name)
+    kind, steps, eta, spacing = parse_sampler(name)
     return dataclasses.replace(spec, kind=kind, num_steps=steps,
-                               eta=spec.eta if eta is None else eta)
+                               eta=spec.eta if eta is None else eta,
+                               spacing=spec.spacing if spacing is None else spacing)
