@@ -571,6 +571,15 @@ def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_p
     assert int(state['step']) == 1
     for a, b in zip(jax.tree.leaves(state['params']), jax.tree.leaves(source['params'])):
         np.testing.assert_array_equal(a, b)
+    # A single-seed source starts every seed lane of a run of several.
+    lanes = smoke_config('vae_mnist', data_dir, VAE, {'train.init_from': straight,
+                                                      'train.num_steps': 1, 'train.num_seeds': 2})
+    trainer.train_and_evaluate(lanes, str(tmp_path / 'lanes'))
+    state = restore_params(str(tmp_path / 'lanes'), 1)
+    for a, b in zip(jax.tree.leaves(state['params']), jax.tree.leaves(source['params'])):
+        assert a.shape == (2,) + b.shape
+        np.testing.assert_array_equal(a[0], b)
+        np.testing.assert_array_equal(a[1], b)
     for source_dir, mutate, message in [
             (str(tmp_path / 'none'), {}, 'holds no run'),
             (straight, {'model.latent_dim': 6}, 'give a run of the same model')]:
