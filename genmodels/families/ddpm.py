@@ -166,7 +166,7 @@ def _check_zero_terminal_snr(config) -> None:
     specs = [samplers.sampler_spec(config.sampler)] + [
         samplers.sampler_spec(config.sampler, n) for n in config.eval.samplers]
     kinds = {s.kind for s in specs}
-    spread = {s.spacing or diffusion.DEFAULT_SPACING.get(s.kind, 'uniform') for s in specs}
+    spread = {diffusion.resolved_spacing(s.kind, s.spacing) for s in specs}
     if ({'dpmpp2m', 'heun'} & kinds or {'logsnr', 'karras'} & spread
             or config.eval.ode_likelihood_solver):
         raise ConfigError('model.zero_terminal_snr samples with ancestral or ddim only, on uniform '

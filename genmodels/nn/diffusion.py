@@ -191,11 +191,16 @@ SPACINGS = ('uniform', 'logsnr', 'karras')
 DEFAULT_SPACING = {'dpmpp2m': 'logsnr', 'heun': 'karras'}
 
 
+def resolved_spacing(kind: str, spacing: str = '') -> str:
+    """The SPACINGS name a sampler of `kind` uses: `spacing`, or when '' the kind's default."""
+    return spacing or DEFAULT_SPACING.get(kind, 'uniform')
+
+
 def kept_timesteps(sched: Schedule, kind: str, num_steps: int, spacing: str = '') -> np.ndarray:
     """The timesteps a sampler of `kind` visits, spread by `spacing` (a SPACINGS name; '': the
     kind's default, DPM-Solver++ evenly in log SNR, Heun at EDM's noise levels, the others evenly
     in t)."""
-    spacing = spacing or DEFAULT_SPACING.get(kind, 'uniform')
+    spacing = resolved_spacing(kind, spacing)
     if spacing == 'logsnr':
         return respaced_logsnr(sched.alphas_cumprod, num_steps)
     if spacing == 'karras':

@@ -212,10 +212,17 @@ def eval_params(config, state) -> PyTree:
     return variables
 
 
+def _g_variables(params: PyTree) -> PyTree:
+    """G's own variables from `eval_params`'s: without D's, which G's forward passes would
+    otherwise carry as unused inputs."""
+    return {name: value for name, value in params.items() if name != Q_READER}
+
+
 def sample(config, params, rng: jax.Array, num: int, labels=None, codes=None) -> jax.Array:
     """G(z) for z ~ N(0, I), [num, H, W, C] in the data's value range; class-balanced labels
     (i mod K) when conditional and `labels` is None; InfoGAN codes drawn when `codes` is None;
     z truncated where G is steepest when sampler.jacobian_truncation > 0."""
+    params = _g_variables(params)
     index = jnp.arange(num)
     g_in, _ = latents(config, rng, index)
     if codes is not None:
@@ -316,7 +323,7 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
 def _decode(config, params, z, labels, codes) -> np.ndarray:
     """G(z, codes) for given z [N, Z], labels [N] and InfoGAN codes."""
     g, _ = networks(config, data_lib.dataset_info(config.data).shape)
-    return np.asarray(g_forward(g, params, join_codes(config, z, codes), labels))
+    return np.asarray(g_forward(g, _g_variables(params), join_codes(config, z, codes), labels))
 
 
 def figures(config, params, data: dict[str, np.ndarray], rng: jax.Array, out_dir: str) -> list[str]:
