@@ -16,7 +16,7 @@ from genmodels import data as data_lib, evaluation, families, trainer
 from genmodels.config import ConfigError
 from genmodels.families import flow_matching as fm
 from genmodels.families.flow_matching import paths as fm_paths, reflow as fm_reflow
-from genmodels.nn import ode
+from genmodels.nn import edm as edm_lib, ode
 from tests import helpers
 from tests.test_trainer import Killed, kill_after
 
@@ -33,15 +33,21 @@ def test_each_paths_velocity_is_its_time_derivative(kind):
     np.testing.assert_allclose(fm_paths.path(config, x0, x1, jnp.ones(5))[0], x1, atol=1e-6)
 
 
-def test_the_marginal_velocity_of_gaussian_data_samples_and_scores_it_exactly():
-    """Data N(m, s^2) per dimension, linear path: x_t ~ N(t m, (1 - t)^2 + t^2 s^2) and the
-    marginal velocity E[x1 - x0 | x_t] = m + (t s^2 - (1 - t)) (x - t m) / var_t. Its ODE from
-    N(0, I) at t = 0 must give the data at t = 1, and the likelihood its log-density."""
-    m, s = jnp.array([1.5, -0.5]), jnp.array([0.5, 2.0])
-
+def _gaussian_velocity(m, s):
+    """The marginal velocity of data N(m, s^2) per dimension on the linear path from N(0, I):
+    x_t ~ N(t m, (1 - t)^2 + t^2 s^2) and E[x1 - x0 | x_t] = m + (t s^2 - (1 - t)) (x - t m) / var_t.
+    Its flow is affine: x_0 = z goes to m + s z at t = 1."""
     def velocity(x, t):
         var = (1 - t) ** 2 + t ** 2 * s ** 2
         return m + (t * s ** 2 - (1 - t)) * (x - t * m) / var
+    return velocity
+
+
+def test_the_marginal_velocity_of_gaussian_data_samples_and_scores_it_exactly():
+    """Data N(m, s^2) per dimension, linear path (_gaussian_velocity): its ODE from N(0, I) at
+    t = 0 must give the data at t = 1, and the likelihood its log-density."""
+    m, s = jnp.array([1.5, -0.5]), jnp.array([0.5, 2.0])
+    velocity = _gaussian_velocity(m, s)
 
     z = jax.random.normal(jax.random.key(1), (20_000, 2))
     x, nfe = ode.integrate(velocity, z, 0.0, 1.0, 40, 'rk4')
@@ -55,8 +61,78 @@ def test_the_marginal_velocity_of_gaussian_data_samples_and_scores_it_exactly():
     assert nfe == 160
 
 
+@pytest.mark.parametrize('kind', fm.PATHS)
+def test_spaced_grids_run_from_noise_to_data_at_edms_levels(kind):
+    """karras: the inner points sit at EDM's levels (nn/edm.karras_sigmas over steps + 1 levels)
+    of the path's noise-to-signal ratio; logsnr: evenly in log of it; both from t = 0 to 1."""
+    config = helpers.smoke_config('fm_toy2d', None, {'model.path': kind})
+    steps = 8
+    nsr = {'linear': lambda t: (1 - t) / t, 'cosine': lambda t: 1 / np.tan(np.pi * t / 2)}[kind]
+    for spacing in fm.SPACINGS:
+        t = fm_paths.time_grid(config, steps, spacing)
+        assert t.shape == (steps + 1,) and t[0] == 0.0 and t[-1] == 1.0
+        assert np.all(np.diff(t) > 0)
+    karras = fm_paths.time_grid(config, steps, 'karras')[1:-1].astype(np.float64)
+    want = edm_lib.karras_sigmas(steps + 1, fm_paths.SIGMA_MIN, fm_paths.SIGMA_MAX,
+                                 fm_paths.RHO)[1:-2]
+    np.testing.assert_allclose(nsr(karras), want, rtol=1e-4)
+    log_nsr = np.log(nsr(fm_paths.time_grid(config, steps, 'logsnr')[1:-1].astype(np.float64)))
+    np.testing.assert_allclose(np.diff(log_nsr), np.diff(log_nsr)[0], rtol=1e-3)
+    np.testing.assert_allclose(fm_paths.time_grid(config, steps, 'uniform'),
+                               np.linspace(0, 1, steps + 1), atol=1e-7)
+
+
+def test_heun_on_a_spaced_grid_carries_gaussian_noise_to_the_data_at_second_order():
+    """On the affine Gaussian flow, Heun's error over the karras grid falls about 4x when the steps
+    double, and the likelihood over the reversed grid equals the closed form. Equal steps given as
+    a grid match the equal-step scan."""
+    m, s = jnp.array([1.5, -0.5]), jnp.array([0.5, 2.0])
+    velocity = _gaussian_velocity(m, s)
+    z = jax.random.normal(jax.random.key(1), (512, 2))
+    config = helpers.smoke_config('fm_toy2d', None)
+    errors = []
+    for steps in (8, 16, 32):
+        grid = fm_paths.time_grid(config, steps, 'karras')
+        x, nfe = ode.integrate(velocity, z, 0.0, 1.0, steps, 'heun', times=grid)
+        errors.append(float(jnp.max(jnp.abs(x - (m + s * z)))))
+        assert nfe == 2 * steps
+    assert 3.0 < errors[0] / errors[1] < 5.0 and 3.0 < errors[1] / errors[2] < 5.0, errors
+    grid = fm_paths.time_grid(config, 10, 'uniform')
+    np.testing.assert_allclose(ode.integrate(velocity, z, 0.0, 1.0, 10, 'heun', times=grid)[0],
+                               ode.integrate(velocity, z, 0.0, 1.0, 10, 'heun')[0], atol=1e-5)
+    points = jnp.array([[1.0, 0.0], [2.0, -3.0]])
+    base = lambda v: jnp.sum(jax.scipy.stats.norm.logpdf(v), -1)  # noqa: E731
+    method, steps, times = fm_paths.fixed_step_grid(config, 'rk420_karras', 1.0, 0.0)
+    assert times[0] == 1.0 and times[-1] == 0.0
+    log_p, _, _ = ode.log_likelihood(velocity, points, 1.0, 0.0, base, steps, method, times=times)
+    want = stats.norm(np.asarray(m), np.asarray(s)).logpdf(np.asarray(points)).sum(-1)
+    np.testing.assert_allclose(log_p, want, atol=1e-3)
+
+
+def test_a_names_spacing_or_the_sections_reaches_the_solver():
+    """'euler3_logsnr' and sampler.spacing='logsnr' draw the same samples, unlike equal steps;
+    a name's ending wins over the section."""
+    assert fm_paths.parse_sampler('heun10_karras') == ('heun', 10, 'karras')
+    assert fm_paths.parse_sampler('rk45') == ('rk4', 5, '')
+    config = helpers.smoke_config('fm_toy2d', None)
+    data_lib.dataset_info(config.data)
+    params = fm.init(config, jax.random.key(1), {'image': jnp.zeros((1, 2, 1, 1))})['params']
+
+    def draw(name, spacing='uniform'):
+        variant = helpers.smoke_config('fm_toy2d', None, {'sampler.spacing': spacing})
+        return np.asarray(fm.sample_with_nfe(variant, params, jax.random.key(2), 16, name=name)[0])
+
+    named, by_section = draw('euler3_logsnr'), draw('euler3', 'logsnr')
+    np.testing.assert_array_equal(named, by_section)
+    assert not np.allclose(named, draw('euler3'), atol=1e-4)
+    np.testing.assert_array_equal(draw('euler3_uniform', 'logsnr'), draw('euler3'))
+
+
 def test_bad_settings_are_config_errors():
     for key, value, text in (('sampler.name', 'leapfrog10', 'unknown ODE sampler'),
+                             ('sampler.name', 'heun10_spiral', 'ending after _ must be one of'),
+                             ('sampler.name', 'dopri5_karras', 'takes no spacing'),
+                             ('sampler.spacing', 'even', 'sampler.spacing must be one of'),
                              ('model.path', 'spiral', 'model.path must be one of'),
                              ('model.logit_std', 0.0, 'logit_std must be positive'),
                              ('model.architecture', 'unet', 'toy data are points')):

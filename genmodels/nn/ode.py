@@ -60,15 +60,15 @@ def _scale(c, a):
 
 
 def integrate(field: Field, x, t0: float, t1: float, num_steps: int, method: str,
-              trajectory: bool = False):
-    """(x at t1, NFE) from x at t0, in `num_steps` equal steps of `method`. `x` may be any pytree
+              trajectory: bool = False, times=None):
+    """(x at t1, NFE) from x at t0, in `num_steps` equal steps of `method`, or over the grid
+    `times` [num_steps + 1] from t0 to t1 when given (steps of any lengths). `x` may be any pytree
     the field maps to one of the same structure (an augmented state, e.g. (x, log-density)).
     With `trajectory`, (x at t1, NFE, the states after each step [num_steps, ...])."""
     if method not in METHODS:
         raise ValueError(f'unknown ODE method {method!r}; use one of {", ".join(METHODS)}.')
-    h = (t1 - t0) / num_steps
 
-    def advance(carry, t):
+    def advance(carry, t, h):
         if method == 'euler':
             return _add(carry, _scale(h, field(carry, t)))
         if method == 'midpoint':
@@ -85,11 +85,22 @@ def integrate(field: Field, x, t0: float, t1: float, num_steps: int, method: str
         total = _add(_add(k1, _scale(2.0, k2)), _add(_scale(2.0, k3), k4))
         return _add(carry, _scale(h / 6.0, total))
 
-    def step(carry, i):
-        new = advance(carry, t0 + i * h)
+    if times is None:
+        h = (t1 - t0) / num_steps
+        steps = jnp.arange(num_steps, dtype=jnp.float32)
+        step_of = lambda carry, i: advance(carry, t0 + i * h, h)  # noqa: E731
+    else:
+        times = jnp.asarray(times, jnp.float32)
+        if times.shape != (num_steps + 1,):
+            raise ValueError(f'times has shape {times.shape}; expected ({num_steps + 1},).')
+        steps = (times[:-1], times[1:] - times[:-1])
+        step_of = lambda carry, th: advance(carry, *th)  # noqa: E731
+
+    def step(carry, xs):
+        new = step_of(carry, xs)
         return new, (new if trajectory else None)
 
-    out, states = jax.lax.scan(step, x, jnp.arange(num_steps, dtype=jnp.float32))
+    out, states = jax.lax.scan(step, x, steps)
     nfe = METHODS[method] * num_steps
     return (out, nfe, states) if trajectory else (out, nfe)
 
@@ -184,10 +195,12 @@ def hutchinson_divergence(field: Field, x: jax.Array, t, noise: jax.Array
 
 def log_likelihood(field: Field, x: jax.Array, t_data: float, t_base: float,
                    base_log_prob: Callable[[jax.Array], jax.Array], num_steps: int, method: str,
-                   noise: jax.Array | None = None) -> tuple[jax.Array, jax.Array, int]:
+                   noise: jax.Array | None = None, times=None
+                   ) -> tuple[jax.Array, jax.Array, int]:
     """(log p(x) [B] in nats, x carried to the base time, NFE): x is integrated from t_data to
-    t_base with its log-density change. With `noise` (shaped like x, held fixed along the path)
-    the divergence is Hutchinson's estimate, else exact."""
+    t_base (over the grid `times` when given, as `integrate`) with its log-density change. With
+    `noise` (shaped like x, held fixed along the path) the divergence is Hutchinson's estimate,
+    else exact."""
 
     def augmented(state, t):
         y, _ = state
@@ -200,5 +213,5 @@ def log_likelihood(field: Field, x: jax.Array, t_data: float, t_base: float,
     # d/dt [x, l] = [f, div f]: l(t_base) - l(t_data) = int div f dt, and
     # log p(x) = log p_base(x_base) + int_{t_data}^{t_base} div f dt.
     (base, delta), nfe = integrate(augmented, (x, jnp.zeros(x.shape[0], x.dtype)), t_data,
-                                   t_base, num_steps, method)
+                                   t_base, num_steps, method, times=times)
     return base_log_prob(base) + delta, base, nfe

@@ -15,7 +15,9 @@ distribution (Lipman et al. 2023, Thm 2). The times are uniform on [0, 1] or log
 
 Sampling integrates from t = 0 to 1 with `sampler.name`: a fixed-step method (`euler50`,
 `heun20`, `midpoint25`, `rk410`) or adaptive `dopri5` (`sampler.rtol`, `sampler.atol`); eval.json
-records the sampler's NFE. The likelihood is exact through the instantaneous change of variables
+records the sampler's NFE. A fixed-step solver's grid is `sampler.spacing` or its name's ending
+(`heun10_karras`): equal steps in t (`uniform`, the default), EDM's noise levels (`karras`) or
+equal steps in log SNR (`logsnr`), over the path's noise-to-signal ratio (paths.time_grid). The likelihood is exact through the instantaneous change of variables
 (Chen et al. 2018), integrated from the data back to the noise with `eval.likelihood_solver`: the
 exact divergence for toy points, Hutchinson's estimate for images (`eval.hutchinson`), whose
 standard error over the test examples is reported beside the mean. Dequantised pixels give
@@ -55,9 +57,10 @@ from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
 from genmodels.families.flow_matching import reflow
 from genmodels.families.flow_matching.paths import (TIME_SCALE, Batch, Field, _num_classes,
-                                                    cfm_loss, couple, integrate, make_velocity,
-                                                    network, path, sample_times, solver,
-                                                    source_log_prob, source_sample)
+                                                    SPACINGS, cfm_loss, couple, fixed_step_grid,
+                                                    integrate, make_velocity, network, path,
+                                                    sample_times, solver, source_log_prob,
+                                                    source_sample)
 from genmodels.families.flow_matching.reflow import PAIRS_FILE, REFLOW_STREAM, reflow_objective
 from genmodels.nn import noise, ode, transport, unet
 from genmodels.training import train_state
@@ -98,10 +101,11 @@ CONFIG_SCHEMA = {
         'reflow_solver': str,       # the teacher's ODE solver for them
     },
     'sampler': {
-        'name': str,                # euler50, heun20, midpoint25, rk410 or dopri5
+        'name': str,                # euler50, heun20, midpoint25, rk410 (+ _karras ...) or dopri5
         'rtol': float,              # dopri5's tolerances
         'atol': float,
         'guidance_scale': float,    # classifier-free guidance s (conditional models)
+        'spacing': str,             # fixed-step grids without a name ending: SPACINGS
     },
     'eval': {
         'likelihood_solver': str,   # the ODE solver of the likelihood, named as sampler.name
@@ -119,7 +123,7 @@ ADDED_KEYS = {
     'model.conditional': False, 'model.source': 'normal', 'loss.ot_method': 'exact',
     'loss.sinkhorn_reg': 0.05, 'loss.label_dropout': 0.1, 'loss.reflow_teacher': '',
     'loss.reflow_pairs': 20_000, 'loss.reflow_solver': 'rk410', 'sampler.guidance_scale': 1.0,
-    'eval.samplers': (), 'eval.w2_samples': 0}
+    'sampler.spacing': 'uniform', 'eval.samplers': (), 'eval.w2_samples': 0}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -139,6 +143,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             solver(name)
         except ValueError as e:
             raise ConfigError(f'{key}: {e}') from None
+    config_lib.check_choice(config, 'sampler.spacing', SPACINGS)
     if not (config.sampler.rtol > 0 and config.sampler.atol > 0):
         raise ConfigError('sampler.rtol and sampler.atol must be positive.')
     config_lib.check_choice(config, 'loss.ot_method', OT_METHODS)
@@ -252,11 +257,11 @@ def log_likelihood(config, params, batch: Batch, rng: jax.Array) -> jax.Array:
     if config.eval.hutchinson:
         probe = 2.0 * (noise.uniform(rng, batch['index'], x.shape[1:]) < 0.5) - 1.0  # Rademacher
     base = functools.partial(source_log_prob, config)
-    method, steps = solver(config.eval.likelihood_solver)
+    method, steps, times = fixed_step_grid(config, config.eval.likelihood_solver, 1.0, 0.0)
     if method == 'dopri5':
         raise ValueError('the likelihood needs a fixed-step eval.likelihood_solver (rk410, ...).')
     log_p, _, _ = ode.log_likelihood(make_velocity(config, params), x, 1.0, 0.0, base, steps,
-                                     method, noise=probe)
+                                     method, noise=probe, times=times)
     return log_p
 
 

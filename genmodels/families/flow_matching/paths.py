@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genmodels import data as data_lib
 from genmodels.metrics import labels as labels_lib
@@ -23,9 +24,54 @@ Field = Callable[[jax.Array, jax.Array], jax.Array]
 TIME_SCALE = 1000.0  # the network's timestep embedding sees 1000 t, the range it was made for
 
 
+# The grids of the fixed-step solvers from t = 0 to 1: equal steps in t, EDM's noise levels (Karras
+# et al. 2022, Eq. 5) or equal steps in log SNR, both over the path's noise-to-signal ratio from
+# SIGMA_MAX to SIGMA_MIN with the end points moved to t = 0 and 1 exactly (`time_grid`).
+SPACINGS = ('uniform', 'karras', 'logsnr')
+SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 80.0, 7.0  # EDM's
+
+
+def parse_sampler(name: str) -> tuple[str, int, str]:
+    """(method, steps, spacing) from `<method><steps>[_<spacing>]` ('heun10_karras' -> ('heun',
+    10, 'karras'); spacing '' when the name sets none) or ('dopri5', 0, '')."""
+    base, _, spacing = str(name).partition('_')
+    if spacing and spacing not in SPACINGS:
+        raise ValueError(f'unknown ODE sampler {name!r}: its ending after _ must be one of '
+                         f'{", ".join(SPACINGS)}, e.g. heun10_karras.')
+    if base == 'dopri5':
+        if spacing:
+            raise ValueError(f'ODE sampler {name!r}: dopri5 chooses its own steps, so it takes no '
+                             f'spacing; use dopri5.')
+        return 'dopri5', 0, ''
+    return (*ode.parse(base), spacing)
+
+
 def solver(name: str) -> tuple[str, int]:
     """('dopri5', 0) or a fixed-step (method, steps) from a sampler name."""
-    return ('dopri5', 0) if name == 'dopri5' else ode.parse(name)
+    return parse_sampler(name)[:2]
+
+
+def time_grid(config, steps: int, spacing: str) -> np.ndarray:
+    """t [steps + 1] from 0 to 1 spread by `spacing` (SPACINGS). 'karras' and 'logsnr' place the
+    inner points at the noise-to-signal ratios sigma(u) of EDM's levels, or evenly in log sigma,
+    for u = i / steps, and map them to the path's time: t = 1 / (1 + sigma) on the linear path,
+    t = 2 / pi arctan(1 / sigma) on the cosine path."""
+    u = np.linspace(0.0, 1.0, steps + 1)
+    if spacing == 'uniform':
+        return u.astype(np.float32)
+    if spacing == 'karras':
+        hi, lo = SIGMA_MAX ** (1.0 / RHO), SIGMA_MIN ** (1.0 / RHO)
+        sigma = (hi + u * (lo - hi)) ** RHO
+    elif spacing == 'logsnr':
+        sigma = np.exp(np.log(SIGMA_MAX) + u * (np.log(SIGMA_MIN) - np.log(SIGMA_MAX)))
+    else:
+        raise ValueError(f'spacing {spacing!r}: expected one of {SPACINGS}.')
+    if config.model.path == 'linear':
+        t = 1.0 / (1.0 + sigma)
+    else:
+        t = 2.0 / math.pi * np.arctan(1.0 / sigma)
+    t[0], t[-1] = 0.0, 1.0
+    return t.astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -142,9 +188,22 @@ def cfm_loss(config, velocity: Field, batch: Batch, rng: jax.Array, coupled: boo
     return loss, 3 - jnp.minimum((4 * t).astype(jnp.int32), 3)
 
 
+def fixed_step_grid(config, name: str, t0: float, t1: float, spacing: str = ''):
+    """(method, steps, times or None) of the fixed-step solver `name` run from t0 to t1 (0 and 1,
+    either way): times is its grid in the direction of travel, None for equal steps. The grid is
+    the name's ending's, else `spacing`'s."""
+    method, steps, own = parse_sampler(name)
+    spacing = own or spacing or 'uniform'
+    if method == 'dopri5' or spacing == 'uniform':
+        return method, steps, None
+    grid = time_grid(config, steps, spacing)
+    return method, steps, (grid if t1 > t0 else grid[::-1])
+
+
 def integrate(config, field: Field, x, t0: float, t1: float, name: str):
-    """(x at t1, NFE) with the named solver."""
-    method, steps = solver(name)
+    """(x at t1, NFE) with the named solver; a fixed-step one over the grid its name's ending sets,
+    else sampler.spacing's."""
+    method, steps, times = fixed_step_grid(config, name, t0, t1, config.sampler.spacing)
     if method == 'dopri5':
         return ode.dopri5(field, x, t0, t1, config.sampler.rtol, config.sampler.atol)
-    return ode.integrate(field, x, t0, t1, steps, method)
+    return ode.integrate(field, x, t0, t1, steps, method, times=times)
