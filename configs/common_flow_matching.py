@@ -33,7 +33,7 @@ def base(dataset: str, *, scale: str, dequantize: bool = False) -> ml_collection
         'rtol': 1e-5,               # dopri5 only
         'atol': 1e-5,
         'guidance_scale': 1.0,      # classifier-free guidance s (conditional models)
-        'spacing': 'uniform',       # fixed-step grids: 'uniform' in t, 'karras', 'logsnr'
+        'spacing': 'uniform',       # fixed-step grids: 'uniform' in t, 'karras', 'logsnr', 'shift3'
     })
     config.optimizer = common.optimizer(1e-3, schedule='cosine', warmup_steps=200)
     config.train = common.train(batch_size=128, num_steps=1000, log_every=100,

@@ -64,11 +64,12 @@ def test_the_marginal_velocity_of_gaussian_data_samples_and_scores_it_exactly():
 @pytest.mark.parametrize('kind', fm.PATHS)
 def test_spaced_grids_run_from_noise_to_data_at_edms_levels(kind):
     """karras: the inner points sit at EDM's levels (nn/edm.karras_sigmas over steps + 1 levels)
-    of the path's noise-to-signal ratio; logsnr: evenly in log of it; both from t = 0 to 1."""
+    of the path's noise-to-signal ratio; logsnr: evenly in log of it; shift3: 3 times the ratio of
+    equal steps; every grid from t = 0 to 1."""
     config = helpers.smoke_config('fm_toy2d', None, {'model.path': kind})
     steps = 8
     nsr = {'linear': lambda t: (1 - t) / t, 'cosine': lambda t: 1 / np.tan(np.pi * t / 2)}[kind]
-    for spacing in fm.SPACINGS:
+    for spacing in ('uniform', 'karras', 'logsnr', 'shift3', 'shift0.5'):
         t = fm_paths.time_grid(config, steps, spacing)
         assert t.shape == (steps + 1,) and t[0] == 0.0 and t[-1] == 1.0
         assert np.all(np.diff(t) > 0)
@@ -78,8 +79,13 @@ def test_spaced_grids_run_from_noise_to_data_at_edms_levels(kind):
     np.testing.assert_allclose(nsr(karras), want, rtol=1e-4)
     log_nsr = np.log(nsr(fm_paths.time_grid(config, steps, 'logsnr')[1:-1].astype(np.float64)))
     np.testing.assert_allclose(np.diff(log_nsr), np.diff(log_nsr)[0], rtol=1e-3)
-    np.testing.assert_allclose(fm_paths.time_grid(config, steps, 'uniform'),
-                               np.linspace(0, 1, steps + 1), atol=1e-7)
+    u = np.linspace(0, 1, steps + 1)
+    np.testing.assert_allclose(fm_paths.time_grid(config, steps, 'uniform'), u, atol=1e-7)
+    np.testing.assert_allclose(fm_paths.time_grid(config, steps, 'shift1'), u, atol=1e-6)
+    shifted = fm_paths.time_grid(config, steps, 'shift3')[1:-1].astype(np.float64)
+    np.testing.assert_allclose(nsr(shifted), 3 * nsr(u[1:-1]), rtol=1e-4)
+    if kind == 'linear':  # Esser et al.'s form of the shift
+        np.testing.assert_allclose(shifted, u[1:-1] / (u[1:-1] + 3 * (1 - u[1:-1])), rtol=1e-6)
 
 
 def test_heun_on_a_spaced_grid_carries_gaussian_noise_to_the_data_at_second_order():
@@ -114,6 +120,7 @@ def test_a_names_spacing_or_the_sections_reaches_the_solver():
     a name's ending wins over the section."""
     assert fm_paths.parse_sampler('heun10_karras') == ('heun', 10, 'karras')
     assert fm_paths.parse_sampler('rk45') == ('rk4', 5, '')
+    assert fm_paths.parse_sampler('euler10_shift2.5') == ('euler', 10, 'shift2.5')
     config = helpers.smoke_config('fm_toy2d', None)
     data_lib.dataset_info(config.data)
     params = fm.init(config, jax.random.key(1), {'image': jnp.zeros((1, 2, 1, 1))})['params']
@@ -130,9 +137,11 @@ def test_a_names_spacing_or_the_sections_reaches_the_solver():
 
 def test_bad_settings_are_config_errors():
     for key, value, text in (('sampler.name', 'leapfrog10', 'unknown ODE sampler'),
-                             ('sampler.name', 'heun10_spiral', 'ending after _ must be one of'),
+                             ('sampler.name', 'heun10_spiral', 'ending after _ must be uniform'),
                              ('sampler.name', 'dopri5_karras', 'takes no spacing'),
-                             ('sampler.spacing', 'even', 'sampler.spacing must be one of'),
+                             ('sampler.name', 'euler10_shift0', 'ending after _ must be'),
+                             ('sampler.spacing', 'even', 'sampler.spacing: spacing'),
+                             ('sampler.spacing', 'shift', 'shift<S> with S > 0'),
                              ('model.path', 'spiral', 'model.path must be one of'),
                              ('model.logit_std', 0.0, 'logit_std must be positive'),
                              ('model.architecture', 'unet', 'toy data are points')):

@@ -16,8 +16,9 @@ distribution (Lipman et al. 2023, Thm 2). The times are uniform on [0, 1] or log
 Sampling integrates from t = 0 to 1 with `sampler.name`: a fixed-step method (`euler50`,
 `heun20`, `midpoint25`, `rk410`) or adaptive `dopri5` (`sampler.rtol`, `sampler.atol`); eval.json
 records the sampler's NFE. A fixed-step solver's grid is `sampler.spacing` or its name's ending
-(`heun10_karras`): equal steps in t (`uniform`, the default), EDM's noise levels (`karras`) or
-equal steps in log SNR (`logsnr`), over the path's noise-to-signal ratio (paths.time_grid). The likelihood is exact through the instantaneous change of variables
+(`heun10_karras`, `euler10_shift3`): equal steps in t (`uniform`, the default), EDM's noise
+levels (`karras`), equal steps in log SNR (`logsnr`), or equal steps with the noise-to-signal ratio
+scaled by S (`shift<S>`, Esser et al. 2024's time shift) (paths.time_grid). The likelihood is exact through the instantaneous change of variables
 (Chen et al. 2018), integrated from the data back to the noise with `eval.likelihood_solver`: the
 exact divergence for toy points, Hutchinson's estimate for images (`eval.hutchinson`), whose
 standard error over the test examples is reported beside the mean. Dequantised pixels give
@@ -57,7 +58,7 @@ from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
 from genmodels.families.flow_matching import reflow
 from genmodels.families.flow_matching.paths import (TIME_SCALE, Batch, Field, _num_classes,
-                                                    SPACINGS, cfm_loss, couple, fixed_step_grid,
+                                                    cfm_loss, couple, fixed_step_grid, parse_spacing,
                                                     integrate, make_velocity, network, path,
                                                     sample_times, solver, source_log_prob,
                                                     source_sample)
@@ -105,7 +106,7 @@ CONFIG_SCHEMA = {
         'rtol': float,              # dopri5's tolerances
         'atol': float,
         'guidance_scale': float,    # classifier-free guidance s (conditional models)
-        'spacing': str,             # fixed-step grids without a name ending: SPACINGS
+        'spacing': str,             # fixed-step grids without a name ending: paths.SPACINGS
     },
     'eval': {
         'likelihood_solver': str,   # the ODE solver of the likelihood, named as sampler.name
@@ -143,7 +144,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             solver(name)
         except ValueError as e:
             raise ConfigError(f'{key}: {e}') from None
-    config_lib.check_choice(config, 'sampler.spacing', SPACINGS)
+    try:
+        parse_spacing(config.sampler.spacing)
+    except ValueError as e:
+        raise ConfigError(f'sampler.spacing: {e}') from None
     if not (config.sampler.rtol > 0 and config.sampler.atol > 0):
         raise ConfigError('sampler.rtol and sampler.atol must be positive.')
     config_lib.check_choice(config, 'loss.ot_method', OT_METHODS)

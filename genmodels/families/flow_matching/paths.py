@@ -7,6 +7,7 @@ solve (the family's docstring, genmodels/families/flow_matching/__init__.py, has
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable
 
 import jax
@@ -24,20 +25,39 @@ Field = Callable[[jax.Array, jax.Array], jax.Array]
 TIME_SCALE = 1000.0  # the network's timestep embedding sees 1000 t, the range it was made for
 
 
-# The grids of the fixed-step solvers from t = 0 to 1: equal steps in t, EDM's noise levels (Karras
-# et al. 2022, Eq. 5) or equal steps in log SNR, both over the path's noise-to-signal ratio from
-# SIGMA_MAX to SIGMA_MIN with the end points moved to t = 0 and 1 exactly (`time_grid`).
-SPACINGS = ('uniform', 'karras', 'logsnr')
+# The grids of the fixed-step solvers from t = 0 to 1 (`time_grid`), named by `spacing`:
+#   uniform       equal steps in t
+#   karras        EDM's noise levels (Karras et al. 2022, Eq. 5) of the path's noise-to-signal
+#                 ratio, rho 7 from SIGMA_MAX to SIGMA_MIN, the end points moved to t = 0 and 1
+#   logsnr        equal steps in log SNR over the same range
+#   shift<S>      equal steps with the noise-to-signal ratio multiplied by S (Esser et al. 2024's
+#                 time shift: t = u / (u + S (1 - u)) on the linear path); S > 1 takes smaller
+#                 steps near the noise, S < 1 near the data
+SPACINGS = ('uniform', 'karras', 'logsnr', 'shift<S>')
 SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 80.0, 7.0  # EDM's
+_SPACING = re.compile(r'^(uniform|karras|logsnr)$|^shift(\d+(?:\.\d+)?)$')
+
+
+def parse_spacing(spacing: str) -> tuple[str, float]:
+    """('shift', 3.0) from 'shift3', (name, 1.0) for the others; ValueError naming the choices."""
+    match = _SPACING.match(str(spacing))
+    if not match or (match.group(2) is not None and float(match.group(2)) <= 0):
+        raise ValueError(f'spacing {spacing!r}: expected uniform, karras, logsnr or shift<S> with '
+                         f'S > 0 (e.g. shift3).')
+    return ('shift', float(match.group(2))) if match.group(2) else (match.group(1), 1.0)
 
 
 def parse_sampler(name: str) -> tuple[str, int, str]:
     """(method, steps, spacing) from `<method><steps>[_<spacing>]` ('heun10_karras' -> ('heun',
     10, 'karras'); spacing '' when the name sets none) or ('dopri5', 0, '')."""
     base, _, spacing = str(name).partition('_')
-    if spacing and spacing not in SPACINGS:
-        raise ValueError(f'unknown ODE sampler {name!r}: its ending after _ must be one of '
-                         f'{", ".join(SPACINGS)}, e.g. heun10_karras.')
+    if spacing:
+        try:
+            parse_spacing(spacing)
+        except ValueError:
+            raise ValueError(f'unknown ODE sampler {name!r}: its ending after _ must be uniform, '
+                             f'karras, logsnr or shift<S>, e.g. heun10_karras or euler10_shift3.'
+                             ) from None
     if base == 'dopri5':
         if spacing:
             raise ValueError(f'ODE sampler {name!r}: dopri5 chooses its own steps, so it takes no '
@@ -52,26 +72,34 @@ def solver(name: str) -> tuple[str, int]:
 
 
 def time_grid(config, steps: int, spacing: str) -> np.ndarray:
-    """t [steps + 1] from 0 to 1 spread by `spacing` (SPACINGS). 'karras' and 'logsnr' place the
-    inner points at the noise-to-signal ratios sigma(u) of EDM's levels, or evenly in log sigma,
-    for u = i / steps, and map them to the path's time: t = 1 / (1 + sigma) on the linear path,
-    t = 2 / pi arctan(1 / sigma) on the cosine path."""
+    """t [steps + 1] from 0 to 1 spread by `spacing` (SPACINGS): the noise-to-signal ratio sigma of
+    each point, for u = i / steps, is EDM's level sigma(u) (karras), evenly spaced in log sigma
+    (logsnr) or S times that of t = u (shift<S>), mapped to the path's time: t = 1 / (1 + sigma)
+    on the linear path, t = 2 / pi arctan(1 / sigma) on the cosine path."""
+    kind, shift = parse_spacing(spacing)
     u = np.linspace(0.0, 1.0, steps + 1)
-    if spacing == 'uniform':
+    if kind == 'uniform':
         return u.astype(np.float32)
-    if spacing == 'karras':
+    inner = u[1:-1]
+    if kind == 'karras':
         hi, lo = SIGMA_MAX ** (1.0 / RHO), SIGMA_MIN ** (1.0 / RHO)
-        sigma = (hi + u * (lo - hi)) ** RHO
-    elif spacing == 'logsnr':
-        sigma = np.exp(np.log(SIGMA_MAX) + u * (np.log(SIGMA_MIN) - np.log(SIGMA_MAX)))
+        sigma = (hi + inner * (lo - hi)) ** RHO
+    elif kind == 'logsnr':
+        sigma = np.exp(np.log(SIGMA_MAX) + inner * (np.log(SIGMA_MIN) - np.log(SIGMA_MAX)))
     else:
-        raise ValueError(f'spacing {spacing!r}: expected one of {SPACINGS}.')
+        sigma = shift * _noise_to_signal(config, inner)
     if config.model.path == 'linear':
         t = 1.0 / (1.0 + sigma)
     else:
         t = 2.0 / math.pi * np.arctan(1.0 / sigma)
-    t[0], t[-1] = 0.0, 1.0
-    return t.astype(np.float32)
+    return np.concatenate([[0.0], t, [1.0]]).astype(np.float32)
+
+
+def _noise_to_signal(config, t: np.ndarray) -> np.ndarray:
+    """The path's sigma_t / alpha_t at times t in (0, 1)."""
+    if config.model.path == 'linear':
+        return (1.0 - t) / t
+    return 1.0 / np.tan(0.5 * math.pi * t)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,7 +222,7 @@ def fixed_step_grid(config, name: str, t0: float, t1: float, spacing: str = ''):
     the name's ending's, else `spacing`'s."""
     method, steps, own = parse_sampler(name)
     spacing = own or spacing or 'uniform'
-    if method == 'dopri5' or spacing == 'uniform':
+    if method == 'dopri5' or parse_spacing(spacing) == ('uniform', 1.0):
         return method, steps, None
     grid = time_grid(config, steps, spacing)
     return method, steps, (grid if t1 > t0 else grid[::-1])
