@@ -35,7 +35,8 @@ def test_each_paths_velocity_is_its_time_derivative(kind):
 
 def _gaussian_velocity(m, s):
     """The marginal velocity of data N(m, s^2) per dimension on the linear path from N(0, I):
-    x_t ~ N(t m, (1 - t)^2 + t^2 s^2) and E[x1 - x0 | x_t] = m + (t s^2 - (1 - t)) (x - t m) / var_t.
+    x_t ~ N(t m, (1 - t)^2 + t^2 s^2) and
+    E[x1 - x0 | x_t] = m + (t s^2 - (1 - t)) (x - t m) / var_t.
     Its flow is affine: x_0 = z goes to m + s z at t = 1."""
     def velocity(x, t):
         var = (1 - t) ** 2 + t ** 2 * s ** 2

@@ -17,11 +17,11 @@ Sampling integrates from t = 0 to 1 with `sampler.name`: a fixed-step method (`e
 `heun20`, `midpoint25`, `rk410`) or adaptive `dopri5` (`sampler.rtol`, `sampler.atol`); eval.json
 records the sampler's NFE. A fixed-step solver's grid is `sampler.spacing` or its name's ending
 (`heun10_karras`, `euler10_shift3`): equal steps in t (`uniform`, the default), EDM's noise
-levels (`karras`), equal steps in log SNR (`logsnr`), or equal steps with the noise-to-signal ratio
-scaled by S (`shift<S>`, Esser et al. 2024's time shift) (paths.time_grid). The likelihood is exact through the instantaneous change of variables
-(Chen et al. 2018), integrated from the data back to the noise with `eval.likelihood_solver`: the
-exact divergence for toy points, Hutchinson's estimate for images (`eval.hutchinson`), whose
-standard error over the test examples is reported beside the mean. Dequantised pixels give
+levels (`karras`), equal steps in log SNR (`logsnr`), or equal steps with the noise-to-signal
+ratio scaled by S (`shift<S>`, Esser et al. 2024's time shift; paths.time_grid). The likelihood is
+exact through the instantaneous change of variables (Chen et al. 2018), integrated from the data
+back to the noise with `eval.likelihood_solver`: the exact divergence for toy points, Hutchinson's
+estimate for images (`eval.hutchinson`), whose standard error over the test examples is reported beside the mean. Dequantised pixels give
 bits/dim of the 8-bit data (genmodels/metrics/units.py).
 
 Couplings (`objective`): `cfm` pairs each data point with independent noise; `ot_cfm` (Tong et
@@ -58,10 +58,10 @@ from genmodels.config import ConfigError
 from genmodels.metrics import labels as labels_lib, modes as modes_lib, sample_quality, units
 from genmodels.families.flow_matching import reflow
 from genmodels.families.flow_matching.paths import (TIME_SCALE, Batch, Field, _num_classes,
-                                                    cfm_loss, couple, fixed_step_grid, parse_spacing,
-                                                    integrate, make_velocity, network, path,
-                                                    sample_times, solver, source_log_prob,
-                                                    source_sample)
+                                                    cfm_loss, couple, fixed_step_grid,
+                                                    integrate, make_velocity, network,
+                                                    parse_spacing, path, sample_times, solver,
+                                                    source_log_prob, source_sample)
 from genmodels.families.flow_matching.reflow import PAIRS_FILE, REFLOW_STREAM, reflow_objective
 from genmodels.nn import noise, ode, transport, unet
 from genmodels.training import train_state

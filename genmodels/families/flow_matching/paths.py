@@ -16,7 +16,7 @@ import numpy as np
 
 from genmodels import data as data_lib
 from genmodels.metrics import labels as labels_lib
-from genmodels.nn import noise, ode, transport, unet
+from genmodels.nn import edm, noise, ode, transport, unet
 
 PyTree = Any
 Batch = dict[str, jax.Array]
@@ -81,18 +81,13 @@ def time_grid(config, steps: int, spacing: str) -> np.ndarray:
     if kind == 'uniform':
         return u.astype(np.float32)
     inner = u[1:-1]
-    if kind == 'karras':
-        hi, lo = SIGMA_MAX ** (1.0 / RHO), SIGMA_MIN ** (1.0 / RHO)
-        sigma = (hi + inner * (lo - hi)) ** RHO
+    if kind == 'karras':  # levels 1 .. steps - 1 of steps + 1 (the ends become t = 0 and 1)
+        sigma = edm.karras_sigmas(steps + 1, SIGMA_MIN, SIGMA_MAX, RHO)[1:steps].astype(np.float64)
     elif kind == 'logsnr':
         sigma = np.exp(np.log(SIGMA_MAX) + inner * (np.log(SIGMA_MIN) - np.log(SIGMA_MAX)))
     else:
         sigma = shift * _noise_to_signal(config, inner)
-    if config.model.path == 'linear':
-        t = 1.0 / (1.0 + sigma)
-    else:
-        t = 2.0 / math.pi * np.arctan(1.0 / sigma)
-    return np.concatenate([[0.0], t, [1.0]]).astype(np.float32)
+    return np.concatenate([[0.0], _time_at(config, sigma), [1.0]]).astype(np.float32)
 
 
 def _noise_to_signal(config, t: np.ndarray) -> np.ndarray:
@@ -100,6 +95,13 @@ def _noise_to_signal(config, t: np.ndarray) -> np.ndarray:
     if config.model.path == 'linear':
         return (1.0 - t) / t
     return 1.0 / np.tan(0.5 * math.pi * t)
+
+
+def _time_at(config, sigma: np.ndarray) -> np.ndarray:
+    """The inverse of `_noise_to_signal`: the path's time where sigma_t / alpha_t = sigma."""
+    if config.model.path == 'linear':
+        return 1.0 / (1.0 + sigma)
+    return 2.0 / math.pi * np.arctan(1.0 / sigma)
 
 
 # ------------------------------------------------------------------------------------------------
