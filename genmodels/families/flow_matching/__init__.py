@@ -21,8 +21,8 @@ levels (`karras`), equal steps in log SNR (`logsnr`), or equal steps with the no
 ratio scaled by S (`shift<S>`, Esser et al. 2024's time shift; paths.time_grid). The likelihood is
 exact through the instantaneous change of variables (Chen et al. 2018), integrated from the data
 back to the noise with `eval.likelihood_solver`: the exact divergence for toy points, Hutchinson's
-estimate for images (`eval.hutchinson`), whose standard error over the test examples is reported beside the mean. Dequantised pixels give
-bits/dim of the 8-bit data (genmodels/metrics/units.py).
+estimate for images (`eval.hutchinson`), whose standard error over the test examples is reported
+beside the mean. Dequantised pixels give bits/dim of the 8-bit data (genmodels/metrics/units.py).
 
 Couplings (`objective`): `cfm` pairs each data point with independent noise; `ot_cfm` (Tong et
 al. 2024) re-pairs the batch's noise and data by minibatch optimal transport under the squared
