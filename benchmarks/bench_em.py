@@ -75,21 +75,31 @@ def time_jax(x, init, iters, chunk_size=None):
 
 
 def measure_per_iteration(n, d, k, lo, hi, repeats):
-    """Seconds per EM iteration, name -> one slope per repeat, of 'jax f32' and three
+    """Seconds per EM iteration, name -> one slope per repeat, of 'jax f32', 'jax f64' and three
     scikit-learn settings (float64 at the BLAS's thread count; float64 and float32 on one
     thread), each run alternating with the others."""
     x64 = make_data(n, d, k)
     x32 = x64.astype(np.float32)
     xj = jnp.asarray(x32)
+    with jax.enable_x64(True):
+        xj64 = jnp.asarray(x64)
     init = start(x64, k)
     for iters in (lo, hi):  # compile both loop lengths before timing
         time_jax(xj, init, iters)
+        time_jax64(xj64, init, iters)
     one_thread = lambda run: (lambda i: _with_one_blas_thread(run, i))
     runs = {'sklearn f64': lambda i: time_sklearn(x64, init, i),
             'sklearn f64 1-thr': one_thread(lambda i: time_sklearn(x64, init, i)),
             'sklearn f32 1-thr': one_thread(lambda i: time_sklearn(x32, init, i)),
-            'jax f32': lambda i: time_jax(xj, init, i)}
+            'jax f32': lambda i: time_jax(xj, init, i),
+            'jax f64': lambda i: time_jax64(xj64, init, i)}
     return alternating_slopes(runs, lo, hi, repeats)
+
+
+def time_jax64(x, init, iters):
+    """time_jax on float64 data, with JAX's 64-bit mode on for the call."""
+    with jax.enable_x64(True):
+        return time_jax(x, init, iters)
 
 
 def alternating_slopes(runs, lo, hi, repeats):
@@ -137,9 +147,10 @@ def per_iteration(args):
     for name, value in median.items():
         runs_ms = ' '.join(f'{1e3 * v:.0f}' for v in slopes[name])
         print(f'{name:<20}{1e3 * value:>10.1f}{value / median["jax f32"]:>7.1f}x   {runs_ms}')
-    speed_up = best_sklearn / median['jax f32']
-    print(f'jax speed-up over the fastest scikit-learn setting: {speed_up:.1f}x; jax at '
-          f'{iteration_flops(args.n, args.d, args.k) / median["jax f32"] / 1e9:.1f} GFLOP/s')
+    flops = iteration_flops(args.n, args.d, args.k)
+    for name in ('jax f32', 'jax f64'):
+        print(f'{name} speed-up over the fastest scikit-learn setting: '
+              f'{best_sklearn / median[name]:.1f}x; at {flops / median[name] / 1e9:.1f} GFLOP/s')
     print('(1-thr: OpenBLAS held to one thread; 2 threads stall when other jobs share the cores)')
 
 

@@ -57,7 +57,13 @@ def em_record(n: int, d: int, k: int, lo: int, hi: int, repeats: int, matmul_siz
     flops = bench_em.iteration_flops(n, d, k)
     peak, peak_source = hardware.peak_tflops('float32', matmul_size)
     achieved = flops / (jax_ms / 1e3) / 1e12 if jax_ms else None
+    f64_ms = 1e3 * timed['jax f64'] if 'jax f64' in timed else None
+    peak64, _ = hardware.peak_tflops('float64', matmul_size)
+    achieved64 = flops / (f64_ms / 1e3) / 1e12 if f64_ms else None
     return {'n': n, 'd': d, 'k': k, 'em_iteration_ms': jax_ms,
+            'em_iteration_ms_float64': f64_ms,
+            'em_share_of_peak_float64': achieved64 / peak64 if achieved64 and peak64 else None,
+            'speedup_vs_sklearn_float64': timed[best] / timed['jax f64'] if best and f64_ms else None,
             'em_gflop_per_iteration': flops / 1e9, 'em_achieved_tflops': achieved,
             'peak_tflops': peak, 'peak_source': peak_source,
             'em_share_of_peak': achieved / peak if achieved and peak else None,
