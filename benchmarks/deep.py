@@ -12,6 +12,8 @@ fetched before timing starts); the loop figure runs `train_and_evaluate` itself.
                          hits both
     flops_per_step       the compiled step's `cost_analysis()['flops']` (the per-device program)
                          times the number of devices
+    speedup_vs_torch     the median over rounds of each round's torch median / jax median, with
+                         its p10 and p90 (`speedup_vs_torch_p10`, `_p90`)
     achieved_tflops      flops_per_step / median step time; mfu = achieved / (peak x devices)
     peak_memory_bytes    the devices' peak_bytes_in_use where the backend reports it (the peak of
                          the process so far); on CPU the process's RSS high-water mark over this
@@ -146,11 +148,14 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
     record['peak_tflops'] = peak * jax.device_count() if peak else None
     record['mfu'] = record['achieved_tflops'] / record['peak_tflops'] if peak else None
     if 'torch' in sides:
-        torch_median = float(np.median(times['torch'])) * 1e3
-        record |= {'torch_step_ms_median': torch_median, 'speedup_vs_torch': torch_median / median,
-                   'torch_note': None}
+        ratios = round_ratios(times['torch'], times['jax'], settings.steps)
+        record |= {'torch_step_ms_median': float(np.median(times['torch'])) * 1e3,
+                   'speedup_vs_torch': float(np.median(ratios)),
+                   'speedup_vs_torch_p10': float(np.percentile(ratios, 10)),
+                   'speedup_vs_torch_p90': float(np.percentile(ratios, 90)), 'torch_note': None}
     else:
         record |= {'torch_step_ms_median': None, 'speedup_vs_torch': None,
+                   'speedup_vs_torch_p10': None, 'speedup_vs_torch_p90': None,
                    'torch_note': why_no_torch}
 
     # 2. Sampling, from the state the timed steps left: once per config, since the samplers do
@@ -169,6 +174,13 @@ def measure(config: ml_collections.ConfigDict, batch_size: int, settings: Settin
     bare_ms = 0.5 * (median + record['step_ms_median_after_loop'])
     record['loop_fraction_of_step_rate'] = record['loop_steps_per_second'] * bare_ms / 1e3
     return record
+
+
+def round_ratios(slow: list[float], fast: list[float], steps: int) -> np.ndarray:
+    """median(slow) / median(fast) of each round of `alternate` (`steps` timed steps of each side
+    per round): a slow stretch of the machine hits both sides of a round, not one side's median."""
+    rounds = lambda t: np.median(np.reshape(t, (-1, steps)), axis=1)
+    return rounds(slow) / rounds(fast)
 
 
 def alternate(sides: dict[str, Callable[[int], None]], settings: Settings

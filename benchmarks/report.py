@@ -80,9 +80,17 @@ def deep_rows(records: list[dict]) -> list[list[str]]:
             fmt(r['peak_memory_bytes'] / 2 ** 20, '.0f'),
             f"{fmt(r['loop_steps_per_second'], '.3g')} "
             f"({fmt(r['loop_fraction_of_step_rate'], '.0%')}; {r.get('loop_log_every', '-')})",
-            fmt(r['torch_step_ms_median']), fmt(r['speedup_vs_torch'], '.2f'),
+            fmt(r['torch_step_ms_median']), speedup_cell(r),
             sample_cell(samples, r.get('sample_rates_batch_size'), r['batch_size'])])
     return rows
+
+
+def speedup_cell(r: dict) -> str:
+    """The per-round speed-up over torch, 'median (p10-p90)' where the record has the spread."""
+    text = fmt(r['speedup_vs_torch'], '.2f')
+    if r.get('speedup_vs_torch_p10') is not None:
+        text += f" ({fmt(r['speedup_vs_torch_p10'], '.2f')}-{fmt(r['speedup_vs_torch_p90'], '.2f')})"
+    return text
 
 
 def sample_cell(samples: dict | None, timed_at: int | None, batch_size: int) -> str:
@@ -95,7 +103,8 @@ def sample_cell(samples: dict | None, timed_at: int | None, batch_size: int) -> 
 
 DEEP_HEADER = ['config', 'family', 'batch', 'devices', 'compile s', 'step ms median (p10-p90)',
                'examples/s', 'GFLOP/step', 'TFLOP/s', 'MFU', 'peak mem MiB',
-               'loop steps/s (of step rate; steps per log)', 'torch ms', 'speedup vs torch', 'samples/s']
+               'loop steps/s (of step rate; steps per log)', 'torch ms',
+               'speedup vs torch, per round (p10-p90)', 'samples/s']
 
 
 def markdown(results: dict) -> str:

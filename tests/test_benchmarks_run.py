@@ -16,8 +16,8 @@ DEEP_KEYS = ('config', 'family', 'architecture', 'device_kind', 'num_devices', '
              'examples_per_second', 'flops_per_step', 'achieved_tflops', 'peak_tflops', 'mfu',
              'peak_memory_bytes', 'sample_images_per_second', 'loop_steps_per_second',
              'loop_log_every', 'step_ms_median_after_loop', 'loop_fraction_of_step_rate',
-             'torch_step_ms_median', 'speedup_vs_torch',
-             'torch_note', 'torch_check', 'peak_source', 'peak_memory_source',
+             'torch_step_ms_median', 'speedup_vs_torch', 'speedup_vs_torch_p10',
+             'speedup_vs_torch_p90', 'torch_note', 'torch_check', 'peak_source', 'peak_memory_source',
              'step_memory_bytes', 'sample_rates_batch_size', 'date', 'commit')
 TEXT_KEYS = ('config', 'family', 'architecture', 'device_kind', 'torch_note', 'torch_check',
              'peak_source', 'peak_memory_source', 'sample_images_per_second', 'date', 'commit')
@@ -25,7 +25,8 @@ TEXT_KEYS = ('config', 'family', 'architecture', 'device_kind', 'torch_note', 't
 # machine without it: the suite never depends on torch); torch_note when one does, torch_check
 # when none does. peak_tflops and mfu are null only for a GPU/TPU kind without a published peak,
 # never on CPU (measured there); sample_images_per_second for a family that does not sample.
-TORCH_KEYS = ('torch_step_ms_median', 'speedup_vs_torch', 'torch_check')
+TORCH_KEYS = ('torch_step_ms_median', 'speedup_vs_torch', 'speedup_vs_torch_p10',
+              'speedup_vs_torch_p90', 'torch_check')
 KDE_KEYS = ('score_seconds', 'score_seconds_float64', 'sklearn_score_seconds',
             'scipy_score_seconds', 'speedup_vs_sklearn', 'speedup_vs_scipy')
 
