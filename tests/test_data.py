@@ -363,3 +363,27 @@ def test_tiny_shakespeare_on_mock_data():
     sources._text_windows_cached.cache_clear()
     assert info.shape == (4, 1, 1) and info.max_value == len(chars) - 1
     assert len(decoded) == 2 and all(len(t) == 4 and set(t) <= set(chars) for t in decoded)
+
+
+
+def test_host_arrays_come_from_the_heap_where_the_c_library_is_glibc():
+    """After xla_cpu.configure's allocator settings, a 48 MiB host array is no fresh mmap (glibc's
+    own threshold stops at 32 MiB): mallinfo2's bytes in mmapped blocks do not grow."""
+    import ctypes
+    from genmodels import xla_cpu
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        pytest.skip('not glibc 2.33 or later')
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks',
+            'fordblks', 'keepcost')]
+
+    mallinfo2.restype = Info
+    assert xla_cpu.keep_host_arrays_on_heap()
+    before = mallinfo2().hblkhd
+    array = np.ones(6 << 20)  # 48 MiB
+    assert mallinfo2().hblkhd == before and array.sum() == 6 << 20
