@@ -13,6 +13,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from genmodels import xla_cpu  # noqa: E402
+
+xla_cpu.configure()  # train.py's XLA:CPU settings, before JAX starts
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -94,13 +94,6 @@ def ema_update(ema: PyTree, params: PyTree, rate: float) -> PyTree:
     return jax.tree.map(lambda e, p: rate * e + (1.0 - rate) * p, ema, params)
 
 
-def global_norm(tree: PyTree) -> jax.Array:
-    """sqrt(sum of squares) over a pytree's leaves, as optax.global_norm, with each leaf's sum
-    of squares one vdot: XLA:CPU ran optax's sum(x ** 2) as a squaring pass and a split
-    reduction, 4.7% of the MLP VAE's step at batch 128 (docs/benchmarks.md)."""
-    return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
-
-
 def apply_gradients(config: ml_collections.ConfigDict, state: dict[str, PyTree], grads: PyTree
                     ) -> tuple[dict[str, PyTree], jax.Array]:
     """One optimizer step plus the EMA update of a `create`d state; returns the new state and the
@@ -113,7 +106,7 @@ def apply_gradients(config: ml_collections.ConfigDict, state: dict[str, PyTree],
         'opt_state': opt_state,
         'ema_params': ema_update(state['ema_params'], params, config.train.ema_rate),
     }
-    return new_state, global_norm(grads)
+    return new_state, optax.global_norm(grads)
 
 
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}

@@ -123,7 +123,7 @@ def d_update(config, p: Players, g_vars, carry, real, index, labels, rng, i: int
     (_, (terms, _, new_stats)), grads = train_state.value_and_grad(
         config, functools.partial(d_loss, config, p, stats, key), d_vars['params'], micro)
     params, d_opt = train_state.apply_updates(p.tx_d, d_vars['params'], d_opt, grads)
-    terms['d_grad_norm'] = train_state.global_norm(grads)
+    terms['d_grad_norm'] = optax.global_norm(grads)
     return ({**d_vars, **new_stats, 'params': params}, d_opt), terms
 
 
@@ -163,4 +163,4 @@ def g_update(config, p: Players, state, d_vars, real, index, labels, rng):
                                                 grads)
     new = {'g': {**new_g, 'params': g_params}, 'g_opt': g_opt,
            'g_ema': train_state.ema_update(state['g_ema'], g_params, config.train.ema_rate)}
-    return new, {**terms, 'g_grad_norm': train_state.global_norm(grads)}
+    return new, {**terms, 'g_grad_norm': optax.global_norm(grads)}
