@@ -55,14 +55,14 @@ def em_record(n: int, d: int, k: int, lo: int, hi: int, repeats: int, matmul_siz
     first, second, n_iter = bench_em.full_fit(jnp.asarray(x, jnp.float32), k)
     sk_seconds, sk_iter = sklearn_full_fit(x, k)
     flops = bench_em.iteration_flops(n, d, k)
+    tflops = lambda ms: flops / (ms / 1e3) / 1e12 if ms else None
     peak, peak_source = hardware.peak_tflops('float32', matmul_size)
-    achieved = flops / (jax_ms / 1e3) / 1e12 if jax_ms else None
+    achieved = tflops(jax_ms)
     f64_ms = 1e3 * timed['jax f64'] if 'jax f64' in timed else None
     peak64, _ = hardware.peak_tflops('float64', matmul_size)
-    achieved64 = flops / (f64_ms / 1e3) / 1e12 if f64_ms else None
     return {'n': n, 'd': d, 'k': k, 'em_iteration_ms': jax_ms,
             'em_iteration_ms_float64': f64_ms,
-            'em_share_of_peak_float64': achieved64 / peak64 if achieved64 and peak64 else None,
+            'em_share_of_peak_float64': tflops(f64_ms) / peak64 if f64_ms and peak64 else None,
             'speedup_vs_sklearn_float64': timed[best] / timed['jax f64'] if best and f64_ms else None,
             'em_gflop_per_iteration': flops / 1e9, 'em_achieved_tflops': achieved,
             'peak_tflops': peak, 'peak_source': peak_source,

@@ -218,10 +218,7 @@ def targets(records: list[dict], torch_biased: bool = False) -> list[list[str]]:
         if (r['config'], r['batch_size']) == ('vae_mnist', 1024) and r['mfu'] is not None:
             rows.append(row(f'{name}: MFU (of the measured matmul peak)', r['mfu'], 0.5))
         if r['config'] == 'em':
-            for key, what in (('em_share_of_peak', 'share of the matmul peak'),
-                              ('em_share_of_peak_float64', 'float64: share of its matmul peak'),
-                              ('speedup_vs_sklearn_float64', 'float64: speedup vs scikit-learn')):
-                goal = 20.0 if key.startswith('speedup') else 0.4
+            for key, what, goal in EM_TARGETS:
                 if r.get(key) is not None:
                     rows.append(row(f'{name}: {what}', r[key], goal))
         if r['config'] in TARGET_VS_SKLEARN and r['speedup_vs_sklearn'] is not None:
@@ -231,6 +228,11 @@ def targets(records: list[dict], torch_biased: bool = False) -> list[list[str]]:
 
 
 TARGET_VS_SKLEARN = {'em': 20.0, 'kde': 30.0}
+# (record key, what it is, goal) of EM's other targets (issue 40); float32's speed-up is above.
+EM_TARGETS = (('em_share_of_peak', 'share of the matmul peak', 0.4),
+              ('em_share_of_peak_float64', 'float64: share of its matmul peak', 0.4),
+              ('speedup_vs_sklearn_float64', 'float64: speedup vs scikit-learn',
+               TARGET_VS_SKLEARN['em']))
 
 
 # ------------------------------------------------------------------------------------------------

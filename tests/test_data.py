@@ -1,6 +1,7 @@
 """Tests of genmodels.data and genmodels.data.bundled against the source data, not only shapes."""
 
 import collections
+import ctypes
 import functools
 
 import jax
@@ -11,7 +12,7 @@ import pytest
 from sklearn.datasets import load_digits
 import tensorflow_datasets as tfds
 
-from genmodels import data
+from genmodels import data, xla_cpu
 from genmodels.data import bundled, preprocess, sources
 
 # digits: 14 steps of 100 per epoch (1,442 train examples, 42 dropped).
@@ -365,12 +366,9 @@ def test_tiny_shakespeare_on_mock_data():
     assert len(decoded) == 2 and all(len(t) == 4 and set(t) <= set(chars) for t in decoded)
 
 
-
 def test_host_arrays_come_from_the_heap_where_the_c_library_is_glibc():
     """After xla_cpu.configure's allocator settings, a 48 MiB host array is no fresh mmap (glibc's
     own threshold stops at 32 MiB): mallinfo2's bytes in mmapped blocks do not grow."""
-    import ctypes
-    from genmodels import xla_cpu
     try:
         libc = ctypes.CDLL('libc.so.6')
         mallinfo2 = libc.mallinfo2
