@@ -1,4 +1,5 @@
-"""eval.py --compare: one markdown table and one bar chart of the keys the runs share."""
+"""eval.py --compare: one markdown table of every key, with '-' where a run lacks it, and one bar
+chart of the metrics two or more runs report."""
 
 import json
 import os
@@ -30,17 +31,27 @@ def runs(tmp_path):
     return vae, gmm
 
 
-def test_table_and_chart_hold_exactly_the_shared_keys(runs, tmp_path):
+def test_table_holds_every_key_and_chart_the_metrics_two_runs_share(runs, tmp_path):
     md, png = compare.compare(list(runs), str(tmp_path / 'out'))
     lines = open(md).read().splitlines()
     assert lines[0] == '| key | vae | gmm |'
     assert [line.split(' | ')[0][2:] for line in lines[2:]] == [
-        'family', 'dataset', 'step', 'fid_mnist_classifier', 'nll_nats', 'num_samples']
+        'family', 'dataset', 'step', 'fid_mnist_classifier', 'modes_covered', 'nll_nats',
+        'num_samples', 'precision']
     assert '| nll_nats | 95.25 | 120 |' in lines
+    assert '| modes_covered | - | 10 |' in lines and '| precision | 0.75 | - |' in lines
     records = [compare.load(r) for r in runs]
-    charted = compare.chart_keys(records, compare.shared_keys(records))
-    assert charted == ['fid_mnist_classifier', 'nll_nats']  # not step or num_samples
+    charted = compare.chart_keys(records, compare.all_keys(records))
+    # Not step or num_samples (settings), nor precision or modes_covered (one run each).
+    assert charted == ['fid_mnist_classifier', 'nll_nats']
     assert os.path.getsize(png) > 5000
+
+
+def test_runs_with_no_metric_in_common_are_refused_with_their_keys(tmp_path):
+    gan = write_run(tmp_path / 'gan', {'family': 'gan', 'label_accuracy': 0.9})
+    kde = write_run(tmp_path / 'kde', {'family': 'kde', 'nll_nats': 100.0})
+    with pytest.raises(ValueError, match='no metric is in two or more.*label_accuracy, nll_nats'):
+        compare.compare([gan, kde], str(tmp_path / 'out'))
 
 
 def test_eval_py_compare_takes_workdirs_as_arguments(runs, tmp_path):
