@@ -25,6 +25,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         'channels': (32, 64),       # 28 -> 14 -> 7
         'latent_dim': 32,
         'likelihood': 'gaussian',
+        'prior': 'standard',        # or 'mog', 'vamp' (VampPrior): learned mixtures of K
+        'prior_components': 0,
     })
     config.loss = ml_collections.ConfigDict({
         'beta': 1.0,

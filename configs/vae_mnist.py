@@ -22,6 +22,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         'channels': (32, 64),
         'latent_dim': 32,
         'likelihood': 'bernoulli',
+        'prior': 'standard',        # or 'mog', 'vamp' (VampPrior): learned mixtures of K
+        'prior_components': 0,
     })
     config.loss = ml_collections.ConfigDict({
         'beta': 1.0,

@@ -195,3 +195,83 @@ def test_discretized_gaussian_is_a_distribution_over_the_levels_and_trains(tmp_p
     bad = helpers.smoke_config('vae_mnist', data_dir, {'model.likelihood': 'discretized_gaussian'})
     with pytest.raises(ConfigError, match='discretised Gaussian likelihood models the integer'):
         families.validated(bad)  # vae_mnist binarises its data
+
+
+def _mixture_config(prior: str, k: int, latent: int = 2) -> ml_collections.ConfigDict:
+    config = vae_mnist.get_config()
+    config.model.hidden = (16,)
+    config.model.latent_dim = latent
+    config.model.prior = prior
+    config.model.prior_components = k
+    return config
+
+
+@pytest.mark.parametrize('prior', ['mog', 'vamp'])
+def test_mixture_prior_density_and_samples_match_scipy(prior):
+    """log p(z) of a learned mixture prior equals SciPy's equally weighted mixture of its
+    components (for VampPrior, the encoder's posteriors at the pseudo-inputs), and z ~ p(z) has
+    the mixture's mean and covariance."""
+    config = _mixture_config(prior, k=3)
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    params = jitted_init(vae, config, jax.random.key(0), {'image': x})['params']
+    if prior == 'mog':
+        params['prior'] = {'means': jnp.array([[-2.0, 0.0], [1.0, 1.5], [0.5, -1.0]]),
+                           'log_vars': jnp.log(jnp.array([[0.3, 1.0], [0.5, 0.2], [2.0, 0.7]]))}
+    else:  # pseudo-inputs far apart, so their posteriors differ
+        u = np.random.default_rng(0).uniform(size=(3, 28, 28, 1)).astype(np.float32) * 3
+        params['prior'] = {'pseudo_inputs': jnp.asarray(u)}
+    means, log_vars = (np.asarray(a, np.float64) for a in vae.prior_components(config, params))
+    if prior == 'vamp':
+        want_means, want_log_vars = vae.encode(config, params, params['prior']['pseudo_inputs'])
+        np.testing.assert_allclose(means, want_means, rtol=1e-6)
+        np.testing.assert_allclose(log_vars, want_log_vars, rtol=1e-6)
+    z = np.random.default_rng(1).normal(size=(50, 2)) * 2
+    want = np.log(np.mean([stats.multivariate_normal(m, np.diag(np.exp(v))).pdf(z)
+                           for m, v in zip(means, log_vars)], axis=0))
+    got = vae.log_prior(config, params, jnp.asarray(z, jnp.float32))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    draws = np.asarray(vae.sample_prior(config, params, jax.random.key(2), 200_000), np.float64)
+    mixture_mean = means.mean(0)
+    second = np.mean([np.diag(np.exp(v)) + np.outer(m, m) for m, v in zip(means, log_vars)], 0)
+    np.testing.assert_allclose(draws.mean(0), mixture_mean, atol=0.02)
+    np.testing.assert_allclose(np.cov(draws.T), second - np.outer(mixture_mean, mixture_mean),
+                               rtol=0.02, atol=0.02)
+
+
+def test_one_component_mixture_prior_matches_closed_forms():
+    """A MoG prior of one N(0, I) component is the standard prior: the same IWAE log weights. With
+    one component N(m, diag v), the ELBO's one-sample KL estimate averages to the closed-form KL
+    between the two Gaussians."""
+    config = _mixture_config('mog', k=1, latent=4)
+    standard = _mixture_config('standard', k=0, latent=4)
+    x = (np.random.default_rng(0).uniform(size=(8, 28, 28, 1)) < 0.3).astype(np.float32)
+    params = jitted_init(vae, config, jax.random.key(0), {'image': x})['params']
+    params['prior'] = {'means': jnp.zeros((1, 4)), 'log_vars': jnp.zeros((1, 4))}
+    batch = {'image': jnp.asarray(x), 'index': jnp.arange(8)}
+    key = jax.random.key(4)
+    np.testing.assert_allclose(
+        vae.iwae_log_weights(config, params, batch['image'], batch['index'], key, 16),
+        vae.iwae_log_weights(standard, params, batch['image'], batch['index'], key, 16),
+        rtol=1e-6, atol=1e-4)
+    m, v = np.array([0.5, -0.3, 1.0, 0.2]), np.array([0.5, 2.0, 1.0, 0.8])
+    params['prior'] = {'means': jnp.asarray(m[None], jnp.float32),
+                       'log_vars': jnp.asarray(np.log(v)[None], jnp.float32)}
+    mean, log_var = (np.asarray(a, np.float64) for a in vae.encode(config, params, batch['image']))
+    exact = 0.5 * np.sum(np.log(v) - log_var + (np.exp(log_var) + (mean - m) ** 2) / v - 1, -1)
+    assert exact.min() > 0.5  # a KL the estimate has to find
+    kl = jax.jit(jax.vmap(lambda k: vae.elbo(config, params, batch, k).kl))(
+        jax.random.split(key, 4000))
+    np.testing.assert_allclose(np.mean(np.asarray(kl), 0), exact, rtol=0.03, atol=0.03)
+
+
+@pytest.mark.parametrize('prior', ['mog', 'vamp'])
+def test_mixture_priors_train_and_report_bounds(prior, tmp_path, data_dir):
+    config = helpers.smoke_config('vae_mnist', data_dir, helpers.VAE,
+                                  {'model.prior': prior, 'model.prior_components': 5})
+    result = trainer.train_and_evaluate(config, str(tmp_path / 'w'))
+    assert np.isfinite(result['nll_nats']) and result['nll_nats'] <= -result['elbo_nats'] + 1.0
+    bad = helpers.smoke_config('vae_mnist', data_dir, {'model.prior': prior})
+    with pytest.raises(ConfigError, match='set model.prior_components'):
+        families.validated(bad)
+    with pytest.raises(ConfigError, match='model.prior must be one of'):
+        families.validated(helpers.smoke_config('vae_mnist', data_dir, {'model.prior': 'flow'}))

@@ -2,7 +2,12 @@
 2016).
 
     log p(x) >= IWAE_k = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)] >= ELBO = IWAE_1   (Burda Thm 1)
-    ELBO = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))                             (K&W Eq. 3)
+    ELBO = E_q[log p(x | z)] - KL(q(z | x) || p(z))                                (K&W Eq. 3)
+
+The prior p(z) is N(0, I) (the KL in closed form), or a learned mixture, its KL then estimated
+from the one z drawn: a mixture of K Gaussians in latent space ('mog'), or VampPrior's mixture of
+the posteriors of K learned pseudo-inputs, p(z) = (1/K) sum_k q(z | u_k) (Tomczak & Welling
+2018, Eq. 9).
 
 MLP or convolutional encoder/decoder; Bernoulli likelihood for dynamically binarised data, Gaussian
 (learned per-pixel scale) for uniformly dequantised data, or a discretised Gaussian for the 8-bit
@@ -38,6 +43,8 @@ CONFIG_SCHEMA = {
         'channels': tuple,      # conv encoder channels per stride-2 level; the decoder mirrors them
         'latent_dim': int,
         'likelihood': str,      # 'bernoulli', 'gaussian' or 'discretized_gaussian'
+        'prior': str,           # 'standard' N(0, I), 'mog' or 'vamp' (learned mixtures)
+        'prior_components': int,  # K of a mixture prior (VampPrior's pseudo-inputs)
     },
     'loss': {
         'beta': float,          # weight of the KL term (beta-VAE, Higgins et al. 2017)
@@ -48,6 +55,10 @@ CONFIG_SCHEMA = {
 
 LOG_2PI = math.log(2.0 * math.pi)
 LIKELIHOODS = ('bernoulli', 'gaussian', 'discretized_gaussian')
+PRIORS = ('standard', 'mog', 'vamp')
+# Keys added to the schema after runs were saved without them, with the value that reproduces
+# those runs: genmodels.families.read_saved fills them into a saved VAE config.
+ADDED_KEYS = {'model.prior': 'standard', 'model.prior_components': 0}
 # The discretised Gaussian's log scale is held at or above this (a scale of 1e-3 of the value
 # range, a quarter of a 256-level bin on [0, 1]): below it a pixel's bin holds all the mass anyway.
 MIN_LOG_SCALE = math.log(1e-3)
@@ -70,6 +81,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if m.likelihood not in LIKELIHOODS:
         raise ConfigError(f'model.likelihood must be one of {LIKELIHOODS}, got '
                           f'{m.likelihood!r}.')
+    if m.prior not in PRIORS:
+        raise ConfigError(f'model.prior must be one of {PRIORS}, got {m.prior!r}.')
+    if m.prior != 'standard' and m.prior_components < 1:
+        raise ConfigError(f'model.prior={m.prior!r} is a mixture: set model.prior_components to '
+                          f'its number of components (at least 1), got {m.prior_components}.')
     if config.loss.num_samples < 1 or m.latent_dim < 1:
         raise ConfigError('loss.num_samples and model.latent_dim must be at least 1.')
 
@@ -152,6 +168,33 @@ def log_normal(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
     return jnp.sum(-0.5 * ((z - mean) ** 2 * jnp.exp(-log_var) + log_var + LOG_2PI), axis=-1)
 
 
+def prior_components(config, params) -> tuple[jax.Array, jax.Array]:
+    """The mixture prior's equally weighted Gaussians: (means [K, D], log variances [K, D]);
+    for VampPrior, the encoder's posteriors of the pseudo-inputs."""
+    if config.model.prior == 'vamp':
+        return encode(config, params, params['prior']['pseudo_inputs'])
+    return params['prior']['means'], params['prior']['log_vars']
+
+
+def log_prior(config, params, z: jax.Array) -> jax.Array:
+    """log p(z) for z [..., D] -> [...]."""
+    if config.model.prior == 'standard':
+        return jnp.sum(-0.5 * (z * z + LOG_2PI), axis=-1)
+    means, log_vars = prior_components(config, params)
+    log_k = log_normal(z[..., None, :], means, log_vars)                      # [..., K]
+    return jax.nn.logsumexp(log_k, axis=-1) - math.log(means.shape[0])
+
+
+def sample_prior(config, params, rng: jax.Array, num: int) -> jax.Array:
+    """z ~ p(z): [num, D]; from a mixture, a component drawn uniformly, then its Gaussian."""
+    eps = jax.random.normal(rng, (num, config.model.latent_dim))
+    if config.model.prior == 'standard':
+        return eps
+    means, log_vars = prior_components(config, params)
+    k = jax.random.randint(jax.random.fold_in(rng, 1), (num,), 0, means.shape[0])
+    return means[k] + jnp.exp(0.5 * log_vars[k]) * eps
+
+
 # ------------------------------------------------------------------------------------------------
 # Objectives: each returns the per-example loss [B] (to be averaged) and per-example diagnostics.
 
@@ -170,8 +213,12 @@ def elbo_objective(config, params, batch: Batch, rng: jax.Array, step: jax.Array
     z = mean + jnp.exp(0.5 * log_var) * eps  # reparameterisation (K&W Sec. 2.4)
     # 1. RECONSTRUCTION
     recon = log_px_given_z(config, params, x, decode(config, params, z))
-    # 2. LATENT (closed form for Gaussians)
-    kl = gaussian_kl(mean, log_var)
+    # 2. LATENT: closed form against N(0, I); against a mixture prior, log q - log p at the z
+    # drawn (an unbiased one-sample estimate).
+    if config.model.prior == 'standard':
+        kl = gaussian_kl(mean, log_var)
+    else:
+        kl = log_normal(z, mean, log_var) - log_prior(config, params, z)
     beta = config.loss.beta
     if config.loss.kl_warmup_steps > 0:
         beta = beta * jnp.minimum(1.0, step.astype(jnp.float32) / config.loss.kl_warmup_steps)
@@ -188,7 +235,7 @@ def iwae_log_weights(config, params, x: jax.Array, index: jax.Array, rng: jax.Ar
     out = decode(config, params, z.reshape(b * k, d))                        # [B*k, H, W, C]
     x_rep = jnp.repeat(x, k, axis=0)
     log_px = log_px_given_z(config, params, x_rep, out).reshape(b, k)
-    log_pz = jnp.sum(-0.5 * (z * z + LOG_2PI), axis=-1)
+    log_pz = log_prior(config, params, z)
     log_qz = log_normal(z, mean[:, None], log_var[:, None])
     return log_px + log_pz - log_qz
 
@@ -224,7 +271,24 @@ def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
         # image shape (unused, but kept, for the Bernoulli likelihood).
         'log_scale': jnp.full(shape, math.log(0.1), jnp.float32),
     }
+    params |= _init_prior(config, jax.random.fold_in(rng, 2), shape)
     return train_state.create(config, params)
+
+
+def _init_prior(config, rng: jax.Array, image_shape: tuple[int, ...]) -> dict[str, PyTree]:
+    """A mixture prior's parameters: pseudo-inputs near the middle of the data's value range
+    (VampPrior; their posteriors start near the encoder's output at a grey image), or latent
+    means from N(0, I) with unit variances (MoG)."""
+    m = config.model
+    if m.prior == 'vamp':
+        low, high = data_lib.value_range(config.data)
+        u = (low + high) / 2 + 0.01 * (high - low) * jax.random.normal(
+            rng, (m.prior_components, *image_shape))
+        return {'prior': {'pseudo_inputs': u}}
+    if m.prior == 'mog':
+        return {'prior': {'means': jax.random.normal(rng, (m.prior_components, m.latent_dim)),
+                          'log_vars': jnp.zeros((m.prior_components, m.latent_dim))}}
+    return {}
 
 
 def train_step(config, state, batch: Batch, rng: jax.Array):
@@ -269,9 +333,8 @@ def elbo(config, params, batch: Batch, rng: jax.Array) -> Terms:
 
 
 def sample(config, params, rng: jax.Array, num: int, labels=None) -> jax.Array:
-    """Decoder means of z ~ N(0, I), in the data's value range: [num, H, W, C]."""
-    z = jax.random.normal(rng, (num, config.model.latent_dim))
-    return mean_image(config, decode(config, params, z))
+    """Decoder means of z ~ p(z), in the data's value range: [num, H, W, C]."""
+    return mean_image(config, decode(config, params, sample_prior(config, params, rng, num)))
 
 
 def _value_span(config) -> float:
