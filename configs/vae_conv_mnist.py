@@ -27,6 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         'likelihood': 'gaussian',
         'prior': 'standard',        # or 'mog', 'vamp' (VampPrior): learned mixtures of K
         'prior_components': 0,
+        'top_latent_dim': 0,        # > 0: a second stochastic layer above the first
+        'top_hidden': (),
     })
     config.loss = ml_collections.ConfigDict({
         'beta': 1.0,

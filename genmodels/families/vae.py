@@ -9,6 +9,10 @@ from the one z drawn: a mixture of K Gaussians in latent space ('mog'), or VampP
 the posteriors of K learned pseudo-inputs, p(z) = (1/K) sum_k q(z | u_k) (Tomczak & Welling
 2018, Eq. 9).
 
+With model.top_latent_dim > 0 the model has two stochastic layers (Burda et al. 2016, Sec. 5):
+q(z1 | x) q(z2 | z1) and p(z2) p(z1 | z2) p(x | z1), the prior above on the top layer z2, and
+the ELBO and IWAE weights log p(x, z1, z2) - log q(z1, z2 | x) from the drawn z1, z2.
+
 MLP or convolutional encoder/decoder; Bernoulli likelihood for dynamically binarised data, Gaussian
 (learned per-pixel scale) for uniformly dequantised data, or a discretised Gaussian for the 8-bit
 pixels themselves: the decoder gives each pixel a mean and a scale, and P(x | z) is that Gaussian's
@@ -45,6 +49,8 @@ CONFIG_SCHEMA = {
         'likelihood': str,      # 'bernoulli', 'gaussian' or 'discretized_gaussian'
         'prior': str,           # 'standard' N(0, I), 'mog' or 'vamp' (learned mixtures)
         'prior_components': int,  # K of a mixture prior (VampPrior's pseudo-inputs)
+        'top_latent_dim': int,  # a second stochastic layer z2 of this size above z1 (0: none)
+        'top_hidden': tuple,    # MLP widths of q(z2 | z1); p(z1 | z2) mirrors them
     },
     'loss': {
         'beta': float,          # weight of the KL term (beta-VAE, Higgins et al. 2017)
@@ -58,7 +64,8 @@ LIKELIHOODS = ('bernoulli', 'gaussian', 'discretized_gaussian')
 PRIORS = ('standard', 'mog', 'vamp')
 # Keys added to the schema after runs were saved without them, with the value that reproduces
 # those runs: genmodels.families.read_saved fills them into a saved VAE config.
-ADDED_KEYS = {'model.prior': 'standard', 'model.prior_components': 0}
+ADDED_KEYS = {'model.prior': 'standard', 'model.prior_components': 0,
+              'model.top_latent_dim': 0, 'model.top_hidden': ()}
 # The discretised Gaussian's log scale is held at or above this (a scale of 1e-3 of the value
 # range, a quarter of a 256-level bin on [0, 1]): below it a pixel's bin holds all the mass anyway.
 MIN_LOG_SCALE = math.log(1e-3)
@@ -86,6 +93,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if m.prior != 'standard' and m.prior_components < 1:
         raise ConfigError(f'model.prior={m.prior!r} is a mixture: set model.prior_components to '
                           f'its number of components (at least 1), got {m.prior_components}.')
+    if m.top_latent_dim < 0:
+        raise ConfigError(f'model.top_latent_dim must be 0 (one stochastic layer) or the size of '
+                          f'the second, got {m.top_latent_dim}.')
     if config.loss.num_samples < 1 or m.latent_dim < 1:
         raise ConfigError('loss.num_samples and model.latent_dim must be at least 1.')
 
@@ -104,6 +114,13 @@ def _networks(config: ml_collections.ConfigDict, image_shape: tuple[int, int, in
         encoder = nets.ConvEncoder(tuple(m.channels), 2 * m.latent_dim)
         decoder = nets.ConvDecoder(tuple(m.channels), tuple(image_shape))
     return encoder, decoder
+
+
+def _top_networks(config: ml_collections.ConfigDict):
+    """q(z2 | z1) and p(z1 | z2): MLPs giving a mean and a log variance each."""
+    m = config.model
+    return (nets.MLP(tuple(m.top_hidden) + (2 * m.top_latent_dim,)),
+            nets.MLP(tuple(m.top_hidden)[::-1] + (2 * m.latent_dim,)))
 
 
 def _decoder_shape(config, image_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -168,16 +185,40 @@ def log_normal(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
     return jnp.sum(-0.5 * ((z - mean) ** 2 * jnp.exp(-log_var) + log_var + LOG_2PI), axis=-1)
 
 
+def top_gaussian(config, params, net: str, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """q(z2 | z1) (net 'top_encoder') or p(z1 | z2) ('top_decoder'): z [..., D] -> (mean,
+    log variance)."""
+    module = _top_networks(config)[net == 'top_decoder']
+    return jnp.split(module.apply({'params': params[net]}, z), 2, axis=-1)
+
+
 def prior_components(config, params) -> tuple[jax.Array, jax.Array]:
     """The mixture prior's equally weighted Gaussians: (means [K, D], log variances [K, D]);
-    for VampPrior, the encoder's posteriors of the pseudo-inputs."""
+    for VampPrior, the encoder's posteriors of the pseudo-inputs (with two layers, q(z2 | z1)
+    at the mean of their q(z1 | u))."""
     if config.model.prior == 'vamp':
-        return encode(config, params, params['prior']['pseudo_inputs'])
+        mean, log_var = encode(config, params, params['prior']['pseudo_inputs'])
+        if config.model.top_latent_dim:
+            return top_gaussian(config, params, 'top_encoder', mean)
+        return mean, log_var
     return params['prior']['means'], params['prior']['log_vars']
 
 
+def log_latents(config, params, z: jax.Array, rng: jax.Array, index: jax.Array) -> jax.Array:
+    """For z1 ~ q(z1 | x), [B, k, D]: log p(z1) with one layer; with two, log p(z1, z2) -
+    log q(z2 | z1) for one z2 ~ q(z2 | z1) each, drawn from (rng, example index). -> [B, k]."""
+    if not config.model.top_latent_dim:
+        return log_prior(config, params, z)
+    mean2, log_var2 = top_gaussian(config, params, 'top_encoder', z)
+    eps = noise.normal(rng, index, z.shape[1:-1] + (config.model.top_latent_dim,))
+    z2 = mean2 + jnp.exp(0.5 * log_var2) * eps
+    mean1, log_var1 = top_gaussian(config, params, 'top_decoder', z2)
+    return (log_prior(config, params, z2) + log_normal(z, mean1, log_var1)
+            - log_normal(z2, mean2, log_var2))
+
+
 def log_prior(config, params, z: jax.Array) -> jax.Array:
-    """log p(z) for z [..., D] -> [...]."""
+    """log p(z) of the top stochastic layer, z [..., D] -> [...]."""
     if config.model.prior == 'standard':
         return jnp.sum(-0.5 * (z * z + LOG_2PI), axis=-1)
     means, log_vars = prior_components(config, params)
@@ -186,13 +227,21 @@ def log_prior(config, params, z: jax.Array) -> jax.Array:
 
 
 def sample_prior(config, params, rng: jax.Array, num: int) -> jax.Array:
-    """z ~ p(z): [num, D]; from a mixture, a component drawn uniformly, then its Gaussian."""
-    eps = jax.random.normal(rng, (num, config.model.latent_dim))
-    if config.model.prior == 'standard':
-        return eps
-    means, log_vars = prior_components(config, params)
-    k = jax.random.randint(jax.random.fold_in(rng, 1), (num,), 0, means.shape[0])
-    return means[k] + jnp.exp(0.5 * log_vars[k]) * eps
+    """z ~ p(z), the decoder's input: [num, D]; from a mixture, a component drawn uniformly, then
+    its Gaussian; with two layers, z2 so drawn, then z1 ~ p(z1 | z2)."""
+    m = config.model
+    eps = jax.random.normal(rng, (num, m.top_latent_dim or m.latent_dim))
+    if m.prior == 'standard':
+        z = eps
+    else:
+        means, log_vars = prior_components(config, params)
+        k = jax.random.randint(jax.random.fold_in(rng, 1), (num,), 0, means.shape[0])
+        z = means[k] + jnp.exp(0.5 * log_vars[k]) * eps
+    if not m.top_latent_dim:
+        return z
+    mean1, log_var1 = top_gaussian(config, params, 'top_decoder', z)
+    return mean1 + jnp.exp(0.5 * log_var1) * jax.random.normal(jax.random.fold_in(rng, 2),
+                                                                 mean1.shape)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,12 +262,14 @@ def elbo_objective(config, params, batch: Batch, rng: jax.Array, step: jax.Array
     z = mean + jnp.exp(0.5 * log_var) * eps  # reparameterisation (K&W Sec. 2.4)
     # 1. RECONSTRUCTION
     recon = log_px_given_z(config, params, x, decode(config, params, z))
-    # 2. LATENT: closed form against N(0, I); against a mixture prior, log q - log p at the z
-    # drawn (an unbiased one-sample estimate).
-    if config.model.prior == 'standard':
+    # 2. LATENT: closed form against N(0, I); against a mixture prior or with two layers,
+    # log q - log p at the latents drawn (an unbiased one-sample estimate).
+    if config.model.prior == 'standard' and not config.model.top_latent_dim:
         kl = gaussian_kl(mean, log_var)
     else:
-        kl = log_normal(z, mean, log_var) - log_prior(config, params, z)
+        log_p = log_latents(config, params, z[:, None], jax.random.fold_in(rng, 1),
+                            batch['index'])[:, 0]
+        kl = log_normal(z, mean, log_var) - log_p
     beta = config.loss.beta
     if config.loss.kl_warmup_steps > 0:
         beta = beta * jnp.minimum(1.0, step.astype(jnp.float32) / config.loss.kl_warmup_steps)
@@ -235,7 +286,7 @@ def iwae_log_weights(config, params, x: jax.Array, index: jax.Array, rng: jax.Ar
     out = decode(config, params, z.reshape(b * k, d))                        # [B*k, H, W, C]
     x_rep = jnp.repeat(x, k, axis=0)
     log_px = log_px_given_z(config, params, x_rep, out).reshape(b, k)
-    log_pz = log_prior(config, params, z)
+    log_pz = log_latents(config, params, z, jax.random.fold_in(rng, 1), index)
     log_qz = log_normal(z, mean[:, None], log_var[:, None])
     return log_px + log_pz - log_qz
 
@@ -271,6 +322,13 @@ def init(config, rng: jax.Array, example_batch: Batch) -> dict[str, PyTree]:
         # image shape (unused, but kept, for the Bernoulli likelihood).
         'log_scale': jnp.full(shape, math.log(0.1), jnp.float32),
     }
+    if config.model.top_latent_dim:
+        top_enc, top_dec = _top_networks(config)
+        k_top_enc, k_top_dec = jax.random.split(jax.random.fold_in(rng, 3))
+        params['top_encoder'] = top_enc.init(
+            k_top_enc, jnp.zeros((1, config.model.latent_dim)))['params']
+        params['top_decoder'] = top_dec.init(
+            k_top_dec, jnp.zeros((1, config.model.top_latent_dim)))['params']
     params |= _init_prior(config, jax.random.fold_in(rng, 2), shape)
     return train_state.create(config, params)
 
@@ -286,8 +344,9 @@ def _init_prior(config, rng: jax.Array, image_shape: tuple[int, ...]) -> dict[st
             rng, (m.prior_components, *image_shape))
         return {'prior': {'pseudo_inputs': u}}
     if m.prior == 'mog':
-        return {'prior': {'means': jax.random.normal(rng, (m.prior_components, m.latent_dim)),
-                          'log_vars': jnp.zeros((m.prior_components, m.latent_dim))}}
+        d = m.top_latent_dim or m.latent_dim
+        return {'prior': {'means': jax.random.normal(rng, (m.prior_components, d)),
+                          'log_vars': jnp.zeros((m.prior_components, d))}}
     return {}
 
 
