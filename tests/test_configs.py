@@ -56,8 +56,15 @@ def test_a_family_fills_in_the_keys_it_added_and_only_into_its_own_runs(tmp_path
     assert 'sampler' not in gan and restored['sampler'] == {'jacobian_truncation': 0.0}
     assert {n: restored[n.split('.')[0]][n.split('.')[1]] for n in added} == added
     families.validated(ml_collections.ConfigDict(restored))
-    # The VAE run gets the trainer's added keys (config.ADDED_KEYS) and nothing of the GAN's.
+    # The VAE run gets the trainer's added keys (config.ADDED_KEYS) and its own family's
+    # (model.prior, ...), nothing of the GAN's.
     vae = json.loads(json.dumps(SAVED['vae_mnist']))
     for (section, key), (_, value) in config_lib.ADDED_KEYS.items():
         vae[section].setdefault(key, value)
+    vae_added = families.added_keys('vae')
+    assert vae_added and not set(vae_added) & set(added)
+    for name, value in vae_added.items():
+        section, key = name.split('.')
+        assert key not in vae[section]  # saved before the VAE added it
+        vae[section][key] = value
     assert families.read_saved(str(tmp_path / 'vae')) == vae
