@@ -116,6 +116,11 @@ def _networks(config: ml_collections.ConfigDict, image_shape: tuple[int, int, in
     return encoder, decoder
 
 
+def _prior_dim(m: ml_collections.ConfigDict) -> int:
+    """The size of the latent the prior is on: the top layer's with two layers, else z's."""
+    return m.top_latent_dim or m.latent_dim
+
+
 def _top_networks(config: ml_collections.ConfigDict):
     """q(z2 | z1) and p(z1 | z2): MLPs giving a mean and a log variance each."""
     m = config.model
@@ -230,7 +235,7 @@ def sample_prior(config, params, rng: jax.Array, num: int) -> jax.Array:
     """z ~ p(z), the decoder's input: [num, D]; from a mixture, a component drawn uniformly, then
     its Gaussian; with two layers, z2 so drawn, then z1 ~ p(z1 | z2)."""
     m = config.model
-    eps = jax.random.normal(rng, (num, m.top_latent_dim or m.latent_dim))
+    eps = jax.random.normal(rng, (num, _prior_dim(m)))
     if m.prior == 'standard':
         z = eps
     else:
@@ -344,7 +349,7 @@ def _init_prior(config, rng: jax.Array, image_shape: tuple[int, ...]) -> dict[st
             rng, (m.prior_components, *image_shape))
         return {'prior': {'pseudo_inputs': u}}
     if m.prior == 'mog':
-        d = m.top_latent_dim or m.latent_dim
+        d = _prior_dim(m)
         return {'prior': {'means': jax.random.normal(rng, (m.prior_components, d)),
                           'log_vars': jnp.zeros((m.prior_components, d))}}
     return {}
