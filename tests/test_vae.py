@@ -18,9 +18,16 @@ from tests import helpers
 from tests.helpers import jitted_init
 
 
+def _standard_prior_config() -> ml_collections.ConfigDict:
+    """configs/vae_mnist.py with the N(0, I) prior the closed forms here assume."""
+    config = vae_mnist.get_config()
+    config.model.prior, config.model.prior_components = 'standard', 0
+    return config
+
+
 def _linear_gaussian_config(latent: int) -> ml_collections.ConfigDict:
     """A VAE whose encoder and decoder are single linear layers: probabilistic PCA."""
-    config = vae_mnist.get_config()
+    config = _standard_prior_config()
     config.model.hidden = ()
     config.model.latent_dim = latent
     config.model.likelihood = 'gaussian'
@@ -119,7 +126,7 @@ def test_ppca_with_exact_posterior_has_tight_elbo():
 
 
 def test_elbo_below_iwae_k_below_iwae_larger_k():
-    config = vae_mnist.get_config()
+    config = _standard_prior_config()
     config.model.hidden = (64,)
     config.model.latent_dim = 8
     rng = np.random.default_rng(0)
@@ -136,7 +143,7 @@ def test_elbo_below_iwae_k_below_iwae_larger_k():
 
 def test_iwae_chunking_covers_k_samples():
     """k not a multiple of the chunk: the padded samples are masked, so k=1 equals the ELBO sample."""
-    config = vae_mnist.get_config()
+    config = _standard_prior_config()
     config.model.hidden = (32,)
     x = (np.random.default_rng(1).uniform(size=(4, 28, 28, 1)) < 0.5).astype(np.float32)
     params = jitted_init(vae, config, jax.random.key(0), {'image': x})['params']
@@ -271,7 +278,8 @@ def test_mixture_priors_and_two_layers_train_and_report_bounds(prior, top, tmp_p
                                    'model.top_latent_dim': top, 'model.top_hidden': (8,)})
     result = trainer.train_and_evaluate(config, str(tmp_path / 'w'))
     assert np.isfinite(result['nll_nats']) and result['nll_nats'] <= -result['elbo_nats'] + 1.0
-    bad = helpers.smoke_config('vae_mnist', data_dir, {'model.prior': prior})
+    bad = helpers.smoke_config('vae_mnist', data_dir, {'model.prior': prior,
+                                                       'model.prior_components': 0})
     with pytest.raises(ConfigError, match='set model.prior_components'):
         families.validated(bad)
     with pytest.raises(ConfigError, match='model.prior must be one of'):

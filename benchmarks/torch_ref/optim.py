@@ -1,6 +1,6 @@
 """The optimizer side of the torch mirrors (VAE, DDPM, MLP GAN): train_state.make_optimizer's
-Adam with optional global-norm clipping, the learning rate of update k read from the same optax
-schedule, then the EMA of the params at train.ema_rate."""
+Adam or AdamW with optional global-norm clipping, the learning rate of update k read from the same
+optax schedule, then the EMA of the params at train.ema_rate."""
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +15,9 @@ def global_norm(tensors):
 
 
 class ScheduledAdam:
-    """Adam as `train_state.make_optimizer(config[section], num_updates)` builds it, then the EMA
-    of the params at train.ema_rate when `ema` (a GAN's D keeps none)."""
+    """Adam or AdamW as `train_state.make_optimizer(config[section], num_updates)` builds it, then
+    the EMA of the params at train.ema_rate when `ema` (a GAN's D keeps none). torch's AdamW
+    scales p by 1 - lr wd before the Adam step, optax.adamw adds lr wd p to it: the same update."""
 
     def __init__(self, config, params, section: str = 'optimizer', ema: bool = True):
         o = config[section]
@@ -25,8 +26,9 @@ class ScheduledAdam:
         schedule = train_state.learning_rate_schedule(o, num_updates)
         self.lrs = np.asarray(jax.vmap(schedule)(jnp.arange(num_updates + 1)))
         self.params = list(params)
-        self.opt = torch.optim.Adam(self.params, lr=float(self.lrs[0]), betas=(o.b1, o.b2),
-                                    eps=1e-8)
+        adam = dict(lr=float(self.lrs[0]), betas=(o.b1, o.b2), eps=1e-8)
+        self.opt = (torch.optim.AdamW(self.params, weight_decay=o.weight_decay, **adam)
+                    if o.name == 'adamw' else torch.optim.Adam(self.params, **adam))
         self.ema = [p.detach().clone() for p in self.params] if ema else None
         self.count = 0
 

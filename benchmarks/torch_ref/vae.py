@@ -3,14 +3,18 @@
 The same maths as vae.train_step with the ELBO objective and a Bernoulli likelihood:
 
     q(z | x) = N(mean, exp(log_var)), an MLP on the flattened image; z = mean + exp(log_var / 2) eps
-    loss = mean_B [-log p(x | z) + beta_t KL(q || N(0, I))],  beta_t = beta min(1, t / warm-up)
+    loss = mean_B [-log p(x | z) + beta_t KL],  beta_t = beta min(1, t / warm-up)
 
-then Adam at the config's learning-rate schedule (read from the same optax schedule), the gradient's
+with KL(q || N(0, I)) in closed form, or with the VampPrior p(z) = (1/K) sum_k q(z | u_k) over K
+learned pseudo-inputs u_k the estimate log q(z | x) - log p(z) at the drawn z; then Adam or AdamW
+at the config's learning-rate schedule (read from the same optax schedule), the gradient's
 global norm, and the EMA of the params at train.ema_rate (a copy when it is 0, as on the JAX side).
 Layers are nn.Linear with ReLU between them, named as flax's (`dense_<i>`), so weights map by name;
 `mirror_check` compares the encoder, the decoder and the ELBO's terms with flax's on the same
 weights. Used by benchmarks/run.py; torch is a benchmark-only dependency.
 """
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +35,9 @@ def unmirrored(config) -> list[str]:
         'model.likelihood': m.likelihood != 'bernoulli',
         'objective': config.objective != 'elbo',
         'data.scale': config.data.scale != '01',
-        'optimizer.name': o.name != 'adam',
+        'model.prior': m.prior not in ('standard', 'vamp'),
+        'model.top_latent_dim': m.top_latent_dim != 0,
+        'optimizer.name': o.name not in ('adam', 'adamw'),
     }
     return [k for k, v in unmirrored.items() if v]
 
@@ -53,12 +59,20 @@ class TorchMLP(torch.nn.Module):
         return x
 
 
+def log_normal(z, mean, log_var):
+    """vae.log_normal: log N(z; mean, exp(log_var)) summed over the last axis."""
+    log_2pi = math.log(2 * math.pi)
+    return torch.sum(-0.5 * ((z - mean) ** 2 * torch.exp(-log_var) + log_var + log_2pi), dim=-1)
+
+
 class TorchVAE(torch.nn.Module):
     def __init__(self, m, num_pixels):
         super().__init__()
         hidden = tuple(m.hidden)
         self.encoder = TorchMLP((num_pixels,) + hidden + (2 * m.latent_dim,))
         self.decoder = TorchMLP((m.latent_dim,) + hidden[::-1] + (num_pixels,))
+        self.pseudo_inputs = (torch.nn.Parameter(torch.zeros(m.prior_components, num_pixels))
+                              if m.prior == 'vamp' else None)
 
     def terms(self, x, eps):
         """x [B, D] in {0, 1}, eps [B, D_z] -> (recon [B], kl [B]) in nats (vae.elbo_objective)."""
@@ -66,14 +80,24 @@ class TorchVAE(torch.nn.Module):
         z = mean + torch.exp(0.5 * log_var) * eps
         # 1. RECONSTRUCTION: log Bernoulli(x; sigmoid(l)), summed over pixels
         recon = -F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction='none').sum(-1)
-        # 2. LATENT: KL to N(0, I) in closed form
-        kl = 0.5 * torch.sum(mean * mean + torch.exp(log_var) - 1.0 - log_var, dim=-1)
+        # 2. LATENT: KL to N(0, I) in closed form, or log q - log p at z against the VampPrior
+        if self.pseudo_inputs is None:
+            kl = 0.5 * torch.sum(mean * mean + torch.exp(log_var) - 1.0 - log_var, dim=-1)
+        else:
+            means, log_vars = self.encoder(self.pseudo_inputs).chunk(2, dim=-1)     # [K, D_z]
+            log_p = (torch.logsumexp(log_normal(z[:, None], means, log_vars), dim=-1)
+                     - math.log(len(means)))
+            kl = log_normal(z, mean, log_var) - log_p
         return recon, kl
 
 
 def load_flax_params(net, params) -> None:
-    """Copies flax's encoder and decoder Dense layers ([in, out] kernels) into the mirror."""
+    """Copies flax's encoder and decoder Dense layers ([in, out] kernels) and the VampPrior's
+    pseudo-inputs into the mirror."""
     with torch.no_grad():
+        if net.pseudo_inputs is not None:
+            u = np.array(params['prior']['pseudo_inputs'])
+            net.pseudo_inputs.copy_(torch.from_numpy(u.reshape(len(u), -1)))
         for part in ('encoder', 'decoder'):
             for name, layer in params[part].items():
                 module = getattr(net, part).get_submodule(name)
@@ -82,7 +106,7 @@ def load_flax_params(net, params) -> None:
 
 
 class TorchVAEStep:
-    """vae.train_step's order: ELBO loss with KL warm-up, Adam at the schedule's rate, EMA."""
+    """vae.train_step's order: ELBO loss with KL warm-up, Adam(W) at the schedule's rate, EMA."""
 
     def __init__(self, config, net, params):
         loss = config.loss
@@ -112,7 +136,8 @@ def mirror_check(config, net, params, images, num: int = 16) -> str:
     z = mean + jnp.exp(0.5 * log_var) * eps
     out = vae.decode(config, params, z)
     recon = vae.log_px_given_z(config, params, x, out)
-    kl = vae.gaussian_kl(mean, log_var)
+    kl = (vae.gaussian_kl(mean, log_var) if config.model.prior == 'standard' else
+          vae.log_normal(z, mean, log_var) - vae.log_prior(config, params, z))
     load_flax_params(net, params)
     flat = torch.from_numpy(x.reshape(len(x), -1))
     with torch.no_grad():
