@@ -31,8 +31,9 @@ def jitted(objective, config):
 
 @pytest.fixture(scope='module')
 def setup(data_dir):
-    """A tiny VAE's initial parameters and one real training batch (16 binarised digits)."""
-    config = smoke_config('vae_mnist', data_dir, VAE)
+    """A tiny VAE with the N(0, I) prior (the closed forms below): its initial parameters and one
+    real training batch (16 binarised digits)."""
+    config = smoke_config('vae_mnist', data_dir, VAE, {'model.prior': 'standard'})
     batch = jax.tree.map(jnp.asarray, next(data.train_iterator(config.data, 16, 0)))
     params = jax.jit(lambda key: vae.init(config, key, batch)['params'])(jax.random.key(0))
     n = data.dataset_info(config.data).num_examples[config.data.train_split]
@@ -72,6 +73,27 @@ def test_terms_sum_to_the_single_sample_kl_and_loss_is_exact(setup):
         np.testing.assert_allclose(getattr(terms, key), getattr(ref, key), rtol=1e-6, atol=1e-5)
     # The one-sample KL estimate differs from the closed form the ELBO objective uses.
     assert float(jnp.max(jnp.abs(log_ratio - ref.kl))) > 1e-2
+
+
+def test_against_a_vamp_prior_the_terms_sum_to_the_elbo_objectives_kl(setup):
+    """configs/vae_mnist.py's VampPrior: (iii) becomes log prod_d q(z_d) - log p(z) with the
+    prior's own log p, so the three terms sum, sample for sample, to the ELBO objective's
+    one-sample KL, and with beta = 1 the two losses are one."""
+    config, _, batch, _ = setup
+    config = config.copy_and_resolve_references()
+    config.model.prior, config.loss.beta = 'vamp', 1.0
+    params = jax.jit(lambda key: vae.init(config, key, batch)['params'])(jax.random.key(1))
+    rng, step = jax.random.key(6), jnp.asarray(config.loss.kl_warmup_steps)
+    ref = jitted(vae.elbo_objective, config)(params, batch, rng, step)
+    terms = jitted(beta_tc_vae.beta_tc_elbo, config)(params, batch, rng, step)
+    for key in ('loss', 'elbo', 'recon', 'kl'):
+        np.testing.assert_allclose(getattr(terms, key), getattr(ref, key), rtol=1e-5, atol=1e-3)
+    z, mean, log_var, log_ratio_standard, _ = sampled(config, params, batch, rng)
+    log_pz = vae.log_prior(config, params, z)
+    mi, tc, dwkl = decompose(z, mean, log_var, 4500, log_pz)
+    np.testing.assert_allclose(mi + tc + dwkl, ref.kl, atol=1e-4, rtol=1e-5)
+    # The learned prior is not N(0, I): its KL differs from the standard prior's at the same z.
+    assert float(jnp.max(jnp.abs(ref.kl - log_ratio_standard))) > 1e-1
 
 
 def test_beta_weights_tc_only_and_warmup_scales_the_whole_penalty(setup):

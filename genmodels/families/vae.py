@@ -252,6 +252,17 @@ def sample_prior(config, params, rng: jax.Array, num: int) -> jax.Array:
 # ------------------------------------------------------------------------------------------------
 # Objectives: each returns the per-example loss [B] (to be averaged) and per-example diagnostics.
 
+def latent_kl(config, params, z: jax.Array, mean: jax.Array, log_var: jax.Array, rng: jax.Array,
+              index: jax.Array) -> jax.Array:
+    """KL(q(z | x) || p(z)) [B] for one z [B, D] ~ q(z | x) = N(mean, exp(log_var)) each: in
+    closed form against N(0, I); against a mixture prior or with two layers, log q - log p at the
+    z drawn (an unbiased one-sample estimate; z2 drawn from (fold_in(rng, 1), index))."""
+    if config.model.prior == 'standard' and not config.model.top_latent_dim:
+        return gaussian_kl(mean, log_var)
+    log_p = log_latents(config, params, z[:, None], jax.random.fold_in(rng, 1), index)[:, 0]
+    return log_normal(z, mean, log_var) - log_p
+
+
 @chex.dataclass
 class Terms:
     loss: chex.Array   # [B] what the optimiser minimises
@@ -267,14 +278,8 @@ def elbo_objective(config, params, batch: Batch, rng: jax.Array, step: jax.Array
     z = mean + jnp.exp(0.5 * log_var) * eps  # reparameterisation (K&W Sec. 2.4)
     # 1. RECONSTRUCTION
     recon = log_px_given_z(config, params, x, decode(config, params, z))
-    # 2. LATENT: closed form against N(0, I); against a mixture prior or with two layers,
-    # log q - log p at the latents drawn (an unbiased one-sample estimate).
-    if config.model.prior == 'standard' and not config.model.top_latent_dim:
-        kl = gaussian_kl(mean, log_var)
-    else:
-        log_p = log_latents(config, params, z[:, None], jax.random.fold_in(rng, 1),
-                            batch['index'])[:, 0]
-        kl = log_normal(z, mean, log_var) - log_p
+    # 2. LATENT
+    kl = latent_kl(config, params, z, mean, log_var, rng, batch['index'])
     beta = config.loss.beta
     if config.loss.kl_warmup_steps > 0:
         beta = beta * jnp.minimum(1.0, step.astype(jnp.float32) / config.loss.kl_warmup_steps)
