@@ -66,15 +66,12 @@ def beta_tc_elbo(config, params, batch, rng: jax.Array, step: jax.Array) -> vae.
     recon = vae.log_px_given_z(config, params, x, vae.decode(config, params, z))
     # 2. LATENT: (i) + beta (ii) + (iii). N is a Python int read while tracing (config is static).
     n = data.dataset_info(config.data).num_examples[config.data.train_split]
-    log_pz = None  # N(0, I); a learned prior's log p(z) at the same draw as the ELBO objective's
-    if config.model.prior != 'standard' or config.model.top_latent_dim:
-        log_pz = vae.log_latents(config, params, z[:, None], jax.random.fold_in(rng, 1),
-                                 batch['index'])[:, 0]
+    log_pz = vae.log_p_drawn(config, params, z, rng, batch['index'])  # the ELBO objective's draw
     mi, tc, dwkl = decompose(z, mean, log_var, n, log_pz)
     penalty = mi + config.loss.beta * tc + dwkl
     # Warm-up scales the whole penalty, as it scales beta * KL in vae.elbo_objective, so that
     # beta = 1 stays the ELBO (in expectation) at every step.
     if config.loss.kl_warmup_steps > 0:
         penalty = penalty * jnp.minimum(1.0, step.astype(jnp.float32) / config.loss.kl_warmup_steps)
-    kl = vae.latent_kl(config, params, z, mean, log_var, rng, batch['index'])
+    kl = vae.latent_kl(config, mean, log_var, z, log_pz)
     return vae.Terms(loss=-(recon - penalty), elbo=recon - kl, recon=recon, kl=kl)

@@ -252,14 +252,20 @@ def sample_prior(config, params, rng: jax.Array, num: int) -> jax.Array:
 # ------------------------------------------------------------------------------------------------
 # Objectives: each returns the per-example loss [B] (to be averaged) and per-example diagnostics.
 
-def latent_kl(config, params, z: jax.Array, mean: jax.Array, log_var: jax.Array, rng: jax.Array,
-              index: jax.Array) -> jax.Array:
-    """KL(q(z | x) || p(z)) [B] for one z [B, D] ~ q(z | x) = N(mean, exp(log_var)) each: in
-    closed form against N(0, I); against a mixture prior or with two layers, log q - log p at the
-    z drawn (an unbiased one-sample estimate; z2 drawn from (fold_in(rng, 1), index))."""
+def log_p_drawn(config, params, z: jax.Array, rng: jax.Array, index: jax.Array) -> jax.Array:
+    """log p(z) [B] (with two layers, log p(z1, z2) - log q(z2 | z1)) at one z [B, D] each, z2
+    drawn from (fold_in(rng, 1), index): the objectives' draw."""
+    return log_latents(config, params, z[:, None], jax.random.fold_in(rng, 1), index)[:, 0]
+
+
+def latent_kl(config, mean: jax.Array, log_var: jax.Array, z: jax.Array, log_p: jax.Array
+              ) -> jax.Array:
+    """KL(q(z | x) || p(z)) [B] for one z [B, D] ~ q(z | x) = N(mean, exp(log_var)) each, with
+    log_p its `log_p_drawn`: in closed form against N(0, I) (log_p unused, so compiled away);
+    against a mixture prior or with two layers, log q - log p at the z drawn (an unbiased
+    one-sample estimate)."""
     if config.model.prior == 'standard' and not config.model.top_latent_dim:
         return gaussian_kl(mean, log_var)
-    log_p = log_latents(config, params, z[:, None], jax.random.fold_in(rng, 1), index)[:, 0]
     return log_normal(z, mean, log_var) - log_p
 
 
@@ -279,7 +285,7 @@ def elbo_objective(config, params, batch: Batch, rng: jax.Array, step: jax.Array
     # 1. RECONSTRUCTION
     recon = log_px_given_z(config, params, x, decode(config, params, z))
     # 2. LATENT
-    kl = latent_kl(config, params, z, mean, log_var, rng, batch['index'])
+    kl = latent_kl(config, mean, log_var, z, log_p_drawn(config, params, z, rng, batch['index']))
     beta = config.loss.beta
     if config.loss.kl_warmup_steps > 0:
         beta = beta * jnp.minimum(1.0, step.astype(jnp.float32) / config.loss.kl_warmup_steps)
