@@ -309,6 +309,19 @@ def test_mode_coverage_counts_modes_and_quality():
     assert midway['between_modes_fraction'] == 0.5 and midway['high_quality_fraction'] == 0.5
 
 
+def test_code_holdings_count_the_codes_on_one_mode_and_the_modes_they_hold():
+    centres = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]])
+    stds = np.full(3, 0.05)
+    # code 0: all on mode 0; code 1: 6 of 10 on mode 1, 4 on mode 2; code 2: 5 of 10 on mode 0
+    # (not more than half), the rest between modes; code 3: 9 on mode 0, one 4 std off mode 2.
+    at = lambda mode, n, dy=0.0: np.tile(centres[mode] + [0.0, dy], (n, 1))
+    samples = np.concatenate([at(0, 10), at(1, 6), at(2, 4), at(0, 5), np.tile([1.0, 0.0], (5, 1)),
+                              at(0, 9), at(2, 1, 0.2)])
+    codes = np.repeat([0, 1, 1, 2, 2, 3, 3], [10, 6, 4, 5, 5, 9, 1])
+    result = modes.code_holdings(samples, codes, 5, centres, stds)  # code 4 drew no samples
+    assert result == {'codes_holding_a_mode': 3, 'modes_held_by_codes': 2}
+
+
 def test_exact_samples_cover_every_mode_of_both_grids():
     """2,500 exact samples: 1% per mode would leave about half of the 100-grid's modes (1% is
     each one's whole share) uncovered; a quarter of the share covers them all."""

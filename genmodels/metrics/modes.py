@@ -13,6 +13,15 @@ NUM_STDS = 3.0       # "near": within this many standard deviations of the mode'
 FAR_STDS = 6.0       # "between modes": farther than this from every mode (exact 2D: exp(-18))
 
 
+def _nearest(samples: np.ndarray, modes: np.ndarray, stds: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's nearest mode [N] and its distance from it in that mode's stds [N]."""
+    x = np.asarray(samples, np.float64)
+    dist = np.linalg.norm(x[:, None, :] - np.asarray(modes)[None], axis=-1)  # [N, K]
+    nearest = np.argmin(dist, axis=1)
+    return nearest, dist[np.arange(len(x)), nearest] / np.asarray(stds)[nearest]
+
+
 def mode_coverage(samples: np.ndarray, modes: np.ndarray, stds: np.ndarray) -> dict[str, float]:
     """samples [N, D], mode means [K, D] and stds [K] -> modes_covered (modes with at least
     min(1%, 1 / 4K) of the samples within 3 std: 1% up to 25 modes; 0.25% on the 100-grid, where
@@ -20,14 +29,29 @@ def mode_coverage(samples: np.ndarray, modes: np.ndarray, stds: np.ndarray) -> d
     high_quality_fraction (samples within 3 std of some mode) and between_modes_fraction
     (samples farther than 6 std from every mode: on a bridge between modes rather than on a
     mode's widened edge). A sample counts for its nearest mode only."""
-    x = np.asarray(samples, np.float64)
-    dist = np.linalg.norm(x[:, None, :] - np.asarray(modes)[None], axis=-1)  # [N, K]
-    nearest = np.argmin(dist, axis=1)
-    in_stds = dist[np.arange(len(x)), nearest] / np.asarray(stds)[nearest]
+    nearest, in_stds = _nearest(samples, modes, stds)
     near = in_stds <= NUM_STDS
     counts = np.bincount(nearest[near], minlength=len(modes))
-    min_count = min(MIN_FRACTION, MIN_SHARE / len(modes)) * len(x)
+    min_count = min(MIN_FRACTION, MIN_SHARE / len(modes)) * len(samples)
     return {'modes_covered': int(np.sum(counts >= min_count)),
             'modes_total': int(len(modes)),
             'high_quality_fraction': float(np.mean(near)),
             'between_modes_fraction': float(np.mean(in_stds > FAR_STDS))}
+
+
+def code_holdings(samples: np.ndarray, codes: np.ndarray, num_codes: int, modes: np.ndarray,
+                  stds: np.ndarray) -> dict[str, int]:
+    """How a GAN's categorical code (InfoGAN's) shares out a mixture's modes: samples [N, D] drawn
+    with codes [N] in [0, num_codes). A code holds a mode when more than half of its samples lie
+    within 3 std of it. -> codes_holding_a_mode (of num_codes) and modes_held_by_codes (modes
+    some code holds). When nearly every code holds a mode, the modes no code holds are the ones
+    missing from modes_covered: the codes crowd onto some modes instead of spreading out."""
+    nearest, in_stds = _nearest(samples, modes, stds)
+    near = in_stds <= NUM_STDS
+    held = []
+    for code in range(num_codes):
+        mine = np.asarray(codes) == code
+        counts = np.bincount(nearest[mine & near], minlength=len(modes))
+        if 2 * counts.max() > np.sum(mine):
+            held.append(int(np.argmax(counts)))
+    return {'codes_holding_a_mode': len(held), 'modes_held_by_codes': len(set(held))}

@@ -237,10 +237,12 @@ def sample(config, params, rng: jax.Array, num: int, labels=None, codes=None) ->
 
 CLASS_SAMPLES = 5000  # generated digits read by the MNIST classifier for label metrics
 KDE_SAMPLES = 10_000  # samples of G behind the KDE of the toy KL estimate
+CODE_SAMPLES = 50  # samples of G per categorical code behind the toy's code_holdings
 
 
 def _toy_metrics(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:
-    """Mode coverage of 2,500 samples (grids), and kl_estimate_nats = E_p[log p(x) - log q(x)]
+    """Mode coverage of 2,500 samples (grids) and, with a categorical code, which modes its codes
+    hold (modes_lib.code_holdings); kl_estimate_nats = E_p[log p(x) - log q(x)]
     over the test points, with q a Gaussian KDE of KDE_SAMPLES samples of G whose bandwidth
     maximises the likelihood of held-out samples (never the test points). G has no density, so
     this is a Parzen-window estimate (Theis et al. 2016): the KDE's smoothing counts against G,
@@ -251,6 +253,15 @@ def _toy_metrics(config, params, data: dict[str, np.ndarray], rng: jax.Array) ->
     if toy.modes is not None:
         points = np.asarray(sample(config, params, k_modes, 2500)).reshape(2500, -1)
         out |= modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
+        if k := config.model.info_categorical:  # CODE_SAMPLES points for each code
+            codes = np.arange(k * CODE_SAMPLES) % k
+            k_code, k_cont = jax.random.split(jax.random.fold_in(k_modes, 1))
+            cont = jax.random.uniform(k_cont, (len(codes), config.model.info_continuous),
+                                      minval=-1.0, maxval=1.0)
+            points = sample(config, params, k_code, len(codes),
+                            codes={'categorical': jnp.asarray(codes), 'continuous': cont})
+            out |= modes_lib.code_holdings(np.asarray(points).reshape(len(codes), -1), codes, k,
+                                           toy.modes, toy.mode_stds)
     samples = sample(config, params, k_kde, KDE_SAMPLES).reshape(KDE_SAMPLES, -1)
     test = jnp.asarray(data['image'].reshape(len(data['image']), -1))
     kde = kde_lib.fit(samples, 'cv', rng=k_cv)
