@@ -516,15 +516,23 @@ def test_conditional_and_infogan_figures(make, data_dir, tmp_path):
 def test_toy_kl_estimate_is_small_for_true_samples_and_large_for_shifted_ones(monkeypatch,
                                                                           data_dir):
     config = small(gan_grid25.get_config(), data_dir)
+    config.model.info_categorical = 5
     toy = data.toy_distribution(config.data.name)
     test = data.load_split(config.data, 'test', 2000)
     shift = {'value': 0.0}
-    monkeypatch.setattr(gan, 'sample', lambda config, params, rng, num: (
-        toy.sample(rng, num) + shift['value']).reshape(num, 2, 1, 1))
+
+    def sample(config, params, rng, num, codes=None):  # exact samples; code c on mode 3 + c // 2
+        points = (toy.sample(rng, num) if codes is None
+                  else toy.modes[3 + np.asarray(codes['categorical']) // 2])
+        return (points + shift['value']).reshape(num, 2, 1, 1)
+
+    monkeypatch.setattr(gan, 'sample', sample)
     exact = gan.evaluate(config, None, test, jax.random.key(0))
     shift['value'] = 0.15  # 4.2 mode std off: most samples fall outside 3 std of their mode
     shifted = gan.evaluate(config, None, test, jax.random.key(0))
     assert exact['modes_covered'] == 25 and exact['high_quality_fraction'] > 0.98
+    assert (exact['codes_holding_a_mode'], exact['modes_held_by_codes']) == (5, 3)
+    assert (shifted['codes_holding_a_mode'], shifted['modes_held_by_codes']) == (0, 0)
     # Measured: 0.098 nats (the KDE's smoothing) and 5.9 nats; true samples score 0.99 high
     # quality, the chance a 2D Gaussian falls within 3 std, 1 - exp(-4.5).
     assert 0.0 < exact['kl_estimate_nats'] < 0.2
