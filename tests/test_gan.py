@@ -444,6 +444,7 @@ def test_a_short_toy_run_moves_samples_toward_the_data(tmp_path, data_dir):
     config.train.checkpoint_every = 500
     config.eval.use_ema = False
     config.optimizer.learning_rate = config.disc_optimizer.learning_rate = 1e-3
+    config.sampler.jacobian_truncation = 0.0  # G's own samples (truncation: tests above)
     workdir = str(tmp_path / 'toy')
     trainer.train_and_evaluate(config, workdir)
     example = {'image': np.zeros((1, 2, 1, 1), np.float32), 'label': np.zeros(1, np.int32),
@@ -459,7 +460,7 @@ def test_a_short_toy_run_moves_samples_toward_the_data(tmp_path, data_dir):
         dirs = np.stack([np.cos(angles), np.sin(angles)], 1)
         return np.mean(np.abs(np.sort(x @ dirs.T, 0) - np.sort(points @ dirs.T, 0)))
 
-    assert distance(after) < 0.8 * distance(before)  # measured: 1.62 vs 2.42
+    assert distance(after) < 0.5 * distance(before)  # measured: 0.40 vs 2.14
 
 
 @pytest.mark.parametrize('objective', ['wgan_gp'])
