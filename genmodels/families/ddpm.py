@@ -419,7 +419,7 @@ def _toy_modes(config, params, rng: jax.Array) -> dict[str, float]:
     if toy.modes is None:
         return {}
     points = np.asarray(sample(config, params, rng, 2500)).reshape(2500, -1)
-    return modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
+    return modes_lib.of_toy_samples(points, toy)
 
 
 def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dict[str, float]:

@@ -248,13 +248,10 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
 
 
 def _toy_metrics(config, params, rng: jax.Array) -> dict[str, float]:
-    toy = data_lib.toy_distribution(config.data.name)
     num = config.eval.num_samples
     points = np.asarray(jax.jit(lambda key: sample(config, params, key, num))(rng)).reshape(num, -1)
-    out = {'samples_true_nll_nats': -float(np.mean(toy.log_prob(points)))}
-    if toy.modes is not None:
-        out |= modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
-    return out
+    return modes_lib.of_toy_samples(points, data_lib.toy_distribution(config.data.name),
+                                    true_nll=True)
 
 
 STRIP_POINTS = 10  # columns of the sampling strip: the chain at 9 evenly spaced steps, then x

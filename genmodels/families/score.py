@@ -367,12 +367,9 @@ def _sample_points(config, params, rng: jax.Array, num: int) -> np.ndarray:
 
 
 def _toy_metrics(config, params, rng: jax.Array) -> dict[str, float]:
-    toy = data_lib.toy_distribution(config.data.name)
     points = _sample_points(config, params, rng, config.eval.num_samples)
-    out = {'samples_true_nll_nats': -float(np.mean(toy.log_prob(points)))}
-    if toy.modes is not None:
-        out |= modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
-    return out
+    return modes_lib.of_toy_samples(points, data_lib.toy_distribution(config.data.name),
+                                    true_nll=True)
 
 
 STRIP_POINTS = 10  # columns of the Langevin strip: the chain at 9 evenly spaced steps, then x

@@ -39,6 +39,16 @@ def mode_coverage(samples: np.ndarray, modes: np.ndarray, stds: np.ndarray) -> d
             'between_modes_fraction': float(np.mean(in_stds > FAR_STDS))}
 
 
+def of_toy_samples(points: np.ndarray, toy, *, true_nll: bool = False) -> dict[str, float]:
+    """`mode_coverage` of samples `points` [N, D] of a toy (data.toy_distribution) whose modes are
+    known, {} for the others; with `true_nll` also samples_true_nll_nats, the samples' mean NLL
+    under the toy's exact density (near the data's own true_nll_nats when they stay on it)."""
+    out = {'samples_true_nll_nats': -float(np.mean(toy.log_prob(points)))} if true_nll else {}
+    if toy.modes is not None:
+        out |= mode_coverage(points, toy.modes, toy.mode_stds)
+    return out
+
+
 def code_holdings(samples: np.ndarray, codes: np.ndarray, num_codes: int, modes: np.ndarray,
                   stds: np.ndarray) -> dict[str, int]:
     """How a GAN's categorical code (InfoGAN's) shares out a mixture's modes: samples [N, D] drawn

@@ -292,10 +292,8 @@ def evaluate(config, params, data: dict[str, np.ndarray], rng: jax.Array) -> dic
     result['sampler_nfe'] = int(nfe)
     if toy:
         result |= units.toy_reference(config.data, data['image'], result)
-        target = data_lib.toy_distribution(config.data.name)
-        if target.modes is not None:
-            result |= modes_lib.mode_coverage(np.asarray(points).reshape(num, -1), target.modes,
-                                              target.mode_stds)
+        result |= modes_lib.of_toy_samples(np.asarray(points).reshape(num, -1),
+                                           data_lib.toy_distribution(config.data.name))
         names = (config.sampler.name,) + tuple(n for n in config.eval.samplers
                                                 if n != config.sampler.name)
         if config.eval.w2_samples:

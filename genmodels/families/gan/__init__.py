@@ -252,7 +252,7 @@ def _toy_metrics(config, params, data: dict[str, np.ndarray], rng: jax.Array) ->
     out = {}
     if toy.modes is not None:
         points = np.asarray(sample(config, params, k_modes, 2500)).reshape(2500, -1)
-        out |= modes_lib.mode_coverage(points, toy.modes, toy.mode_stds)
+        out |= modes_lib.of_toy_samples(points, toy)
         if k := config.model.info_categorical:  # CODE_SAMPLES points for each code
             codes = np.arange(k * CODE_SAMPLES) % k
             k_code, k_cont = jax.random.split(jax.random.fold_in(k_modes, 1))
