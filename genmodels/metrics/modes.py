@@ -58,10 +58,9 @@ def code_holdings(samples: np.ndarray, codes: np.ndarray, num_codes: int, modes:
     missing from modes_covered: the codes crowd onto some modes instead of spreading out."""
     nearest, in_stds = _nearest(samples, modes, stds)
     near = in_stds <= NUM_STDS
-    held = []
-    for code in range(num_codes):
-        mine = np.asarray(codes) == code
-        counts = np.bincount(nearest[mine & near], minlength=len(modes))
-        if 2 * counts.max() > np.sum(mine):
-            held.append(int(np.argmax(counts)))
-    return {'codes_holding_a_mode': len(held), 'modes_held_by_codes': len(set(held))}
+    codes = np.asarray(codes)
+    counts = np.zeros((num_codes, len(modes)), np.int64)  # [code, mode]: its samples near it
+    np.add.at(counts, (codes[near], nearest[near]), 1)
+    holds = 2 * counts.max(axis=1) > np.bincount(codes, minlength=num_codes)
+    return {'codes_holding_a_mode': int(np.sum(holds)),
+            'modes_held_by_codes': len(set(np.argmax(counts[holds], axis=1).tolist()))}
